@@ -1,0 +1,132 @@
+// Package store defines the storage backend interface of phivault.
+//
+// A backend is untrusted: it holds only what the barrier hands it - sealed
+// resource bodies, blind index tokens, opaque ids, version numbers, system
+// timestamps, wrapped keys and audit leaves. It never sees plaintext patient
+// data and knows nothing of FHIR. Every backend implements this interface
+// natively and passes the conformance suite in package storetest.
+//
+// Concurrency: a Backend is safe for concurrent use. Update calls may be
+// grouped into one durable commit (group commit); each call still succeeds
+// or fails on its own.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors that are part of the contract. Backends wrap them; callers match
+// with errors.Is.
+var (
+	// ErrNotFound: no such resource, version or key.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: Put's expected previous version is not the current one.
+	ErrConflict = errors.New("store: version conflict")
+	// ErrExists: CreateMeta found the key already present.
+	ErrExists = errors.New("store: already exists")
+	// ErrClosed: the backend was closed.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Token is a blind index token: a keyed hash computed by the barrier. The
+// backend compares tokens for equality and nothing else.
+type Token []byte
+
+// Version is one stored version of a resource.
+type Version struct {
+	Type    string    // resource type, e.g. "Observation"
+	ID      string    // logical id
+	VID     int64     // version id, 1 for the first version
+	Updated time.Time // when this version was written (UTC, microsecond precision)
+	Deleted bool      // a delete marker; Body is empty
+	Seq     int64     // position in the store-wide change sequence, set by Put
+	Body    []byte    // sealed body (opaque to the store)
+}
+
+// Backend is a storage engine.
+type Backend interface {
+	// View runs fn against a consistent read-only snapshot. fn must not keep
+	// the Reader after it returns.
+	View(ctx context.Context, fn func(Reader) error) error
+	// Update runs fn in a read-write transaction and returns nil only once
+	// everything fn wrote is durable (it survives a crash or power loss). If
+	// fn returns an error, nothing it wrote is kept and Update returns that
+	// error. fn may run on another goroutine and must not block on other
+	// Update calls. ctx bounds the wait for the commit; once fn has run the
+	// commit itself is not abandoned, so a nil error means durable and a
+	// non-nil error after fn ran successfully means the outcome is unknown
+	// only if it wraps context.Canceled/DeadlineExceeded.
+	Update(ctx context.Context, fn func(Writer) error) error
+	// Close waits for pending commits and releases the backend.
+	Close() error
+}
+
+// Reader reads a snapshot.
+type Reader interface {
+	// Current returns the latest version of a resource, delete markers
+	// included, or ErrNotFound.
+	Current(typ, id string) (Version, error)
+	// Get returns one version of a resource, or ErrNotFound.
+	Get(typ, id string, vid int64) (Version, error)
+	// History returns versions newest first (by Seq) for the query.
+	History(q HistoryQuery) ([]Version, error)
+	// Match returns, in ascending id order, the ids of resources of q.Type
+	// whose current (not deleted) version carries, for every group in q.All,
+	// at least one of that group's tokens.
+	Match(q MatchQuery) ([]string, error)
+	// Count returns how many resources Match would return without a limit.
+	Count(q MatchQuery) (int, error)
+	// Meta returns the value stored under key, or ErrNotFound.
+	Meta(key string) ([]byte, error)
+	// MetaPrefix returns all keys, in ascending order, that start with
+	// prefix, with their values.
+	MetaPrefix(prefix string) ([]KV, error)
+	// AuditSize returns the number of audit leaves.
+	AuditSize() (int64, error)
+	// AuditLeaves returns the leaves with index in [from, to).
+	AuditLeaves(from, to int64) ([][]byte, error)
+}
+
+// Writer writes inside a transaction. It reads its own writes.
+type Writer interface {
+	Reader
+	// Put stores v as the new current version of (v.Type, v.ID) and replaces
+	// that resource's index tokens with tokens (cleared for delete markers).
+	// It fails with ErrConflict unless v.VID is one more than the current
+	// version (or 1 for a new resource). It returns v with Seq set.
+	Put(v Version, tokens []Token) (Version, error)
+	// SetMeta stores value under key, replacing any previous value.
+	SetMeta(key string, value []byte) error
+	// CreateMeta stores value under key, or fails with ErrExists.
+	CreateMeta(key string, value []byte) error
+	// DeleteMeta removes key; absent keys are not an error.
+	DeleteMeta(key string) error
+	// AppendAudit appends a leaf to the audit log and returns its index
+	// (0-based, dense, in commit order).
+	AppendAudit(leaf []byte) (int64, error)
+}
+
+// KV is one metadata entry.
+type KV struct {
+	Key   string
+	Value []byte
+}
+
+// HistoryQuery selects versions for History. Type and ID narrow the scope:
+// both empty means the whole store, ID alone is invalid.
+type HistoryQuery struct {
+	Type, ID  string
+	Since     time.Time // only versions updated at or after Since (zero: all)
+	BeforeSeq int64     // only versions with Seq < BeforeSeq (0: no bound); for paging
+	Limit     int       // at most Limit versions (0: no limit)
+}
+
+// MatchQuery selects resources by index tokens for Match and Count.
+type MatchQuery struct {
+	Type  string
+	All   [][]Token // AND of groups, each an OR of tokens; empty: every resource of Type
+	After string    // only ids greater than After (for paging)
+	Limit int       // at most Limit ids (0: no limit)
+}
