@@ -1,0 +1,35 @@
+package barrier
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"hash"
+
+	"github.com/phivault/phivault/internal/store"
+)
+
+// TokenSize is the length of a blind token: 128 bits of HMAC-SHA256.
+const TokenSize = 16
+
+func (b *Barrier) newHMAC() any { return hmac.New(sha256.New, b.index) }
+
+// Token returns the blind index token of parts: HMAC-SHA256 under the index
+// key, truncated to TokenSize bytes. Each part is length-prefixed, so
+// ("ab","c") and ("a","bc") differ. Without the index key no token can be
+// computed, and equal inputs give equal tokens (the equality pattern is what
+// an index reveals; see docs/search.md).
+func (b *Barrier) Token(parts ...string) store.Token {
+	h := b.hmacs.Get().(hash.Hash)
+	h.Reset()
+	var n [4]byte
+	for _, p := range parts {
+		binary.BigEndian.PutUint32(n[:], uint32(len(p)))
+		h.Write(n[:])
+		h.Write([]byte(p))
+	}
+	var sum [sha256.Size]byte
+	out := h.Sum(sum[:0])
+	b.hmacs.Put(h)
+	return store.Token(out[:TokenSize:TokenSize])
+}
