@@ -1,0 +1,202 @@
+// Package records stores versioned FHIR resources over the barrier and a
+// storage backend. It is the one way the rest of phivault reads or writes
+// resources: bodies are sealed under the data key of their patient
+// compartment (or the tenant key), bound to tenant, type, id and version;
+// index entries are blind tokens; every version is kept.
+//
+// records knows resources only as JSON objects with "resourceType" and "id";
+// validation, search semantics and policy live elsewhere.
+package records
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/phivault/phivault/internal/barrier"
+	"github.com/phivault/phivault/internal/store"
+)
+
+// Errors of the package; match with errors.Is.
+var (
+	ErrNotFound     = errors.New("records: not found")
+	ErrDeleted      = errors.New("records: deleted")
+	ErrPrecondition = errors.New("records: version precondition failed")
+	// ErrConflict: a concurrent change won; the caller may re-plan and retry.
+	ErrConflict = errors.New("records: concurrent change")
+	// ErrIntegrity: stored data failed to authenticate or decode.
+	ErrIntegrity = errors.New("records: stored data failed its integrity check")
+)
+
+// Indexer says how a resource is found: its blind index tokens and the
+// patient whose compartment it belongs to ("" for none). It must be safe
+// for concurrent use and deterministic for a given resource.
+type Indexer interface {
+	Index(res map[string]any) (tokens []store.Token, patient string, err error)
+}
+
+// Entry is one version of a resource as the caller sees it.
+type Entry struct {
+	Type    string
+	ID      string
+	VID     int64
+	Updated time.Time
+	Deleted bool
+	Seq     int64
+	Body    []byte // JSON with meta.versionId and meta.lastUpdated; nil if Deleted
+}
+
+// Store is the resource store. It is safe for concurrent use.
+type Store struct {
+	st     store.Backend
+	b      *barrier.Barrier
+	ix     Indexer
+	tenant string
+	now    func() time.Time
+}
+
+// New returns a Store for tenant over st, sealing through b and indexing
+// with ix.
+func New(st store.Backend, b *barrier.Barrier, ix Indexer, tenant string) *Store {
+	return &Store{st: st, b: b, ix: ix, tenant: tenant, now: time.Now}
+}
+
+// Backend returns the storage backend, for components that append to it in
+// the same transaction as a write (audit).
+func (s *Store) Backend() store.Backend { return s.st }
+
+func (s *Store) context(typ, id string, vid int64) []byte {
+	return barrier.Context(s.tenant, typ, id, strconv.FormatInt(vid, 10))
+}
+
+// Read returns the current version. A deleted resource gives ErrDeleted
+// with the delete marker's Entry.
+func (s *Store) Read(ctx context.Context, typ, id string) (Entry, error) {
+	var v store.Version
+	err := s.st.View(ctx, func(r store.Reader) error {
+		var err error
+		v, err = r.Current(typ, id)
+		return err
+	})
+	return s.entry(ctx, v, err)
+}
+
+// VRead returns one version. A delete marker gives ErrDeleted.
+func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (Entry, error) {
+	var v store.Version
+	err := s.st.View(ctx, func(r store.Reader) error {
+		var err error
+		v, err = r.Get(typ, id, vid)
+		return err
+	})
+	return s.entry(ctx, v, err)
+}
+
+// ReadMany returns the current, not deleted versions of ids in their order,
+// skipping ids that do not exist or are deleted.
+func (s *Store) ReadMany(ctx context.Context, typ string, ids []string) ([]Entry, error) {
+	vs := make([]store.Version, 0, len(ids))
+	err := s.st.View(ctx, func(r store.Reader) error {
+		for _, id := range ids {
+			v, err := r.Current(typ, id)
+			if errors.Is(err, store.ErrNotFound) || (err == nil && v.Deleted) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			vs = append(vs, v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Entry, 0, len(vs))
+	for _, v := range vs {
+		e, err := s.open(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// History returns versions newest first; delete markers have no Body.
+func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]Entry, error) {
+	var vs []store.Version
+	err := s.st.View(ctx, func(r store.Reader) error {
+		var err error
+		vs, err = r.History(q)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Entry, 0, len(vs))
+	for _, v := range vs {
+		e, err := s.open(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Match returns ids of current resources matching q (see store.Reader.Match).
+func (s *Store) Match(ctx context.Context, q store.MatchQuery) (ids []string, err error) {
+	err = s.st.View(ctx, func(r store.Reader) error {
+		ids, err = r.Match(q)
+		return err
+	})
+	return ids, err
+}
+
+// Count returns how many current resources match q.
+func (s *Store) Count(ctx context.Context, q store.MatchQuery) (n int, err error) {
+	err = s.st.View(ctx, func(r store.Reader) error {
+		n, err = r.Count(q)
+		return err
+	})
+	return n, err
+}
+
+// Token returns the blind token of parts (see barrier.Barrier.Token).
+func (s *Store) Token(parts ...string) store.Token { return s.b.Token(parts...) }
+
+func (s *Store) entry(ctx context.Context, v store.Version, err error) (Entry, error) {
+	if errors.Is(err, store.ErrNotFound) {
+		return Entry{}, ErrNotFound
+	}
+	if err != nil {
+		return Entry{}, err
+	}
+	e, err := s.open(ctx, v)
+	if err != nil {
+		return e, err
+	}
+	if e.Deleted {
+		return e, ErrDeleted
+	}
+	return e, nil
+}
+
+func (s *Store) open(ctx context.Context, v store.Version) (Entry, error) {
+	e := Entry{Type: v.Type, ID: v.ID, VID: v.VID, Updated: v.Updated, Deleted: v.Deleted, Seq: v.Seq}
+	if v.Deleted {
+		return e, nil
+	}
+	body, err := s.b.Open(ctx, s.context(v.Type, v.ID, v.VID), v.Body)
+	if err != nil {
+		if errors.Is(err, barrier.ErrKeyDestroyed) {
+			return e, fmt.Errorf("%s/%s: %w", v.Type, v.ID, err)
+		}
+		return e, fmt.Errorf("%w: %s/%s/_history/%d: %v", ErrIntegrity, v.Type, v.ID, v.VID, err)
+	}
+	e.Body = body
+	return e, nil
+}
