@@ -1,0 +1,143 @@
+// Package authn turns credentials into a policy.Principal. This first part
+// holds operator bearer tokens: minted through the local operator path
+// (`phivault token`, `init`, `demo`), signed with HMAC-SHA256 under a key
+// that is stored sealed by the barrier, short-lived, and checked in
+// constant time.
+package authn
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/phivault/phivault/internal/barrier"
+	"github.com/phivault/phivault/internal/policy"
+	"github.com/phivault/phivault/internal/store"
+)
+
+// ErrInvalidToken is returned for any token that is malformed, forged or
+// expired; callers must not tell these apart to the client.
+var ErrInvalidToken = errors.New("authn: invalid or expired token")
+
+const (
+	tokenPrefix  = "pv1."
+	tokenKeyMeta = "authn/token-key"
+	tokenKeyName = "system"
+	maxTTL       = 30 * 24 * time.Hour
+)
+
+// Token is a bearer token. It prints as **redacted**.
+type Token string
+
+func (Token) String() string   { return "**redacted**" }
+func (Token) GoString() string { return "**redacted**" }
+
+// Reveal returns the token text, for handing it to its owner.
+func (t Token) Reveal() string { return string(t) }
+
+type claims struct {
+	Sub   string   `json:"sub"`
+	Roles []string `json:"roles"`
+	Iat   int64    `json:"iat"`
+	Exp   int64    `json:"exp"`
+	Jti   string   `json:"jti"`
+}
+
+// Tokens mints and checks operator tokens. It is safe for concurrent use.
+type Tokens struct {
+	key []byte
+	now func() time.Time
+}
+
+// OpenTokens loads (or creates on first use) the token signing key, stored
+// in st sealed by b.
+func OpenTokens(ctx context.Context, st store.Backend, b *barrier.Barrier) (*Tokens, error) {
+	aad := barrier.Context("authn", tokenKeyMeta)
+	var sealed []byte
+	err := st.View(ctx, func(r store.Reader) error {
+		var err error
+		sealed, err = r.Meta(tokenKeyMeta)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		key := make([]byte, 32)
+		rand.Read(key)
+		s, err := b.Seal(ctx, tokenKeyName, aad, key)
+		if err != nil {
+			return nil, err
+		}
+		err = st.Update(ctx, func(tx store.Writer) error {
+			if v, err := tx.Meta(tokenKeyMeta); err == nil {
+				s = v // another process created it first
+				return nil
+			}
+			return tx.CreateMeta(tokenKeyMeta, s)
+		})
+		if err != nil {
+			return nil, err
+		}
+		sealed = s
+	} else if err != nil {
+		return nil, err
+	}
+	key, err := b.Open(ctx, aad, sealed)
+	if err != nil {
+		return nil, fmt.Errorf("authn: token key: %w", err)
+	}
+	return &Tokens{key: key, now: time.Now}, nil
+}
+
+// Mint returns a token for user with roles, valid for ttl (at most 30 days).
+func (t *Tokens) Mint(user string, roles []string, ttl time.Duration) (Token, time.Time, error) {
+	if user == "" || len(roles) == 0 {
+		return "", time.Time{}, errors.New("authn: a token needs a user and at least one role")
+	}
+	if ttl <= 0 || ttl > maxTTL {
+		return "", time.Time{}, fmt.Errorf("authn: token lifetime must be between 1s and %s", maxTTL)
+	}
+	now := t.now()
+	jti := make([]byte, 12)
+	rand.Read(jti)
+	c := claims{Sub: user, Roles: roles, Iat: now.Unix(), Exp: now.Add(ttl).Unix(), Jti: base64.RawURLEncoding.EncodeToString(jti)}
+	payload, _ := json.Marshal(c)
+	p := base64.RawURLEncoding.EncodeToString(payload)
+	return Token(tokenPrefix + p + "." + base64.RawURLEncoding.EncodeToString(t.mac(p))), now.Add(ttl), nil
+}
+
+func (t *Tokens) mac(payload string) []byte {
+	m := hmac.New(sha256.New, t.key)
+	m.Write([]byte(tokenPrefix + payload))
+	return m.Sum(nil)
+}
+
+// Check verifies a token and returns its principal.
+func (t *Tokens) Check(tok string) (policy.Principal, error) {
+	rest, ok := strings.CutPrefix(tok, tokenPrefix)
+	if !ok || len(tok) > 4096 {
+		return policy.Principal{}, ErrInvalidToken
+	}
+	p, sig, ok := strings.Cut(rest, ".")
+	if !ok {
+		return policy.Principal{}, ErrInvalidToken
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || !hmac.Equal(got, t.mac(p)) {
+		return policy.Principal{}, ErrInvalidToken
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(p)
+	if err != nil {
+		return policy.Principal{}, ErrInvalidToken
+	}
+	var c claims
+	if err := json.Unmarshal(raw, &c); err != nil || c.Sub == "" || t.now().Unix() >= c.Exp {
+		return policy.Principal{}, ErrInvalidToken
+	}
+	return policy.Principal{UserID: c.Sub, Roles: c.Roles, Method: "operator-token"}, nil
+}
