@@ -1,0 +1,102 @@
+package fhir
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// sharedData returns the path of a file in the shared test corpus (../shared/data beside the
+// repository). Without it the test is skipped, except under CI=true where it fails.
+func sharedData(t testing.TB, rel string) string {
+	t.Helper()
+	p := filepath.Join("..", "..", "..", "shared", "data", rel)
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("test corpus %s is missing (required when CI=true): %v", p, err)
+		}
+		t.Skipf("test corpus %s not present; skipping (it is required when CI=true)", p)
+	}
+	return p
+}
+
+// definitionTypes are conformance and definition resources, which are not examples of
+// patient or administrative data and are left out of the example test.
+var definitionTypes = map[string]bool{
+	"StructureDefinition": true, "ValueSet": true, "CodeSystem": true, "SearchParameter": true,
+	"CapabilityStatement": true, "OperationDefinition": true, "CompartmentDefinition": true,
+	"ImplementationGuide": true, "ConceptMap": true, "NamingSystem": true, "StructureMap": true,
+	"GraphDefinition": true, "MessageDefinition": true, "TerminologyCapabilities": true,
+	"ExampleScenario": true,
+}
+
+// exampleFile is one JSON file of the R4 package.
+type exampleFile struct {
+	name string
+	data []byte
+}
+
+// readExamples returns the clinical and administrative examples of the R4 package: every
+// package/*.json resource except definitions and Bundles that hold only definitions.
+func readExamples(t testing.TB) []exampleFile {
+	t.Helper()
+	f, err := os.Open(sharedData(t, "fhir/hl7.fhir.r4.examples-4.0.1.tgz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []exampleFile
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := path.Base(h.Name)
+		typ, _, ok := strings.Cut(base, "-")
+		if !ok || !strings.HasSuffix(base, ".json") || definitionTypes[typ] || !IsResourceType(typ) {
+			continue
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ == "Bundle" && definitionBundle(data) {
+			continue
+		}
+		out = append(out, exampleFile{base, data})
+	}
+	return out
+}
+
+// definitionBundle reports whether every entry of a Bundle is a definition resource.
+func definitionBundle(data []byte) bool {
+	r, err := Parse(data)
+	if err != nil {
+		return false
+	}
+	entries, _ := r["entry"].([]any)
+	if len(entries) == 0 {
+		return false
+	}
+	for _, e := range entries {
+		m, _ := e.(map[string]any)
+		res, _ := m["resource"].(map[string]any)
+		if !definitionTypes[Resource(res).Type()] {
+			return false
+		}
+	}
+	return true
+}

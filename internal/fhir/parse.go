@@ -1,0 +1,430 @@
+package fhir
+
+import (
+	"encoding/json"
+	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Resource is a parsed FHIR resource in its JSON shape: objects are map[string]any, arrays
+// []any, strings string, booleans bool, numbers json.Number (so decimal precision such as
+// 1.50 survives a round trip) and JSON null is nil.
+type Resource map[string]any
+
+// Type returns the resource's resourceType, or "" when it has none.
+func (r Resource) Type() string {
+	s, _ := r["resourceType"].(string)
+	return s
+}
+
+// MaxDepth is the deepest nesting of JSON objects and arrays that Parse accepts.
+const MaxDepth = 64
+
+// Parse strictly parses one FHIR JSON resource. It rejects invalid JSON and invalid UTF-8,
+// anything after the top-level value, duplicate object keys, nesting deeper than MaxDepth, a
+// top level that is not an object and a missing or non-string resourceType. It does not
+// validate the resource against the spec: call Validate for that.
+//
+// Errors are *Error values whose text never contains input values.
+func Parse(data []byte) (Resource, error) {
+	p := parser{data: data, names: internTable()}
+	p.ws()
+	if p.pos >= len(p.data) {
+		return nil, p.fail(CodeStructure, "empty document")
+	}
+	if p.data[p.pos] != '{' {
+		return nil, p.fail(CodeStructure, "a resource must be a JSON object")
+	}
+	v, err := p.object(1)
+	if err != nil {
+		return nil, err
+	}
+	p.ws()
+	if p.pos != len(p.data) {
+		return nil, p.fail(CodeStructure, "unexpected data after the resource")
+	}
+	r := Resource(v)
+	rt, ok := r["resourceType"]
+	if !ok {
+		p.path = p.path[:0]
+		return nil, &Error{Code: CodeRequired, Location: "resourceType", Offset: 0, Message: "missing resourceType"}
+	}
+	if _, ok := rt.(string); !ok {
+		return nil, &Error{Code: CodeStructure, Location: "resourceType", Offset: 0, Message: "resourceType must be a string"}
+	}
+	return r, nil
+}
+
+// internTable maps every element name in the spec to one shared string, so that parsing
+// does not allocate a fresh string for each well-known key.
+var internTable = sync.OnceValue(func() map[string]string {
+	m := map[string]string{"resourceType": "resourceType"}
+	for _, t := range loadSpec().types {
+		for name := range t.elems {
+			m[name] = name
+			m["_"+name] = "_" + name
+		}
+	}
+	return m
+})
+
+type pathSeg struct {
+	key string // "" for an array index
+	idx int
+}
+
+type parser struct {
+	data  []byte
+	pos   int
+	names map[string]string
+	path  []pathSeg
+	rtype string // resourceType of the top-level object, once seen
+}
+
+func (p *parser) fail(code, msg string) *Error {
+	loc := p.rtype
+	if loc == "" {
+		loc = "$"
+	}
+	b := []byte(loc)
+	for _, s := range p.path {
+		if s.key != "" {
+			b = appendName(b, s.key)
+		} else {
+			b = appendIndex(b, s.idx)
+		}
+	}
+	if len(p.path) == 0 {
+		b = b[:0]
+	}
+	return &Error{Code: code, Location: string(b), Offset: int64(p.pos), Message: msg}
+}
+
+func (p *parser) ws() {
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (p *parser) value(depth int) (any, error) {
+	p.ws()
+	if p.pos >= len(p.data) {
+		return nil, p.fail(CodeStructure, "unexpected end of JSON")
+	}
+	switch c := p.data[p.pos]; {
+	case c == '{':
+		m, err := p.object(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		return m, nil
+	case c == '[':
+		return p.array(depth + 1)
+	case c == '"':
+		return p.str()
+	case c == '-' || (c >= '0' && c <= '9'):
+		return p.number()
+	case c == 't':
+		return true, p.literal("true")
+	case c == 'f':
+		return false, p.literal("false")
+	case c == 'n':
+		return nil, p.literal("null")
+	}
+	return nil, p.fail(CodeStructure, "invalid JSON value")
+}
+
+func (p *parser) literal(lit string) error {
+	if len(p.data)-p.pos < len(lit) || string(p.data[p.pos:p.pos+len(lit)]) != lit {
+		return p.fail(CodeStructure, "invalid JSON value")
+	}
+	p.pos += len(lit)
+	return nil
+}
+
+func (p *parser) object(depth int) (map[string]any, error) {
+	if depth > MaxDepth {
+		return nil, p.fail(CodeStructure, "JSON nested too deeply")
+	}
+	p.pos++ // '{'
+	m := make(map[string]any, 4)
+	p.ws()
+	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+		p.pos++
+		return m, nil
+	}
+	for {
+		p.ws()
+		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+			return nil, p.fail(CodeStructure, "expected a property name")
+		}
+		key, err := p.key()
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := m[key]; dup {
+			p.path = append(p.path, pathSeg{key: key})
+			return nil, p.fail(CodeStructure, "duplicate property")
+		}
+		p.ws()
+		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+			return nil, p.fail(CodeStructure, "expected ':' after a property name")
+		}
+		p.pos++
+		p.path = append(p.path, pathSeg{key: key})
+		v, err := p.value(depth)
+		if err != nil {
+			return nil, err
+		}
+		p.path = p.path[:len(p.path)-1]
+		m[key] = v
+		if depth == 1 && key == "resourceType" {
+			if s, ok := v.(string); ok && IsResourceType(s) {
+				p.rtype = s
+			}
+		}
+		p.ws()
+		if p.pos >= len(p.data) {
+			return nil, p.fail(CodeStructure, "unexpected end of JSON")
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case '}':
+			p.pos++
+			return m, nil
+		default:
+			return nil, p.fail(CodeStructure, "expected ',' or '}'")
+		}
+	}
+}
+
+func (p *parser) array(depth int) ([]any, error) {
+	if depth > MaxDepth {
+		return nil, p.fail(CodeStructure, "JSON nested too deeply")
+	}
+	p.pos++ // '['
+	a := make([]any, 0, 2)
+	p.ws()
+	if p.pos < len(p.data) && p.data[p.pos] == ']' {
+		p.pos++
+		return a, nil
+	}
+	for i := 0; ; i++ {
+		p.path = append(p.path, pathSeg{idx: i})
+		v, err := p.value(depth)
+		if err != nil {
+			return nil, err
+		}
+		p.path = p.path[:len(p.path)-1]
+		a = append(a, v)
+		p.ws()
+		if p.pos >= len(p.data) {
+			return nil, p.fail(CodeStructure, "unexpected end of JSON")
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case ']':
+			p.pos++
+			return a, nil
+		default:
+			return nil, p.fail(CodeStructure, "expected ',' or ']'")
+		}
+	}
+}
+
+func (p *parser) number() (json.Number, error) {
+	d, start := p.data, p.pos
+	i := start
+	if i < len(d) && d[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(d) && d[i] == '0':
+		i++
+	case i < len(d) && d[i] >= '1' && d[i] <= '9':
+		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
+			i++
+		}
+	default:
+		p.pos = i
+		return "", p.fail(CodeStructure, "invalid number")
+	}
+	if i < len(d) && d[i] == '.' {
+		i++
+		j := i
+		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
+			i++
+		}
+		if i == j {
+			p.pos = i
+			return "", p.fail(CodeStructure, "invalid number")
+		}
+	}
+	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
+		i++
+		if i < len(d) && (d[i] == '+' || d[i] == '-') {
+			i++
+		}
+		j := i
+		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
+			i++
+		}
+		if i == j {
+			p.pos = i
+			return "", p.fail(CodeStructure, "invalid number")
+		}
+	}
+	p.pos = i
+	return json.Number(d[start:i]), nil
+}
+
+// key parses an object key, interning well-known element names.
+func (p *parser) key() (string, error) {
+	start := p.pos + 1
+	for i := start; i < len(p.data); i++ {
+		c := p.data[i]
+		if c == '"' {
+			p.pos = i + 1
+			if s, ok := p.names[string(p.data[start:i])]; ok {
+				return s, nil
+			}
+			return string(p.data[start:i]), nil
+		}
+		if c == '\\' || c < 0x20 || c >= 0x80 {
+			break
+		}
+	}
+	return p.str()
+}
+
+// str parses a JSON string, rejecting invalid UTF-8, raw control characters, bad escapes and
+// unpaired surrogates.
+func (p *parser) str() (string, error) {
+	d := p.data
+	i := p.pos + 1
+	start := i
+	// Fast path: no escapes.
+	for i < len(d) {
+		c := d[i]
+		if c == '"' {
+			p.pos = i + 1
+			return string(d[start:i]), nil
+		}
+		if c == '\\' {
+			break
+		}
+		if c < 0x20 {
+			p.pos = i
+			return "", p.fail(CodeStructure, "invalid string: control character")
+		}
+		if c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(d[i:])
+		if r == utf8.RuneError && n <= 1 {
+			p.pos = i
+			return "", p.fail(CodeStructure, "invalid string: not UTF-8")
+		}
+		i += n
+	}
+	buf := make([]byte, 0, i-start+16)
+	buf = append(buf, d[start:i]...)
+	for i < len(d) {
+		c := d[i]
+		switch {
+		case c == '"':
+			p.pos = i + 1
+			return string(buf), nil
+		case c == '\\':
+			if i+1 >= len(d) {
+				p.pos = i
+				return "", p.fail(CodeStructure, "invalid string: bad escape")
+			}
+			i++
+			switch d[i] {
+			case '"', '\\', '/':
+				buf = append(buf, d[i])
+			case 'b':
+				buf = append(buf, '\b')
+			case 'f':
+				buf = append(buf, '\f')
+			case 'n':
+				buf = append(buf, '\n')
+			case 'r':
+				buf = append(buf, '\r')
+			case 't':
+				buf = append(buf, '\t')
+			case 'u':
+				r, ok := hex4(d, i+1)
+				if !ok {
+					p.pos = i
+					return "", p.fail(CodeStructure, "invalid string: bad escape")
+				}
+				i += 4
+				if utf16.IsSurrogate(r) {
+					r2, ok := rune(0), false
+					if i+2 < len(d) && d[i+1] == '\\' && d[i+2] == 'u' {
+						r2, ok = hex4(d, i+3)
+					}
+					dec := utf16.DecodeRune(r, r2)
+					if !ok || dec == utf8.RuneError {
+						p.pos = i
+						return "", p.fail(CodeStructure, "invalid string: unpaired surrogate")
+					}
+					i += 6
+					r = dec
+				}
+				buf = utf8.AppendRune(buf, r)
+			default:
+				p.pos = i
+				return "", p.fail(CodeStructure, "invalid string: bad escape")
+			}
+			i++
+		case c < 0x20:
+			p.pos = i
+			return "", p.fail(CodeStructure, "invalid string: control character")
+		case c < utf8.RuneSelf:
+			buf = append(buf, c)
+			i++
+		default:
+			r, n := utf8.DecodeRune(d[i:])
+			if r == utf8.RuneError && n <= 1 {
+				p.pos = i
+				return "", p.fail(CodeStructure, "invalid string: not UTF-8")
+			}
+			buf = append(buf, d[i:i+n]...)
+			i += n
+		}
+	}
+	p.pos = i
+	return "", p.fail(CodeStructure, "unexpected end of JSON in a string")
+}
+
+func hex4(d []byte, i int) (rune, bool) {
+	if i+4 > len(d) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range d[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
