@@ -78,3 +78,17 @@ func (Bootstrap) Decide(_ context.Context, r Request) Decision {
 	}
 	return Decision{Allow: false, Policies: []string{"default-deny"}, Reason: "no policy allows this access"}
 }
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p; the server's authentication
+// middleware sets it and nothing else does.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the caller set by WithPrincipal.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}

@@ -10,6 +10,7 @@ package records
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -45,6 +46,7 @@ type Entry struct {
 	Updated time.Time
 	Deleted bool
 	Seq     int64
+	Patient string // id of the patient whose compartment holds it, "" if none
 	Body    []byte // JSON with meta.versionId and meta.lastUpdated; nil if Deleted
 }
 
@@ -197,6 +199,26 @@ func (s *Store) open(ctx context.Context, v store.Version) (Entry, error) {
 		}
 		return e, fmt.Errorf("%w: %s/%s/_history/%d: %v", ErrIntegrity, v.Type, v.ID, v.VID, err)
 	}
-	e.Body = body
+	e.Patient, e.Body, err = unwrapBody(body)
+	if err != nil {
+		return e, fmt.Errorf("%w: %s/%s/_history/%d: %v", ErrIntegrity, v.Type, v.ID, v.VID, err)
+	}
 	return e, nil
+}
+
+// The sealed plaintext is the patient id (uvarint length, bytes) followed by
+// the resource JSON, so reads learn the compartment without parsing.
+func wrapBody(patient string, body []byte) []byte {
+	out := make([]byte, 0, binary.MaxVarintLen64+len(patient)+len(body))
+	out = binary.AppendUvarint(out, uint64(len(patient)))
+	out = append(out, patient...)
+	return append(out, body...)
+}
+
+func unwrapBody(b []byte) (string, []byte, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)-k) {
+		return "", nil, errors.New("bad body envelope")
+	}
+	return string(b[k : k+int(n)]), b[k+int(n):], nil
 }

@@ -166,11 +166,11 @@ func (s *Store) prepare(ctx context.Context, op Op, cur store.Version, found boo
 	if patient != "" {
 		keyName = "patient/" + patient
 	}
-	sealed, err := s.b.Seal(ctx, keyName, s.context(op.Type, op.ID, last+1), body)
+	sealed, err := s.b.Seal(ctx, keyName, s.context(op.Type, op.ID, last+1), wrapBody(patient, body))
 	if err != nil {
 		return prepared{}, err
 	}
-	p.v.Body, p.tokens, p.res.Body = sealed, tokens, body
+	p.v.Body, p.tokens, p.res.Body, p.res.Patient = sealed, tokens, body, patient
 	next[k] = p.v
 	return p, nil
 }

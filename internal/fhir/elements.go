@@ -1,0 +1,45 @@
+package fhir
+
+import "sort"
+
+// IsElement reports whether name is a top-level JSON property of the
+// resource type typ (a choice element counts under each of its JSON names
+// and under its bare name, e.g. "value" and "valueQuantity").
+func IsElement(typ, name string) bool {
+	t := loadSpec().types[typ]
+	if t == nil {
+		return false
+	}
+	if _, ok := t.elems[name]; ok {
+		return true
+	}
+	for _, e := range t.elems {
+		if e.choiceName == name+"[x]" {
+			return true
+		}
+	}
+	return false
+}
+
+// IsMandatory reports whether the top-level element name of typ has a
+// minimum cardinality above zero.
+func IsMandatory(typ, name string) bool {
+	t := loadSpec().types[typ]
+	if t == nil {
+		return false
+	}
+	e, ok := t.elems[name]
+	return ok && e.min > 0
+}
+
+// ResourceTypes returns every concrete R4 resource type, sorted.
+func ResourceTypes() []string {
+	var out []string
+	for name, t := range loadSpec().types {
+		if t.kind == kindResource && !t.abstract {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

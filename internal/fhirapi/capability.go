@@ -1,0 +1,80 @@
+package fhirapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/phivault/phivault/internal/fhir"
+)
+
+// SearchParams is implemented by a Searcher that can list the parameters it
+// answers for a type, for the CapabilityStatement.
+type SearchParams interface {
+	Params(typ string) []SearchParamInfo
+}
+
+// SearchParamInfo describes one supported search parameter.
+type SearchParamInfo struct {
+	Name, Type, Definition string
+}
+
+// capabilities serves /metadata: a CapabilityStatement that claims only
+// what this server does. It needs no authentication decision beyond being
+// an authenticated caller, and holds no patient data.
+func (a *API) capabilities(c *call) error {
+	c.ev.Interaction, c.ev.Action = "capabilities", "R"
+	sp, _ := a.Search.(SearchParams)
+	var resources []any
+	for _, t := range fhir.ResourceTypes() {
+		r := map[string]any{
+			"type": t,
+			"interaction": []any{
+				code("read"), code("vread"), code("update"), code("patch"), code("delete"),
+				code("history-instance"), code("history-type"), code("create"), code("search-type"),
+			},
+			"versioning":        "versioned-update",
+			"readHistory":       true,
+			"updateCreate":      true,
+			"conditionalCreate": true,
+			"conditionalUpdate": true,
+			"conditionalDelete": "single",
+		}
+		if sp != nil {
+			var ps []any
+			for _, p := range sp.Params(t) {
+				ps = append(ps, map[string]any{"name": p.Name, "type": p.Type, "definition": p.Definition})
+			}
+			if len(ps) > 0 {
+				r["searchParam"] = ps
+			}
+		}
+		resources = append(resources, r)
+	}
+	cs := map[string]any{
+		"resourceType":   "CapabilityStatement",
+		"status":         "active",
+		"date":           a.started.UTC().Format(time.RFC3339),
+		"kind":           "instance",
+		"software":       map[string]any{"name": "phivault", "version": a.Version},
+		"implementation": map[string]any{"description": "phivault FHIR R4 server", "url": a.Base},
+		"fhirVersion":    "4.0.1",
+		"format":         []any{"application/fhir+json"},
+		"patchFormat":    []any{"application/json-patch+json"},
+		"rest": []any{map[string]any{
+			"mode": "server",
+			"security": map[string]any{
+				"cors":        false,
+				"description": "Bearer tokens (Authorization: Bearer ...). Every access is decided by policy and audited before data is returned.",
+			},
+			"resource":    resources,
+			"interaction": []any{code("history-system")},
+		}},
+	}
+	if err := a.record(c); err != nil {
+		return err
+	}
+	writeJSON(c.w, http.StatusOK, cs)
+	return nil
+}
+
+func code(s string) map[string]any { return map[string]any{"code": s} }
