@@ -86,7 +86,7 @@ func lex(src string) ([]token, error) {
 			if j < len(src) && src[j] == 'T' {
 				k = tTime
 			}
-			for j < len(src) && isDateChar(src[j]) {
+			for j < len(src) && isDateChar(src[j]) && (src[j] != '.' || j+1 < len(src) && isDigit(src[j+1])) {
 				j++
 			}
 			toks = append(toks, token{k, src[i+1 : j], i})
