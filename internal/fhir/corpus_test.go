@@ -100,3 +100,57 @@ func definitionBundle(data []byte) bool {
 	}
 	return true
 }
+
+// TestExamples parses and validates every clinical and administrative example of the R4
+// package. The examples listed in testdata/invalid-examples.txt must fail with exactly the
+// listed issues; every other example must be valid.
+func TestExamples(t *testing.T) {
+	examples := readExamples(t)
+	if len(examples) < 600 {
+		t.Fatalf("found only %d examples in the R4 package", len(examples))
+	}
+	want := readInvalidExamples(t)
+	got := map[string]bool{}
+	for _, ex := range examples {
+		r, err := Parse(ex.data)
+		if err != nil {
+			t.Errorf("%s: parse: %v", ex.name, err)
+			continue
+		}
+		for _, is := range Validate(r) {
+			got[strings.Join([]string{ex.name, is.Location, is.Code, is.Message}, " | ")] = true
+		}
+	}
+	for k := range got {
+		if !want[k] {
+			t.Errorf("unexpected issue: %s", k)
+		}
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("listed in testdata/invalid-examples.txt but not reported: %s", k)
+		}
+	}
+	t.Logf("%d examples, %d expected issues", len(examples), len(want))
+}
+
+func readInvalidExamples(t *testing.T) map[string]bool {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "invalid-examples.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Split(line, " | ")
+		if len(fields) != 4 {
+			t.Fatalf("invalid-examples.txt:%d: want 4 fields separated by ' | '", i+1)
+		}
+		want[line] = true
+	}
+	return want
+}
