@@ -1,0 +1,436 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/phivault/phivault/internal/store"
+)
+
+// maxCachedStmts bounds each connection's prepared statement cache; Match
+// prepares one statement per query shape (group sizes).
+const maxCachedStmts = 256
+
+// dbconn is one SQLite connection with its prepared statements. It is used
+// by one goroutine at a time (the writer, or the View holding it).
+type dbconn struct {
+	c     *sql.Conn
+	stmts map[string]*sql.Stmt
+}
+
+func newDBConn(c *sql.Conn) *dbconn {
+	return &dbconn{c: c, stmts: make(map[string]*sql.Stmt)}
+}
+
+// stmt returns the cached prepared statement for query, preparing it once.
+func (d *dbconn) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if s, ok := d.stmts[query]; ok {
+		return s, nil
+	}
+	if len(d.stmts) >= maxCachedStmts {
+		d.closeStmts()
+	}
+	s, err := d.c.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: prepare: %w", err)
+	}
+	d.stmts[query] = s
+	return s, nil
+}
+
+func (d *dbconn) closeStmts() {
+	for q, s := range d.stmts {
+		_ = s.Close()
+		delete(d.stmts, q)
+	}
+}
+
+func (d *dbconn) close() error {
+	d.closeStmts()
+	return d.c.Close()
+}
+
+func (d *dbconn) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	s, err := d.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.ExecContext(ctx, args...)
+}
+
+func (d *dbconn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	s, err := d.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.QueryContext(ctx, args...)
+}
+
+func (d *dbconn) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	s, err := d.stmt(ctx, query)
+	if err != nil {
+		// sql.Row cannot be built with an error of ours; preparing failed,
+		// so the unprepared query reports the same failure through Scan.
+		return d.c.QueryRowContext(ctx, query, args...)
+	}
+	return s.QueryRowContext(ctx, args...)
+}
+
+// reader implements store.Reader over one connection inside a transaction.
+type reader struct {
+	ctx  context.Context
+	db   *dbconn
+	done bool // the View or Update fn returned; the connection is no longer ours
+	// aborted (writers only) is set when SQLite rolled the group
+	// transaction back; further statements would run outside any
+	// transaction, so they are refused.
+	aborted *atomic.Bool
+}
+
+var errDone = errors.New("sqlite: reader or writer used after its function returned")
+
+func (r *reader) check() error {
+	if r.done {
+		return errDone
+	}
+	if r.aborted != nil && r.aborted.Load() {
+		return errGroupAborted
+	}
+	return nil
+}
+
+var _ store.Reader = (*reader)(nil)
+
+const versionCols = `v.seq, v.rtype, v.rid, v.vid, v.updated, v.deleted, v.body`
+
+func scanVersion(sc interface{ Scan(...any) error }) (store.Version, error) {
+	var v store.Version
+	var updated int64
+	var body []byte
+	if err := sc.Scan(&v.Seq, &v.Type, &v.ID, &v.VID, &updated, &v.Deleted, &body); err != nil {
+		return store.Version{}, err
+	}
+	v.Updated = time.UnixMicro(updated).UTC()
+	if len(body) > 0 {
+		v.Body = body
+	}
+	return v, nil
+}
+
+func (r *reader) one(query string, args ...any) (store.Version, error) {
+	if err := r.check(); err != nil {
+		return store.Version{}, err
+	}
+	v, err := scanVersion(r.db.queryRow(r.ctx, query, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Version{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Version{}, fmt.Errorf("sqlite: read version: %w", err)
+	}
+	return v, nil
+}
+
+// Current implements store.Reader.
+func (r *reader) Current(typ, id string) (store.Version, error) {
+	return r.one(`SELECT `+versionCols+` FROM current c JOIN versions v ON v.seq = c.seq
+		WHERE c.rtype = ? AND c.rid = ?`, typ, id)
+}
+
+// Get implements store.Reader.
+func (r *reader) Get(typ, id string, vid int64) (store.Version, error) {
+	return r.one(`SELECT `+versionCols+` FROM versions v WHERE v.rtype = ? AND v.rid = ? AND v.vid = ?`, typ, id, vid)
+}
+
+// History implements store.Reader.
+func (r *reader) History(q store.HistoryQuery) ([]store.Version, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	before := int64(math.MaxInt64)
+	if q.BeforeSeq > 0 {
+		before = q.BeforeSeq
+	}
+	since := int64(math.MinInt64)
+	if !q.Since.IsZero() {
+		since = q.Since.UnixMicro()
+		if q.Since.Nanosecond()%1000 != 0 {
+			since++ // at or after a sub-microsecond instant: round up
+		}
+	}
+	limit := int64(-1)
+	if q.Limit > 0 {
+		limit = int64(q.Limit)
+	}
+	const tail = ` AND v.seq < ? AND v.updated >= ? ORDER BY v.seq DESC LIMIT ?`
+	var rows *sql.Rows
+	var err error
+	switch {
+	case q.Type == "" && q.ID == "":
+		rows, err = r.db.query(r.ctx, `SELECT `+versionCols+` FROM versions v WHERE 1`+tail, before, since, limit)
+	case q.ID == "":
+		rows, err = r.db.query(r.ctx, `SELECT `+versionCols+` FROM versions v WHERE v.rtype = ?`+tail, q.Type, before, since, limit)
+	case q.Type != "":
+		rows, err = r.db.query(r.ctx, `SELECT `+versionCols+` FROM versions v WHERE v.rtype = ? AND v.rid = ?`+tail, q.Type, q.ID, before, since, limit)
+	default:
+		return nil, errors.New("sqlite: history: an id needs a type")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: history: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Version
+	for rows.Next() {
+		v, err := scanVersion(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: history: %w", err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: history: %w", err)
+	}
+	return out, nil
+}
+
+// matchSQL builds the query for q's shape and its arguments. The smallest
+// group drives the scan over the token index (which holds only current,
+// non-deleted versions); every other group is an EXISTS probe.
+// ok is false when some group is empty, so nothing can match.
+func matchSQL(q store.MatchQuery, count bool) (query string, args []any, ok bool) {
+	if len(q.All) == 0 {
+		sel := `SELECT rid FROM current WHERE rtype = ? AND deleted = 0 AND rid > ? ORDER BY rid LIMIT ?`
+		if count {
+			sel = `SELECT count(*) FROM current WHERE rtype = ? AND deleted = 0 AND rid > ?`
+		}
+		return sel, []any{q.Type, q.After}, true
+	}
+	drive := 0
+	for i, g := range q.All {
+		if len(g) == 0 {
+			return "", nil, false
+		}
+		if len(g) < len(q.All[drive]) {
+			drive = i
+		}
+	}
+	var b strings.Builder
+	if count {
+		b.WriteString(`SELECT count(DISTINCT i.rid)`)
+	} else {
+		b.WriteString(`SELECT DISTINCT i.rid`)
+	}
+	b.WriteString(` FROM idx i WHERE i.rtype = ? AND i.rid > ? AND i.token IN (`)
+	args = append(args, q.Type, q.After)
+	args = appendTokens(&b, args, q.All[drive])
+	b.WriteString(`)`)
+	for i, g := range q.All {
+		if i == drive {
+			continue
+		}
+		b.WriteString(` AND EXISTS (SELECT 1 FROM idx j WHERE j.rtype = i.rtype AND j.rid = i.rid AND j.token IN (`)
+		args = appendTokens(&b, args, g)
+		b.WriteString(`))`)
+	}
+	if !count {
+		b.WriteString(` ORDER BY i.rid LIMIT ?`)
+	}
+	return b.String(), args, true
+}
+
+func appendTokens(b *strings.Builder, args []any, g []store.Token) []any {
+	for k, t := range g {
+		if k > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString("?")
+		args = append(args, blob(t))
+	}
+	return args
+}
+
+// blob maps nil to an empty blob: the driver binds nil as NULL.
+func blob(p []byte) []byte {
+	if p == nil {
+		return []byte{}
+	}
+	return p
+}
+
+// Match implements store.Reader.
+func (r *reader) Match(q store.MatchQuery) ([]string, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	if q.Type == "" {
+		return nil, errors.New("sqlite: match needs a type")
+	}
+	query, args, ok := matchSQL(q, false)
+	if !ok {
+		return nil, nil
+	}
+	limit := int64(-1)
+	if q.Limit > 0 {
+		limit = int64(q.Limit)
+	}
+	rows, err := r.db.query(r.ctx, query, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: match: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("sqlite: match: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: match: %w", err)
+	}
+	return ids, nil
+}
+
+// Count implements store.Reader: Match's result size, ignoring q.Limit.
+func (r *reader) Count(q store.MatchQuery) (int, error) {
+	if err := r.check(); err != nil {
+		return 0, err
+	}
+	if q.Type == "" {
+		return 0, errors.New("sqlite: count needs a type")
+	}
+	query, args, ok := matchSQL(q, true)
+	if !ok {
+		return 0, nil
+	}
+	var n int
+	if err := r.db.queryRow(r.ctx, query, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: count: %w", err)
+	}
+	return n, nil
+}
+
+// Meta implements store.Reader.
+func (r *reader) Meta(key string) ([]byte, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	var v []byte
+	err := r.db.queryRow(r.ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: meta: %w", err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
+// prefixEnd returns the smallest string greater than every string with the
+// given prefix, or ok=false if there is none (prefix is all 0xff bytes).
+func prefixEnd(prefix string) (end string, ok bool) {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1]), true
+		}
+	}
+	return "", false
+}
+
+// MetaPrefix implements store.Reader.
+func (r *reader) MetaPrefix(prefix string) ([]store.KV, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	var rows *sql.Rows
+	var err error
+	if end, ok := prefixEnd(prefix); ok {
+		rows, err = r.db.query(r.ctx, `SELECT key, value FROM meta WHERE key >= ? AND key < ? ORDER BY key`, prefix, end)
+	} else {
+		rows, err = r.db.query(r.ctx, `SELECT key, value FROM meta WHERE key >= ? ORDER BY key`, prefix)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: meta prefix: %w", err)
+	}
+	defer rows.Close()
+	var out []store.KV
+	for rows.Next() {
+		var kv store.KV
+		if err := rows.Scan(&kv.Key, &kv.Value); err != nil {
+			return nil, fmt.Errorf("sqlite: meta prefix: %w", err)
+		}
+		if kv.Value == nil {
+			kv.Value = []byte{}
+		}
+		out = append(out, kv)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: meta prefix: %w", err)
+	}
+	return out, nil
+}
+
+// AuditSize implements store.Reader.
+func (r *reader) AuditSize() (int64, error) {
+	if err := r.check(); err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := r.db.queryRow(r.ctx, `SELECT coalesce(max(idx) + 1, 0) FROM audit`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: audit size: %w", err)
+	}
+	return n, nil
+}
+
+// AuditLeaves implements store.Reader. A range reaching past the end of the
+// log fails with store.ErrNotFound rather than returning fewer leaves.
+func (r *reader) AuditLeaves(from, to int64) ([][]byte, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	if from < 0 || to < from {
+		return nil, fmt.Errorf("sqlite: audit leaves: bad range [%d, %d)", from, to)
+	}
+	if from == to {
+		return [][]byte{}, nil
+	}
+	size, err := r.AuditSize()
+	if err != nil {
+		return nil, err
+	}
+	if to > size {
+		return nil, fmt.Errorf("%w: audit leaves [%d, %d) beyond size %d", store.ErrNotFound, from, to, size)
+	}
+	rows, err := r.db.query(r.ctx, `SELECT leaf FROM audit WHERE idx >= ? AND idx < ? ORDER BY idx`, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: audit leaves: %w", err)
+	}
+	defer rows.Close()
+	out := make([][]byte, 0, to-from)
+	for rows.Next() {
+		var leaf []byte
+		if err := rows.Scan(&leaf); err != nil {
+			return nil, fmt.Errorf("sqlite: audit leaves: %w", err)
+		}
+		if leaf == nil {
+			leaf = []byte{}
+		}
+		out = append(out, leaf)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: audit leaves: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,124 @@
+package sqlite
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/phivault/phivault/internal/store"
+)
+
+// writer implements store.Writer for one Update fn, inside that fn's
+// savepoint on the write connection. It reads its own writes (and those of
+// the fns before it in the same group, which commit or fail with it).
+type writer struct {
+	reader
+}
+
+var _ store.Writer = (*writer)(nil)
+
+// Put implements store.Writer.
+func (w *writer) Put(v store.Version, tokens []store.Token) (store.Version, error) {
+	if err := w.check(); err != nil {
+		return store.Version{}, err
+	}
+	if v.Type == "" || v.ID == "" {
+		return store.Version{}, errors.New("sqlite: put needs a type and an id")
+	}
+	var cur int64
+	err := w.db.queryRow(w.ctx, `SELECT vid FROM current WHERE rtype = ? AND rid = ?`, v.Type, v.ID).Scan(&cur)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return store.Version{}, fmt.Errorf("sqlite: put: %w", err)
+	}
+	if v.VID != cur+1 {
+		return store.Version{}, fmt.Errorf("%w: got version %d, want %d", store.ErrConflict, v.VID, cur+1)
+	}
+	v.Updated = v.Updated.UTC().Truncate(1000) // microseconds, as stored
+	if v.Deleted {
+		v.Body = nil
+	}
+	res, err := w.db.exec(w.ctx, `INSERT INTO versions (rtype, rid, vid, updated, deleted, body) VALUES (?, ?, ?, ?, ?, ?)`,
+		v.Type, v.ID, v.VID, v.Updated.UnixMicro(), v.Deleted, blob(v.Body))
+	if err != nil {
+		return store.Version{}, fmt.Errorf("sqlite: put version: %w", err)
+	}
+	if v.Seq, err = res.LastInsertId(); err != nil {
+		return store.Version{}, fmt.Errorf("sqlite: put version: %w", err)
+	}
+	if _, err := w.db.exec(w.ctx, `INSERT INTO current (rtype, rid, vid, seq, deleted) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (rtype, rid) DO UPDATE SET vid = excluded.vid, seq = excluded.seq, deleted = excluded.deleted`,
+		v.Type, v.ID, v.VID, v.Seq, v.Deleted); err != nil {
+		return store.Version{}, fmt.Errorf("sqlite: put current: %w", err)
+	}
+	if cur > 0 {
+		if _, err := w.db.exec(w.ctx, `DELETE FROM idx WHERE rtype = ? AND rid = ?`, v.Type, v.ID); err != nil {
+			return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
+		}
+	}
+	if !v.Deleted {
+		for _, t := range tokens {
+			if _, err := w.db.exec(w.ctx, `INSERT OR IGNORE INTO idx (token, rtype, rid) VALUES (?, ?, ?)`,
+				blob(t), v.Type, v.ID); err != nil {
+				return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
+			}
+		}
+	}
+	return v, nil
+}
+
+// SetMeta implements store.Writer.
+func (w *writer) SetMeta(key string, value []byte) error {
+	if err := w.check(); err != nil {
+		return err
+	}
+	if _, err := w.db.exec(w.ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, blob(value)); err != nil {
+		return fmt.Errorf("sqlite: set meta: %w", err)
+	}
+	return nil
+}
+
+// CreateMeta implements store.Writer.
+func (w *writer) CreateMeta(key string, value []byte) error {
+	if err := w.check(); err != nil {
+		return err
+	}
+	res, err := w.db.exec(w.ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING`, key, blob(value))
+	if err != nil {
+		return fmt.Errorf("sqlite: create meta: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("sqlite: create meta: %w", err)
+	}
+	if n == 0 {
+		return store.ErrExists
+	}
+	return nil
+}
+
+// DeleteMeta implements store.Writer.
+func (w *writer) DeleteMeta(key string) error {
+	if err := w.check(); err != nil {
+		return err
+	}
+	if _, err := w.db.exec(w.ctx, `DELETE FROM meta WHERE key = ?`, key); err != nil {
+		return fmt.Errorf("sqlite: delete meta: %w", err)
+	}
+	return nil
+}
+
+// AppendAudit implements store.Writer. The index is the log's size at the
+// time of the append; a rolled-back fn gives its indexes back, so indexes
+// stay dense in commit order.
+func (w *writer) AppendAudit(leaf []byte) (int64, error) {
+	if err := w.check(); err != nil {
+		return 0, err
+	}
+	var idx int64
+	if err := w.db.queryRow(w.ctx, `INSERT INTO audit (idx, leaf)
+		VALUES ((SELECT coalesce(max(idx) + 1, 0) FROM audit), ?) RETURNING idx`, blob(leaf)).Scan(&idx); err != nil {
+		return 0, fmt.Errorf("sqlite: append audit: %w", err)
+	}
+	return idx, nil
+}

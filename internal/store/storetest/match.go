@@ -1,0 +1,158 @@
+package storetest
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/phivault/phivault/internal/store"
+)
+
+func group(ss ...string) []store.Token { return toks(ss...) }
+
+func checkMatch(t *testing.T, b store.Backend, q store.MatchQuery, want []string) {
+	t.Helper()
+	view(t, b, func(r store.Reader) error {
+		got, err := r.Match(q)
+		if err != nil {
+			t.Errorf("Match(%q): %v", q.All, err)
+			return nil
+		}
+		if !eqStrings(got, want) {
+			t.Errorf("Match(%s %q after %q limit %d) = %q, want %q", q.Type, q.All, q.After, q.Limit, got, want)
+		}
+		// Count is what Match returns without a limit (After still applies).
+		cq := q
+		cq.Limit = 0
+		all, err := r.Match(cq)
+		if err != nil {
+			t.Errorf("Match: %v", err)
+			return nil
+		}
+		if n, err := r.Count(q); err != nil || n != len(all) {
+			t.Errorf("Count(%s %q after %q) = %d, %v; want %d", q.Type, q.All, q.After, n, err, len(all))
+		}
+		return nil
+	})
+}
+
+// testMatch: tokens g:f / g:m (two values of one parameter) and c:1..c:3.
+func testMatch(t *testing.T, b *closer) {
+	// Written out of id order on purpose.
+	res := []struct {
+		id   string
+		toks []string
+	}{
+		{"p5", []string{"g:f", "c:1"}},
+		{"p1", []string{"g:f", "c:2", "c:3"}},
+		{"p3", []string{"g:m", "c:1"}},
+		{"p2", []string{"g:m", "c:3"}},
+		{"p4", []string{"g:f"}},
+		{"p6", []string{"g:f", "c:1", "c:1"}}, // a duplicate token is harmless
+	}
+	for _, r := range res {
+		put(t, b, ver("Patient", r.id, 1, r.id), toks(r.toks...)...)
+	}
+	pq := func(groups ...[]store.Token) store.MatchQuery {
+		return store.MatchQuery{Type: "Patient", All: groups}
+	}
+	checkMatch(t, b, pq(), []string{"p1", "p2", "p3", "p4", "p5", "p6"})
+	checkMatch(t, b, pq(group("g:f")), []string{"p1", "p4", "p5", "p6"})
+	checkMatch(t, b, pq(group("c:1", "c:3")), []string{"p1", "p2", "p3", "p5", "p6"})
+	checkMatch(t, b, pq(group("g:f"), group("c:1", "c:3")), []string{"p1", "p5", "p6"})
+	checkMatch(t, b, pq(group("c:1", "c:3"), group("g:f")), []string{"p1", "p5", "p6"})
+	checkMatch(t, b, pq(group("g:m"), group("c:3"), group("c:3", "c:9")), []string{"p2"})
+	checkMatch(t, b, pq(group("g:f"), group("g:m")), nil)
+	checkMatch(t, b, pq(group("nothing")), nil)
+	// An empty group is an OR of nothing: no resource satisfies it.
+	checkMatch(t, b, pq(group("g:f"), group()), nil)
+	checkMatch(t, b, store.MatchQuery{Type: "Observation"}, nil)
+}
+
+func testMatchPaging(t *testing.T, b *closer) {
+	var want []string
+	update(t, b, func(w store.Writer) error {
+		for i := range 25 {
+			id := fmt.Sprintf("r%03d", i)
+			tk := []string{"any"}
+			if i%3 == 0 {
+				tk = append(tk, "third")
+			}
+			if _, err := w.Put(ver("Condition", id, 1, id), toks(tk...)); err != nil {
+				return err
+			}
+			want = append(want, id)
+		}
+		return nil
+	})
+	for _, q := range []store.MatchQuery{
+		{Type: "Condition"},
+		{Type: "Condition", All: [][]store.Token{group("any")}},
+		{Type: "Condition", All: [][]store.Token{group("any", "third")}},
+	} {
+		for _, limit := range []int{1, 7, 25, 30} {
+			var got []string
+			q.After, q.Limit = "", limit
+			for {
+				page := match(t, b, q)
+				got = append(got, page...)
+				if len(page) > limit {
+					t.Fatalf("page of %d, limit %d", len(page), limit)
+				}
+				if len(page) < limit {
+					break
+				}
+				q.After = page[len(page)-1]
+			}
+			if !eqStrings(got, want) {
+				t.Errorf("paging %q limit %d: got %q, want %q", q.All, limit, got, want)
+			}
+		}
+	}
+	checkMatch(t, b, store.MatchQuery{Type: "Condition", All: [][]store.Token{group("third")}, After: "r010", Limit: 2}, []string{"r012", "r015"})
+	checkMatch(t, b, store.MatchQuery{Type: "Condition", After: "r023"}, []string{"r024"})
+}
+
+// testMatchTypeScoped: the same token on two types only matches the type
+// asked for.
+func testMatchTypeScoped(t *testing.T, b *closer) {
+	put(t, b, ver("Patient", "same", 1, "p"), toks("shared")...)
+	put(t, b, ver("Observation", "same", 1, "o"), toks("shared")...)
+	put(t, b, ver("Observation", "other", 1, "o2"), toks("shared", "obs-only")...)
+	checkMatch(t, b, store.MatchQuery{Type: "Patient", All: [][]store.Token{group("shared")}}, []string{"same"})
+	checkMatch(t, b, store.MatchQuery{Type: "Observation", All: [][]store.Token{group("shared")}}, []string{"other", "same"})
+	checkMatch(t, b, store.MatchQuery{Type: "Patient", All: [][]store.Token{group("obs-only")}}, nil)
+	// Deleting one type's resource leaves the other's tokens alone.
+	put(t, b, store.Version{Type: "Observation", ID: "same", VID: 2, Updated: at(2), Deleted: true})
+	checkMatch(t, b, store.MatchQuery{Type: "Patient", All: [][]store.Token{group("shared")}}, []string{"same"})
+	checkMatch(t, b, store.MatchQuery{Type: "Observation", All: [][]store.Token{group("shared")}}, []string{"other"})
+}
+
+func testMatchTokensReplaced(t *testing.T, b *closer) {
+	put(t, b, ver("Patient", "x", 1, "v1"), toks("old", "kept")...)
+	put(t, b, ver("Patient", "x", 2, "v2"), toks("new", "kept")...)
+	q := func(tok string) store.MatchQuery {
+		return store.MatchQuery{Type: "Patient", All: [][]store.Token{group(tok)}}
+	}
+	checkMatch(t, b, q("old"), nil)
+	checkMatch(t, b, q("new"), []string{"x"})
+	checkMatch(t, b, q("kept"), []string{"x"})
+	put(t, b, ver("Patient", "x", 3, "v3")) // no tokens at all
+	checkMatch(t, b, q("new"), nil)
+	checkMatch(t, b, q("kept"), nil)
+	checkMatch(t, b, store.MatchQuery{Type: "Patient"}, []string{"x"})
+}
+
+// testMatchBinaryTokens: tokens are arbitrary bytes, zero bytes included,
+// compared whole (a prefix or a truncation at a zero byte is not a match).
+func testMatchBinaryTokens(t *testing.T, b *closer) {
+	bin := []store.Token{{0}, {0, 0}, {'a', 0, 'b'}, {'a'}, {0xff, 0, 0xfe}, {}}
+	for i, tk := range bin {
+		put(t, b, ver("Device", fmt.Sprintf("d%d", i), 1, "x"), tk)
+	}
+	for i, tk := range bin {
+		checkMatch(t, b, store.MatchQuery{Type: "Device", All: [][]store.Token{{tk}}}, []string{fmt.Sprintf("d%d", i)})
+	}
+	checkMatch(t, b, store.MatchQuery{Type: "Device", All: [][]store.Token{{{0, 0, 0}}}}, nil)
+	checkMatch(t, b, store.MatchQuery{Type: "Device", All: [][]store.Token{{{'a', 0}}}}, nil)
+	checkMatch(t, b, store.MatchQuery{Type: "Device", All: [][]store.Token{{bin[0], bin[2]}}}, []string{"d0", "d2"})
+}
