@@ -1,0 +1,89 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"syscall"
+
+	"github.com/phivault/phivault/internal/policy"
+)
+
+// SocketName is the admin socket's file name inside the data directory.
+const SocketName = "admin.sock"
+
+type peerKey struct{}
+
+// ListenAdmin opens the owner-only admin socket at path (mode 0600, stale
+// socket file replaced).
+func ListenAdmin(path string) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// AdminHandler serves operator requests on the admin socket. Only a peer
+// running as the server's own user (or root) is accepted; it acts as the
+// operator principal, with the administrator role, and everything it does
+// is decided and audited like any other request.
+func AdminHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		uid, ok := r.Context().Value(peerKey{}).(int)
+		if !ok || (uid != os.Getuid() && uid != 0) {
+			http.Error(w, "forbidden: the admin socket accepts only the server's own user", http.StatusForbidden)
+			return
+		}
+		p := policy.Principal{UserID: "operator:uid-" + strconv.Itoa(uid), Roles: []string{"administrator"}, Method: "admin-socket"}
+		next.ServeHTTP(w, r.WithContext(policy.WithPrincipal(r.Context(), p)))
+	})
+}
+
+// AdminConnContext records the peer's uid (SO_PEERCRED) for AdminHandler;
+// set it as the admin http.Server's ConnContext.
+func AdminConnContext(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ctx
+	}
+	var cred *syscall.Ucred
+	var cerr error
+	err = raw.Control(func(fd uintptr) {
+		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	})
+	if err != nil || cerr != nil || cred == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, peerKey{}, int(cred.Uid))
+}
+
+// AdminClient returns an HTTP client that talks to the admin socket at
+// path; requests go to http://phivault/...
+func AdminClient(path string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "unix", path)
+			if err != nil {
+				return nil, fmt.Errorf("admin socket: %w", err)
+			}
+			return c, nil
+		},
+	}}
+}
