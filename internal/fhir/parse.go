@@ -42,12 +42,11 @@ func Parse(data []byte) (Resource, error) {
 	}
 	p.ws()
 	if p.pos != len(p.data) {
-		return nil, p.fail(CodeStructure, "unexpected data after the resource")
+		return nil, &Error{Code: CodeStructure, Offset: int64(p.pos), Message: "unexpected data after the resource"}
 	}
 	r := Resource(v)
 	rt, ok := r["resourceType"]
 	if !ok {
-		p.path = p.path[:0]
 		return nil, &Error{Code: CodeRequired, Location: "resourceType", Offset: 0, Message: "missing resourceType"}
 	}
 	if _, ok := rt.(string); !ok {
@@ -96,7 +95,7 @@ func (p *parser) fail(code, msg string) *Error {
 		}
 	}
 	if len(p.path) == 0 {
-		b = b[:0]
+		b = []byte(p.rtype)
 	}
 	return &Error{Code: code, Location: string(b), Offset: int64(p.pos), Message: msg}
 }

@@ -97,7 +97,7 @@ func (v *validator) object(obj map[string]any, t *typeDef, loc []byte) {
 	for _, g := range t.required {
 		if !present(obj, g.names) {
 			name := g.path[strings.LastIndexByte(g.path, '.')+1:]
-			v.add(CodeRequired, appendName(loc, name), "missing required element (minimum cardinality "+strconv.Itoa(g.min)+")")
+			v.add(CodeRequired, append(append(loc, '.'), name...), "missing required element (minimum cardinality "+strconv.Itoa(g.min)+")")
 		}
 	}
 	switch t.name {
