@@ -116,6 +116,14 @@ func (b *Backend) commitGroup(batch []*request) {
 		answer(fmt.Errorf("sqlite: commit: %w", err))
 		return
 	}
+	b.commits.Add(1)
+	var n int64
+	for _, res := range results {
+		if res.err == nil && !res.panicked {
+			n++
+		}
+	}
+	b.updates.Add(n)
 	answer(nil)
 }
 

@@ -60,6 +60,9 @@ type Backend struct {
 	aborted atomic.Bool  // set by the rollback hook on the write connection
 	readers chan *dbconn // idle read connections
 
+	commits atomic.Int64 // group commits that succeeded
+	updates atomic.Int64 // Update fns that committed
+
 	mu         sync.RWMutex // guards closed; held shared while queueing and by Views starting
 	closed     bool
 	queue      chan *request
@@ -68,6 +71,18 @@ type Backend struct {
 }
 
 var _ store.Backend = (*Backend)(nil)
+
+// Stats counts work done since Open.
+type Stats struct {
+	Commits int64 // durable group commits (one fsync each)
+	Updates int64 // Update calls they made durable
+}
+
+// Stats reports how many commits made how many Updates durable; the ratio
+// is the mean group size.
+func (b *Backend) Stats() Stats {
+	return Stats{Commits: b.commits.Load(), Updates: b.updates.Load()}
+}
 
 // dsn returns the connection string; every pragma applies to each new
 // connection.
