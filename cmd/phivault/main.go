@@ -1,0 +1,148 @@
+// Command phivault is the phivault server and its operator CLI.
+//
+// Exit codes: 0 success; 1 the command failed; 2 usage error (bad flags or
+// arguments); 3 import finished but some inputs failed; 4 the data
+// directory is sealed or its key cannot be opened.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// Exit codes (documented in the package comment and the README).
+const (
+	exitOK      = 0
+	exitFail    = 1
+	exitUsage   = 2
+	exitPartial = 3
+	exitKeys    = 4
+)
+
+// cliError is a failure told to the user in one line, with a hint.
+type cliError struct {
+	msg, hint string
+	code      int
+}
+
+func (e *cliError) Error() string { return e.msg }
+
+func fail(code int, msg, hint string) error { return &cliError{msg: msg, hint: hint, code: code} }
+
+type command struct {
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) error
+}
+
+var commands = map[string]command{
+	"init":    {"create a data directory and its keys", runInit},
+	"serve":   {"run the server on a data directory", runServe},
+	"demo":    {"create a demo data directory with a synthetic population and serve it", runDemo},
+	"import":  {"import FHIR bundles and NDJSON files", runImport},
+	"token":   {"mint a short-lived bearer token (operator path)", runToken},
+	"version": {"print the version", runVersion},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "phivault: unknown command %q\nhint: run 'phivault help' for the list of commands\n", args[0])
+		return exitUsage
+	}
+	err := cmd.run(args[1:], stdout, stderr)
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	var ce *cliError
+	if errors.As(err, &ce) {
+		fmt.Fprintf(stderr, "phivault %s: %s\n", args[0], ce.msg)
+		if ce.hint != "" {
+			fmt.Fprintf(stderr, "hint: %s\n", ce.hint)
+		}
+		return ce.code
+	}
+	fmt.Fprintf(stderr, "phivault %s: %v\n", args[0], err)
+	return exitFail
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `phivault %s - a patient-data platform with encryption, access control and audit built in
+
+Usage: phivault <command> [flags]
+
+Commands:
+`, version)
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprint(w, `
+Every command takes --data DIR (or PHIVAULT_DATA). Run 'phivault <command> -h' for its flags.
+
+Start here:  phivault demo          (a demo server with synthetic patients)
+Then:        phivault init --data /var/lib/phivault && phivault serve --data /var/lib/phivault
+
+Exit codes: 0 ok, 1 failed, 2 usage error, 3 import partly failed, 4 keys unavailable.
+`)
+}
+
+// newFlags returns a flag set for a command with the common --data flag.
+func newFlags(name, usageLine string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", os.Getenv("PHIVAULT_DATA"), "data directory (env PHIVAULT_DATA)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: phivault %s %s\n\nFlags:\n", name, usageLine)
+		fs.PrintDefaults()
+	}
+	return fs, data
+}
+
+// parseFlags parses args and turns flag errors into usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fail(exitUsage, strings.TrimSpace(err.Error()), "run 'phivault "+fs.Name()+" -h' for the flags")
+	}
+	return nil
+}
+
+func needData(dir string, cmd string) error {
+	if dir == "" {
+		return fail(exitUsage, "no data directory given", "pass --data DIR or set PHIVAULT_DATA")
+	}
+	return nil
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) error {
+	fmt.Fprintf(stdout, "phivault %s\n", version)
+	return nil
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/phivault/phivault/internal/audit"
+	"github.com/phivault/phivault/internal/authn"
+	"github.com/phivault/phivault/internal/barrier"
+	"github.com/phivault/phivault/internal/fhirapi"
+	"github.com/phivault/phivault/internal/keys"
+	"github.com/phivault/phivault/internal/policy"
+	"github.com/phivault/phivault/internal/records"
+	"github.com/phivault/phivault/internal/search"
+	"github.com/phivault/phivault/internal/store/sqlite"
+)
+
+// Files in a data directory.
+const (
+	keyFileName   = "kek.json"
+	lockFileName  = "lock"
+	bootstrapName = "bootstrap-token"
+	tlsDirName    = "tls"
+	tenant        = "default"
+)
+
+var errLocked = errors.New("data directory is in use by a running server")
+
+// node is an opened data directory: the one writer of its store.
+type node struct {
+	dir     string
+	lock    *os.File
+	db      *sqlite.Backend
+	barrier *barrier.Barrier
+	records *records.Store
+	audit   *audit.Log
+	tokens  *authn.Tokens
+	search  *search.Engine
+	log     *slog.Logger
+}
+
+// lockDir takes the exclusive lock of dir, or returns errLocked.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFileName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, errLocked
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// openNode locks and opens dir. The passphrase comes from
+// PHIVAULT_PASSPHRASE or a prompt on the terminal.
+func openNode(ctx context.Context, dir string, log *slog.Logger, stderr io.Writer) (*node, error) {
+	if _, err := os.Stat(filepath.Join(dir, keyFileName)); err != nil {
+		return nil, fail(exitUsage, fmt.Sprintf("%s is not a phivault data directory", dir), "create one with 'phivault init --data "+dir+"'")
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	n := &node{dir: dir, lock: lock, log: log}
+	kek, err := openKEK(dir, stderr)
+	if err != nil {
+		n.close()
+		return nil, err
+	}
+	if n.db, err = sqlite.Open(dir); err != nil {
+		n.close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if n.barrier, err = barrier.Open(ctx, kek, n.db, 10_000); err != nil {
+		n.close()
+		if errors.Is(err, keys.ErrUnknownKEK) || errors.Is(err, keys.ErrCorrupt) {
+			return nil, fail(exitKeys, "the key file cannot unwrap this store's keys", "is this the key file created with this data directory?")
+		}
+		return nil, fmt.Errorf("open barrier: %w", err)
+	}
+	if n.tokens, err = authn.OpenTokens(ctx, n.db, n.barrier); err != nil {
+		n.close()
+		return nil, err
+	}
+	n.search = search.New(n.barrier)
+	n.records = records.New(n.db, n.barrier, n.search, tenant)
+	n.search.SetRecords(n.records)
+	n.audit = audit.NewLog(n.db, 5*time.Second)
+	return n, nil
+}
+
+func openKEK(dir string, stderr io.Writer) (*keys.File, error) {
+	path := filepath.Join(dir, keyFileName)
+	protected, err := keys.Protected(path)
+	if err != nil {
+		return nil, fail(exitKeys, "the key file "+path+" is unreadable or corrupt", "restore it from your key backup")
+	}
+	var pass keys.Secret
+	if protected {
+		if pass, err = passphrase(stderr, false); err != nil {
+			return nil, err
+		}
+	}
+	kek, err := keys.OpenFile(path, pass)
+	switch {
+	case errors.Is(err, keys.ErrWrongPassphrase):
+		return nil, fail(exitKeys, "wrong passphrase for "+path, "the passphrase is the one given to 'phivault init'")
+	case err != nil:
+		return nil, fail(exitKeys, "cannot open the key file: "+err.Error(), "restore the key file from your key backup")
+	}
+	return kek, nil
+}
+
+// passphrase reads PHIVAULT_PASSPHRASE, or prompts on the terminal
+// (twice when confirm is set).
+func passphrase(stderr io.Writer, confirm bool) (keys.Secret, error) {
+	if p := os.Getenv("PHIVAULT_PASSPHRASE"); p != "" {
+		return keys.Secret(p), nil
+	}
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		return nil, fail(exitKeys, "the key file is sealed by a passphrase and there is no terminal to ask for it", "set PHIVAULT_PASSPHRASE")
+	}
+	fmt.Fprint(stderr, "Passphrase: ")
+	p, err := term.ReadPassword(fd)
+	fmt.Fprintln(stderr)
+	if err != nil {
+		return nil, err
+	}
+	if confirm {
+		fmt.Fprint(stderr, "Passphrase again: ")
+		q, err := term.ReadPassword(fd)
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return nil, err
+		}
+		if string(p) != string(q) {
+			return nil, fail(exitUsage, "the passphrases do not match", "run the command again")
+		}
+	}
+	return keys.Secret(p), nil
+}
+
+// api returns the FHIR API over the node.
+func (n *node) api(base string) *fhirapi.API {
+	return fhirapi.New(fhirapi.Config{
+		Records: n.records, Search: n.search, Policy: policy.Bootstrap{}, Audit: n.audit,
+		Log: n.log, Base: base, Version: version,
+	})
+}
+
+func (n *node) close() {
+	if n.db != nil {
+		n.db.Close()
+	}
+	if n.lock != nil {
+		n.lock.Close()
+	}
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/phivault/phivault/internal/server"
+)
+
+type serveOptions struct {
+	data, listen, certFile, keyFile string
+	logLevel                       string
+	ready                          func(url string) // called once listening
+}
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	fs, data := newFlags("serve", "--data DIR [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]", stderr)
+	o := serveOptions{}
+	fs.StringVar(&o.listen, "listen", "localhost:8443", "address to listen on (HTTPS)")
+	fs.StringVar(&o.certFile, "tls-cert", "", "TLS certificate chain (PEM); default: a generated self-signed development certificate")
+	fs.StringVar(&o.keyFile, "tls-key", "", "TLS private key (PEM)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := needData(*data, "serve"); err != nil {
+		return err
+	}
+	o.data = *data
+	o.ready = func(url string) { fmt.Fprintf(stdout, "phivault is serving FHIR R4 at %s/fhir\n", url) }
+	return serve(o, stderr)
+}
+
+// serve runs the server until SIGINT or SIGTERM.
+func serve(o serveOptions, stderr io.Writer) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fail(exitUsage, "unknown log level "+o.logLevel, "use debug, info, warn or error")
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := openNode(ctx, o.data, log, stderr)
+	if errors.Is(err, errLocked) {
+		return fail(exitFail, "another phivault server is already serving "+o.data, "stop it first, or use another --data directory")
+	}
+	if err != nil {
+		return err
+	}
+	defer n.close()
+
+	var cert tls.Certificate
+	if o.certFile != "" || o.keyFile != "" {
+		if cert, err = tls.LoadX509KeyPair(o.certFile, o.keyFile); err != nil {
+			return fail(exitUsage, "cannot load the TLS certificate: "+err.Error(), "--tls-cert and --tls-key take PEM files")
+		}
+	} else {
+		var created bool
+		if cert, created, err = server.DevCertificate(filepath.Join(o.data, tlsDirName)); err != nil {
+			return err
+		}
+		log.Warn("using a SELF-SIGNED development TLS certificate; configure --tls-cert and --tls-key for production",
+			"cert", filepath.Join(o.data, tlsDirName, "cert.pem"), "created", created)
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fail(exitFail, "cannot listen on "+o.listen+": "+err.Error(), "pick another address with --listen")
+	}
+	base := "https://" + publicHost(ln.Addr(), o.listen)
+	metrics := server.NewMetrics()
+	api := n.api(base + "/fhir")
+	h := server.Handler(server.Config{FHIR: api.Handler(), Auth: n.tokens, Audit: n.audit, Log: log, Metrics: metrics})
+	srv := server.NewHTTPServer(h, log)
+	srv.TLSConfig = server.TLSConfig(cert)
+
+	adminLn, err := server.ListenAdmin(filepath.Join(o.data, server.SocketName))
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	adminMux := http.NewServeMux()
+	adminMux.Handle("/fhir/", api.Handler())
+	adminMux.Handle("/fhir", api.Handler())
+	adminMux.HandleFunc("POST /admin/token", n.adminTokenHandler)
+	admin := server.NewHTTPServer(server.AdminHandler(adminMux), log)
+	admin.ConnContext = server.AdminConnContext
+
+	errc := make(chan error, 2)
+	go func() { errc <- srv.ServeTLS(tls.NewListener(ln, srv.TLSConfig), "", "") }()
+	go func() { errc <- admin.Serve(adminLn) }()
+	log.Info("serving", "url", base+"/fhir", "admin_socket", filepath.Join(o.data, server.SocketName))
+	if o.ready != nil {
+		o.ready(base)
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	log.Info("shutting down")
+	server.Shutdown(admin, 10*time.Second)
+	err = server.Shutdown(srv, 20*time.Second)
+	os.Remove(filepath.Join(o.data, server.SocketName))
+	return err
+}
+
+// publicHost names the listener for URLs: the host given, or localhost
+// for a wildcard address.
+func publicHost(addr net.Addr, listen string) string {
+	host, _, _ := net.SplitHostPort(listen)
+	_, port, _ := net.SplitHostPort(addr.String())
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
