@@ -2,7 +2,11 @@ package synth
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"flag"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -356,6 +360,31 @@ func BenchmarkGenerateJSON(b *testing.B) {
 			}
 			n += len(raw)
 		}
-		b.ReportMetric(float64(n), "bytes/op")
+		b.ReportMetric(float64(n), "json-bytes/op")
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/golden.sha256")
+
+// TestGolden pins the output across processes, machines and Go releases: a change to the
+// generator (or to math/rand/v2's streams) shows up here and must be deliberate (-update).
+func TestGolden(t *testing.T) {
+	sum := sha256.Sum256(mustJSON(t, Generate(Options{Seed: 1, Patients: 10})))
+	got := hex.EncodeToString(sum[:]) + "\n"
+	const path = "testdata/golden.sha256"
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Fatalf("population changed: sha256 %s, golden %s (run with -update if intended)", got, want)
 	}
 }
