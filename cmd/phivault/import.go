@@ -115,12 +115,12 @@ func batchFirst(path string) bool {
 }
 
 type importer struct {
-	client                 *http.Client
-	stderr                 io.Writer
-	total                  int
-	tty                    bool
-	mu                     sync.Mutex
-	ok, failed, resources  atomic.Int64
+	client                *http.Client
+	stderr                io.Writer
+	total                 int
+	tty                   bool
+	mu                    sync.Mutex
+	ok, failed, resources atomic.Int64
 }
 
 func (im *importer) run(files []string, workers int) {

@@ -20,8 +20,8 @@ import (
 
 type serveOptions struct {
 	data, listen, certFile, keyFile string
-	logLevel                       string
-	ready                          func(url string) // called once listening
+	logLevel                        string
+	ready                           func(url string) // called once listening
 }
 
 func runServe(args []string, stdout, stderr io.Writer) error {
@@ -98,7 +98,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 	admin.ConnContext = server.AdminConnContext
 
 	errc := make(chan error, 2)
-	go func() { errc <- srv.ServeTLS(tls.NewListener(ln, srv.TLSConfig), "", "") }()
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	go func() { errc <- admin.Serve(adminLn) }()
 	log.Info("serving", "url", base+"/fhir", "admin_socket", filepath.Join(o.data, server.SocketName))
 	if o.ready != nil {

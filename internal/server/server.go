@@ -42,21 +42,21 @@ func Handler(c Config) http.Handler {
 		c.RequestTimeout = 60 * time.Second
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	route := func(pattern string, h http.Handler) { mux.Handle(pattern, secure(c, pattern, h)) }
+	route("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
-	})
-	mux.Handle("GET /metrics", c.Metrics.Handler())
-	mux.Handle("/fhir/", authenticate(c, c.FHIR))
-	mux.Handle("/fhir", authenticate(c, c.FHIR))
-	var h http.Handler = mux
-	h = gzhttp.GzipHandler(h)
-	return secure(c, h)
+	}))
+	route("GET /metrics", c.Metrics.Handler())
+	route("/fhir/", authenticate(c, c.FHIR))
+	route("/fhir", authenticate(c, c.FHIR))
+	route("/", http.NotFoundHandler())
+	return gzhttp.GzipHandler(mux)
 }
 
 // secure adds security headers, the request timeout, panic recovery,
 // metrics and the request log.
-func secure(c Config, next http.Handler) http.Handler {
+func secure(c Config, route string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		h := w.Header()
@@ -73,7 +73,7 @@ func secure(c Config, next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				c.Log.Error("panic in request", "route", r.Pattern, "method", r.Method)
+				c.Log.Error("panic in request", "route", route, "method", r.Method)
 				if sw.status == 0 {
 					sw.Header().Set("Content-Type", "application/fhir+json")
 					sw.WriteHeader(http.StatusInternalServerError)
@@ -81,10 +81,6 @@ func secure(c Config, next http.Handler) http.Handler {
 				}
 			}
 			d := time.Since(start)
-			route := r.Pattern
-			if route == "" {
-				route = "unmatched"
-			}
 			c.Metrics.observe(r.Method, route, sw.status, d)
 			c.Log.Debug("request", "method", r.Method, "route", route, "status", sw.status, "ms", d.Milliseconds())
 		}()
