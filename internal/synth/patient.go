@@ -100,12 +100,12 @@ func (p *patient) demographics() {
 	}
 	p.birth = ref.AddDate(-age, 0, -1-g.intn(364)).Truncate(24 * time.Hour)
 	p.end = ref
-	deathChance := 0.005
+	deathChance := 0.01 // a few deaths per hundred patients, mostly among the old
 	switch {
 	case age >= 75:
-		deathChance = 0.12
+		deathChance = 0.2
 	case age >= 60:
-		deathChance = 0.04
+		deathChance = 0.07
 	}
 	if g.chance(deathChance) && age >= 2 {
 		p.death = g.between(later(p.birth.AddDate(1, 0, 0), ref.AddDate(-4, 0, 0)), ref.Add(-24*time.Hour))

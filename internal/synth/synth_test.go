@@ -242,7 +242,7 @@ func TestClinicalContent(t *testing.T) {
 	systems := []string{snomed, loinc, rxnorm, ucum, bcp47, actCode, roleCode, obsCategory, obsInterpretation, condClinical,
 		condVerification, condCategory, confidentiality, maritalStatus, identifierType, participationType, dischargeDisp,
 		orgType, practRole, degreeLicense}
-	vip := 0
+	vip, deceased := 0, 0
 	for _, b := range Generate(Options{Seed: 9, Patients: 100}) {
 		walk(b, "", func(key string, v any) {
 			m, ok := v.(map[string]any)
@@ -257,6 +257,9 @@ func TestClinicalContent(t *testing.T) {
 			r := resource(e)
 			if meta, ok := r["meta"].(map[string]any); ok && r["resourceType"] == "Patient" && meta["security"] != nil {
 				vip++
+			}
+			if r["deceasedDateTime"] != nil {
+				deceased++
 			}
 			switch r["resourceType"] {
 			case "Observation":
@@ -291,8 +294,8 @@ func TestClinicalContent(t *testing.T) {
 			}
 		}
 	}
-	if vip == 0 || vip > 15 {
-		t.Errorf("%d VIP patients of 100, want a few", vip)
+	if vip == 0 || vip > 15 || deceased == 0 || deceased > 15 {
+		t.Errorf("%d VIP and %d deceased patients of 100, want a few of each", vip, deceased)
 	}
 }
 
