@@ -18,8 +18,9 @@
 //     "Practitioner/<id>", "Organization/<id>" and "Location/<id>" references to the shared bundle.
 //   - Bundles are plain JSON values (map[string]any, []any, string, bool, int, json.Number), freshly
 //     built on each call, so callers may mutate them.
-//   - Patient i depends only on Seed, Reference, the staff size and i, never on the number of
-//     patients, so PatientBundle can build any patient alone or concurrently.
+//   - Patient i depends only on Seed, Reference, the staff size (Practitioners, whose default
+//     grows with Patients: set it explicitly to compare populations of different sizes) and i,
+//     so PatientBundle can build any patient alone or concurrently.
 //   - About 5% of patients are VIPs: every resource of their bundle carries meta.security with
 //     the v3-Confidentiality code R (restricted) or V (very restricted).
 //   - MRNs are unique within a population (SSNs too, up to a million patients).
