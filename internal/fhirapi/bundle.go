@@ -156,13 +156,14 @@ func parseBundle(raw []byte, maxEntries int, base string) (*bundleReq, error) {
 	if len(list) > 0 {
 		env["entry"] = envEntries
 	}
-	if issues := fhir.Validate(env); fhir.HasErrors(issues) {
-		return nil, invalid(http.StatusBadRequest, issues)
-	}
 	b := &bundleReq{kind: kind, entries: make([]*bundleEntry, len(list))}
 	seen := map[string]int{}
 	for i, v := range list {
-		e, err := parseEntry(i, v.(map[string]any), base)
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, (&bundleEntry{i: i}).entryErr(http.StatusBadRequest, "structure", "", "an entry must be a JSON object")
+		}
+		e, err := parseEntry(i, m, base)
 		if err != nil {
 			return nil, err
 		}
@@ -173,6 +174,9 @@ func parseBundle(raw []byte, maxEntries int, base string) (*bundleReq, error) {
 			seen[e.fullURL] = i
 		}
 		b.entries[i] = e
+	}
+	if issues := fhir.Validate(env); fhir.HasErrors(issues) {
+		return nil, invalid(http.StatusBadRequest, issues)
 	}
 	return b, nil
 }

@@ -163,6 +163,9 @@ func (a *API) planTx(c *call, b *bundleReq) (*txPlan, error) {
 		}
 		o.target = e.typ + "/" + id
 		if j, dup := owner[o.target]; dup {
+			if j > e.i { // name the later entry
+				j, e = e.i, b.entries[j]
+			}
 			return nil, e.entryErr(http.StatusBadRequest, "invalid", "request", fmt.Sprintf("changes the same resource as Bundle.entry[%d]; a transaction may touch each resource once", j))
 		}
 		owner[o.target] = e.i
