@@ -28,7 +28,9 @@ const MaxDepth = 64
 //
 // Errors are *Error values whose text never contains input values.
 func Parse(data []byte) (Resource, error) {
-	p := parser{data: data, names: internTable()}
+	p := parserPool.Get().(*parser)
+	defer p.release()
+	p.data, p.names = data, internTable()
 	p.ws()
 	if p.pos >= len(p.data) {
 		return nil, p.fail(CodeStructure, "empty document")
@@ -73,12 +75,29 @@ type pathSeg struct {
 	idx int
 }
 
+var parserPool = sync.Pool{New: func() any { return new(parser) }}
+
+// release returns p to the pool, dropping references to the input and parsed values.
+func (p *parser) release() {
+	clear(p.members[:cap(p.members)])
+	clear(p.items[:cap(p.items)])
+	*p = parser{members: p.members[:0], items: p.items[:0], path: p.path[:0]}
+	parserPool.Put(p)
+}
+
+type member struct {
+	key string
+	val any
+}
+
 type parser struct {
-	data  []byte
-	pos   int
-	names map[string]string
-	path  []pathSeg
-	rtype string // resourceType of the top-level object, once seen
+	data    []byte
+	members []member // scratch stack of object members being parsed
+	items   []any    // scratch stack of array items being parsed
+	pos     int
+	names   map[string]string
+	path    []pathSeg
+	rtype   string // resourceType of the top-level object, once seen
 }
 
 func (p *parser) fail(code, msg string) *Error {
@@ -147,17 +166,21 @@ func (p *parser) literal(lit string) error {
 	return nil
 }
 
+// object parses an object. Members are gathered on a shared scratch stack first so that each
+// map is allocated once at its final size.
 func (p *parser) object(depth int) (map[string]any, error) {
 	if depth > MaxDepth {
 		return nil, p.fail(CodeStructure, "JSON nested too deeply")
 	}
 	p.pos++ // '{'
-	m := make(map[string]any, 4)
 	p.ws()
 	if p.pos < len(p.data) && p.data[p.pos] == '}' {
 		p.pos++
-		return m, nil
+		return map[string]any{}, nil
 	}
+	mark := len(p.members)
+	defer func() { p.members = p.members[:mark] }()
+	var seen map[string]struct{}
 	for {
 		p.ws()
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
@@ -167,7 +190,7 @@ func (p *parser) object(depth int) (map[string]any, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, dup := m[key]; dup {
+		if p.duplicate(mark, &seen, key) {
 			p.path = append(p.path, pathSeg{key: key})
 			return nil, p.fail(CodeStructure, "duplicate property")
 		}
@@ -182,7 +205,7 @@ func (p *parser) object(depth int) (map[string]any, error) {
 			return nil, err
 		}
 		p.path = p.path[:len(p.path)-1]
-		m[key] = v
+		p.members = append(p.members, member{key, v})
 		if depth == 1 && key == "resourceType" {
 			if s, ok := v.(string); ok && IsResourceType(s) {
 				p.rtype = s
@@ -197,6 +220,10 @@ func (p *parser) object(depth int) (map[string]any, error) {
 			p.pos++
 		case '}':
 			p.pos++
+			m := make(map[string]any, len(p.members)-mark)
+			for _, kv := range p.members[mark:] {
+				m[kv.key] = kv.val
+			}
 			return m, nil
 		default:
 			return nil, p.fail(CodeStructure, "expected ',' or '}'")
@@ -204,17 +231,43 @@ func (p *parser) object(depth int) (map[string]any, error) {
 	}
 }
 
+// duplicate reports whether key is already a member of the object whose members start at
+// mark. Small objects are scanned; large ones get a set, so the check stays linear overall.
+func (p *parser) duplicate(mark int, seen *map[string]struct{}, key string) bool {
+	members := p.members[mark:]
+	if len(members) < 16 {
+		for _, m := range members {
+			if m.key == key {
+				return true
+			}
+		}
+		return false
+	}
+	if *seen == nil {
+		*seen = make(map[string]struct{}, 2*len(members))
+		for _, m := range members {
+			(*seen)[m.key] = struct{}{}
+		}
+	}
+	if _, ok := (*seen)[key]; ok {
+		return true
+	}
+	(*seen)[key] = struct{}{}
+	return false
+}
+
 func (p *parser) array(depth int) ([]any, error) {
 	if depth > MaxDepth {
 		return nil, p.fail(CodeStructure, "JSON nested too deeply")
 	}
 	p.pos++ // '['
-	a := make([]any, 0, 2)
 	p.ws()
 	if p.pos < len(p.data) && p.data[p.pos] == ']' {
 		p.pos++
-		return a, nil
+		return []any{}, nil
 	}
+	mark := len(p.items)
+	defer func() { p.items = p.items[:mark] }()
 	for i := 0; ; i++ {
 		p.path = append(p.path, pathSeg{idx: i})
 		v, err := p.value(depth)
@@ -222,7 +275,7 @@ func (p *parser) array(depth int) ([]any, error) {
 			return nil, err
 		}
 		p.path = p.path[:len(p.path)-1]
-		a = append(a, v)
+		p.items = append(p.items, v)
 		p.ws()
 		if p.pos >= len(p.data) {
 			return nil, p.fail(CodeStructure, "unexpected end of JSON")
@@ -232,7 +285,7 @@ func (p *parser) array(depth int) ([]any, error) {
 			p.pos++
 		case ']':
 			p.pos++
-			return a, nil
+			return append([]any(nil), p.items[mark:]...), nil
 		default:
 			return nil, p.fail(CodeStructure, "expected ',' or ']'")
 		}

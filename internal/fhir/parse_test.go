@@ -3,6 +3,7 @@ package fhir
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -89,5 +90,19 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("error text leaks the input: %v", err)
 			}
 		})
+	}
+}
+
+func TestParseManyKeys(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Basic"`)
+	for i := range 5000 {
+		fmt.Fprintf(&b, `,"k%d":%d`, i, i)
+	}
+	if _, err := Parse([]byte(b.String() + "}")); err != nil {
+		t.Fatalf("many distinct keys: %v", err)
+	}
+	if _, err := Parse([]byte(b.String() + `,"k4321":1}`)); err == nil || !strings.Contains(err.Error(), "duplicate property") {
+		t.Fatalf("late duplicate key not detected: %v", err)
 	}
 }
