@@ -138,11 +138,12 @@ func originalHashes(r store.Reader, req locateReq) ([][]byte, bool) {
 	nr := nodeReader{r: r}
 	hs := make([][]byte, 0, s-p)
 	for i := p; i < s; {
+		base := i / tileWidth * tileWidth
 		t, err := nr.tile(0, i/tileWidth)
 		if err != nil {
 			return nil, false
 		}
-		for ; i < s && i/tileWidth*tileWidth+uint64(len(t)/hashSize) > i; i++ {
+		for ; i < s && i < base+uint64(len(t)/hashSize); i++ {
 			off := (i % tileWidth) * hashSize
 			hs = append(hs, t[off:off+hashSize])
 			_ = rng.Append(t[off:off+hashSize], nil)
