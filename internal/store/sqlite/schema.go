@@ -38,14 +38,15 @@ CREATE TABLE current (
 	PRIMARY KEY (rtype, rid)
 ) WITHOUT ROWID;
 
--- idx holds the blind tokens of current, non-deleted versions.
+-- idx holds the blind tokens of current, non-deleted versions. The table
+-- is keyed for replacing one resource's tokens; idx_token serves lookups.
 CREATE TABLE idx (
-	token BLOB NOT NULL,
 	rtype TEXT NOT NULL,
 	rid   TEXT NOT NULL,
-	PRIMARY KEY (token, rtype, rid)
+	token BLOB NOT NULL,
+	PRIMARY KEY (rtype, rid, token)
 ) WITHOUT ROWID;
-CREATE INDEX idx_resource ON idx (rtype, rid);
+CREATE INDEX idx_token ON idx (token, rtype, rid);
 
 CREATE TABLE meta (
 	key   TEXT PRIMARY KEY,
