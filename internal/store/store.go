@@ -76,7 +76,8 @@ type Reader interface {
 	// whose current (not deleted) version carries, for every group in q.All,
 	// at least one of that group's tokens.
 	Match(q MatchQuery) ([]string, error)
-	// Count returns how many resources Match would return without a limit.
+	// Count returns how many resources Match would return without a limit
+	// (q.After still applies).
 	Count(q MatchQuery) (int, error)
 	// Meta returns the value stored under key, or ErrNotFound.
 	Meta(key string) ([]byte, error)
@@ -85,7 +86,8 @@ type Reader interface {
 	MetaPrefix(prefix string) ([]KV, error)
 	// AuditSize returns the number of audit leaves.
 	AuditSize() (int64, error)
-	// AuditLeaves returns the leaves with index in [from, to).
+	// AuditLeaves returns the leaves with index in [from, to). It fails
+	// (ErrNotFound if to > AuditSize) rather than return fewer leaves.
 	AuditLeaves(from, to int64) ([][]byte, error)
 }
 
