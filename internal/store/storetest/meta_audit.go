@@ -161,7 +161,10 @@ func testAudit(t *testing.T, b *closer) {
 			}
 		}
 		// A range past the end must not quietly return fewer leaves.
-		for _, rg := range [][2]int64{{0, 5}, {3, 2}, {-1, 1}} {
+		if got, err := r.AuditLeaves(2, 5); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("AuditLeaves(2, 5) of 4 leaves = %d leaves, %v; want ErrNotFound", len(got), err)
+		}
+		for _, rg := range [][2]int64{{3, 2}, {-1, 1}} {
 			if got, err := r.AuditLeaves(rg[0], rg[1]); err == nil {
 				t.Errorf("AuditLeaves%v = %d leaves, want an error", rg, len(got))
 			}

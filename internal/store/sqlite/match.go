@@ -1,0 +1,153 @@
+package sqlite
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/phivault/phivault/internal/store"
+)
+
+// Match and Count run over the token index idx, which holds the tokens of
+// current, non-deleted versions only. One group drives a scan of
+// idx_token; each other group is an EXISTS probe by primary key.
+
+// matchSQL builds the query for q's shape and its arguments. Group drive
+// drives the scan over the token index (which holds only current,
+// non-deleted versions); every other group is an EXISTS probe.
+func matchSQL(q store.MatchQuery, drive int, count bool) (query string, args []any) {
+	if len(q.All) == 0 {
+		if count {
+			return `SELECT count(*) FROM current WHERE rtype = ? AND deleted = 0 AND rid > ?`, []any{q.Type, q.After}
+		}
+		return `SELECT rid FROM current WHERE rtype = ? AND deleted = 0 AND rid > ? ORDER BY rid LIMIT ?`, []any{q.Type, q.After}
+	}
+	// One token's postings are unique and in id order; several need DISTINCT.
+	distinct := ""
+	if len(q.All[drive]) > 1 {
+		distinct = "DISTINCT "
+	}
+	var b strings.Builder
+	if count {
+		b.WriteString(`SELECT count(` + distinct + `i.rid)`)
+	} else {
+		b.WriteString(`SELECT ` + distinct + `i.rid`)
+	}
+	b.WriteString(` FROM idx i INDEXED BY idx_token WHERE i.rtype = ? AND i.rid > ? AND i.token IN (`)
+	args = append(args, q.Type, q.After)
+	args = appendTokens(&b, args, q.All[drive])
+	b.WriteString(`)`)
+	for i, g := range q.All {
+		if i == drive {
+			continue
+		}
+		b.WriteString(` AND EXISTS (SELECT 1 FROM idx j WHERE j.rtype = i.rtype AND j.rid = i.rid AND j.token IN (`)
+		args = appendTokens(&b, args, g)
+		b.WriteString(`))`)
+	}
+	if !count {
+		b.WriteString(` ORDER BY i.rid LIMIT ?`)
+	}
+	return b.String(), args
+}
+
+// estimateCap bounds the postings counted per group when choosing the
+// driving group, so the estimate stays cheap for common tokens.
+const estimateCap = 5000
+
+// driver picks the group with the fewest postings (counted up to
+// estimateCap), preferring fewer tokens on a tie: a single-token driver
+// yields ids in order, so a page stops early. ok is false when some group
+// is empty (an OR of nothing), so nothing can match.
+func (r *reader) driver(q store.MatchQuery) (drive int, ok bool, err error) {
+	for _, g := range q.All {
+		if len(g) == 0 {
+			return 0, false, nil
+		}
+	}
+	if len(q.All) < 2 {
+		return 0, true, nil
+	}
+	best := int64(-1)
+	for i, g := range q.All {
+		var b strings.Builder
+		b.WriteString(`SELECT count(*) FROM (SELECT 1 FROM idx INDEXED BY idx_token WHERE rtype = ? AND rid > ? AND token IN (`)
+		args := appendTokens(&b, []any{q.Type, q.After}, g)
+		b.WriteString(`) LIMIT ?)`)
+		var n int64
+		if err := r.db.queryRow(r.ctx, b.String(), append(args, estimateCap)...).Scan(&n); err != nil {
+			return 0, false, fmt.Errorf("sqlite: match estimate: %w", err)
+		}
+		if best < 0 || n < best || (n == best && len(g) < len(q.All[drive])) {
+			best, drive = n, i
+		}
+	}
+	return drive, true, nil
+}
+
+func appendTokens(b *strings.Builder, args []any, g []store.Token) []any {
+	for k, t := range g {
+		if k > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString("?")
+		args = append(args, blob(t))
+	}
+	return args
+}
+
+// Match implements store.Reader.
+func (r *reader) Match(q store.MatchQuery) ([]string, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	if q.Type == "" {
+		return nil, errors.New("sqlite: match needs a type")
+	}
+	drive, ok, err := r.driver(q)
+	if err != nil || !ok {
+		return nil, err
+	}
+	query, args := matchSQL(q, drive, false)
+	limit := int64(-1)
+	if q.Limit > 0 {
+		limit = int64(q.Limit)
+	}
+	rows, err := r.db.query(r.ctx, query, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: match: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("sqlite: match: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: match: %w", err)
+	}
+	return ids, nil
+}
+
+// Count implements store.Reader: Match's result size, ignoring q.Limit.
+func (r *reader) Count(q store.MatchQuery) (int, error) {
+	if err := r.check(); err != nil {
+		return 0, err
+	}
+	if q.Type == "" {
+		return 0, errors.New("sqlite: count needs a type")
+	}
+	drive, ok, err := r.driver(q)
+	if err != nil || !ok {
+		return 0, err
+	}
+	query, args := matchSQL(q, drive, true)
+	var n int
+	if err := r.db.queryRow(r.ctx, query, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: count: %w", err)
+	}
+	return n, nil
+}
