@@ -154,3 +154,42 @@ func readInvalidExamples(t *testing.T) map[string]bool {
 	}
 	return want
 }
+
+// TestExamplesReachEveryObject proves that validation descends into every object of every
+// example: an unknown element planted in each object must be reported exactly once there.
+func TestExamplesReachEveryObject(t *testing.T) {
+	for _, ex := range readExamples(t) {
+		r, err := Parse(ex.data)
+		if err != nil {
+			t.Fatalf("%s: %v", ex.name, err)
+		}
+		before := len(Validate(r))
+		planted := plantUnknown(map[string]any(r))
+		n := 0
+		for _, is := range Validate(r) {
+			if strings.HasSuffix(is.Location, ".zzPlanted") && is.Message == "unknown element" {
+				n++
+			}
+		}
+		if n != planted {
+			t.Errorf("%s: planted %d unknown elements, %d reported (%d issues before)", ex.name, planted, n, before)
+		}
+	}
+}
+
+func plantUnknown(v any) int {
+	n := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for _, c := range v {
+			n += plantUnknown(c)
+		}
+		v["zzPlanted"] = true
+		n++
+	case []any:
+		for _, c := range v {
+			n += plantUnknown(c)
+		}
+	}
+	return n
+}
