@@ -82,6 +82,16 @@ func checkPrimitive(t *typeDef, val any) (code, msg string) {
 		return "", ""
 	case "xhtml":
 		return checkXHTML(s)
+	case "code":
+		if !isCode(s) {
+			return CodeValue, "invalid code: expected " + formatHint["code"]
+		}
+		return "", ""
+	case "id":
+		if !isID(s) {
+			return CodeValue, "invalid id: expected " + formatHint["id"]
+		}
+		return "", ""
 	}
 	if t.re != nil && !t.re.MatchString(s) {
 		if h := formatHint[t.name]; h != "" {
@@ -130,4 +140,38 @@ func validDay(s string) bool {
 		days = 29
 	}
 	return d <= days
+}
+
+// isSpace is the \s class of the R4 patterns (RE2 syntax): tab, line feed, form feed,
+// carriage return and space.
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'
+}
+
+// isCode is the R4 code pattern [^\s]+(\s[^\s]+)*, without the regexp engine: the most
+// common primitive after string. TestFastPatterns checks it against the pattern.
+func isCode(s string) bool {
+	if s == "" || isSpace(s[0]) || isSpace(s[len(s)-1]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if isSpace(s[i]) && isSpace(s[i-1]) {
+			return false
+		}
+	}
+	return true
+}
+
+// isID is the R4 id pattern [A-Za-z0-9\-\.]{1,64}.
+func isID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
 }

@@ -14,7 +14,7 @@ func checkReference(s string) string {
 	sp := loadSpec()
 	switch {
 	case s[0] == '#':
-		if len(s) > 1 && !sp.types["id"].re.MatchString(s[1:]) {
+		if len(s) > 1 && !isID(s[1:]) {
 			return "invalid local reference: expected '#' and an id"
 		}
 		return ""
@@ -42,16 +42,15 @@ func checkReference(s string) string {
 		return ""
 	}
 	parts := strings.Split(s, "/")
-	idRe := sp.types["id"].re
 	switch {
-	case len(parts) == 2 || len(parts) == 4 && parts[2] == "_history" && idRe.MatchString(parts[3]):
+	case len(parts) == 2 || len(parts) == 4 && parts[2] == "_history" && isID(parts[3]):
 	default:
 		return "invalid reference: expected Type/id, #id, an absolute URL or a URN"
 	}
 	if !IsResourceType(parts[0]) {
 		return "invalid reference: unknown resource type"
 	}
-	if !idRe.MatchString(parts[1]) {
+	if !isID(parts[1]) {
 		return "invalid reference: malformed id"
 	}
 	return ""
