@@ -60,7 +60,9 @@ func FuzzValidate(f *testing.F) {
 			return
 		}
 		issues := Validate(r)
-		_ = OperationOutcome(issues)
+		if oo := Validate(OperationOutcome(issues)); oo != nil {
+			t.Fatalf("OperationOutcome of the issues is invalid: %v", oo)
+		}
 		for _, is := range issues {
 			if strings.Contains(is.Message, "\x00") {
 				t.Fatalf("message contains a NUL: %q", is.Message)

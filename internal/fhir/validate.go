@@ -15,6 +15,10 @@ const maxValidateDepth = 2 * MaxDepth
 // generated) and Reference.reference syntax. It does not evaluate FHIRPath invariants other
 // than ext-1, nor profiles, nor whether references resolve. Validate does not modify r and is
 // safe for concurrent use.
+//
+// r must have the shapes Parse produces (map[string]any or Resource objects, []any arrays,
+// string, bool, json.Number or Go numbers); any other Go type is reported as a wrong JSON
+// shape, never a panic.
 func Validate(r Resource) []Issue {
 	v := validator{spec: loadSpec()}
 	v.resource(map[string]any(r), make([]byte, 0, 128))
@@ -234,7 +238,7 @@ func (v *validator) value(e *elemDef, val any, hasVal bool, extVal any, hasExt b
 			v.add(CodeStructure, loc, "null is not allowed without a primitive extension")
 		}
 		if hasExt && extVal != nil {
-			obj, ok := extVal.(map[string]any)
+			obj, ok := asObject(extVal)
 			switch {
 			case !ok:
 				v.add(CodeStructure, loc, "expected a primitive extension object")
@@ -246,7 +250,7 @@ func (v *validator) value(e *elemDef, val any, hasVal bool, extVal any, hasExt b
 		}
 		return
 	}
-	obj, ok := val.(map[string]any)
+	obj, ok := asObject(val)
 	switch {
 	case val == nil:
 		v.add(CodeStructure, loc, "null is not allowed")
@@ -268,6 +272,17 @@ func (v *validator) value(e *elemDef, val any, hasVal bool, extVal any, hasExt b
 	}
 }
 
+// asObject accepts a JSON object as Parse produces it, or a nested Resource built by hand.
+func asObject(v any) (map[string]any, bool) {
+	switch m := v.(type) {
+	case map[string]any:
+		return m, true
+	case Resource:
+		return m, true
+	}
+	return nil, false
+}
+
 // checkCodings applies a required binding to a Coding or CodeableConcept. It is conservative:
 // a coding is rejected only when its system is one the value set draws from and its code is
 // not among that system's allowed codes.
@@ -285,7 +300,7 @@ func (v *validator) checkCodings(vs *valueSet, typ string, obj map[string]any, l
 	case "CodeableConcept":
 		codings, _ := obj["coding"].([]any)
 		for i, c := range codings {
-			if m, ok := c.(map[string]any); ok {
+			if m, ok := asObject(c); ok {
 				check(m, appendIndex(appendName(loc, "coding"), i))
 			}
 		}

@@ -153,6 +153,26 @@ func TestOperationOutcome(t *testing.T) {
 	}
 }
 
+func TestValidateHandBuilt(t *testing.T) {
+	r := Resource{
+		"resourceType":         "Patient",
+		"contained":            []any{Resource{"resourceType": "Organization", "name": "x"}},
+		"name":                 []map[string]any{{"family": "SECRET"}}, // not a JSON shape
+		"multipleBirthInteger": 2,
+		"extension":            []any{map[string]any{"url": "http://x", "valueDecimal": 1.5}},
+	}
+	got := Validate(r)
+	want := []Issue{{Severity: SeverityError, Code: CodeStructure, Location: "Patient.name", Message: "expected an array"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("issues mismatch (-want +got):\n%s", diff)
+	}
+	cyclic := map[string]any{"url": "http://x"}
+	cyclic["extension"] = []any{cyclic}
+	if issues := Validate(Resource{"resourceType": "Patient", "extension": []any{cyclic}}); len(issues) == 0 {
+		t.Error("cyclic resource validated clean")
+	}
+}
+
 func TestIsResourceType(t *testing.T) {
 	for name, want := range map[string]bool{"Patient": true, "Bundle": true, "Resource": false, "DomainResource": false, "HumanName": false, "string": false, "": false} {
 		if got := IsResourceType(name); got != want {
