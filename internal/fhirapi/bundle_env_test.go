@@ -27,13 +27,24 @@ const testBase = "https://phivault.test/fhir"
 // testEnv is an API over real parts (SQLite store, file KEK, barrier,
 // audit log, bootstrap policy) with test doubles for indexing and search.
 type testEnv struct {
-	t   *testing.T
+	t   testing.TB
 	api *API
 	db  store.Backend
 	h   http.Handler
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t testing.TB) *testEnv {
+	t.Helper()
+	db, err := sqlite.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return newTestEnvOn(t, db)
+}
+
+// newTestEnvOn is newTestEnv over the backend db.
+func newTestEnvOn(t testing.TB, db store.Backend) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -45,11 +56,6 @@ func newTestEnv(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := sqlite.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
 	b, err := barrier.Open(ctx, kek, db, 1000)
 	if err != nil {
 		t.Fatal(err)

@@ -59,7 +59,7 @@ const (
 )
 
 // entries returns the response entries and their response elements.
-func entries(t *testing.T, b map[string]any) ([]obj, []obj) {
+func entries(t testing.TB, b map[string]any) ([]obj, []obj) {
 	t.Helper()
 	list, _ := b["entry"].([]any)
 	var es, rs []obj

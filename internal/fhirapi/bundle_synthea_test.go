@@ -1,0 +1,160 @@
+package fhirapi
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/phivault/phivault/internal/store"
+)
+
+// syntheaArchive returns the path of a Synthea corpus archive in the shared
+// data directory; it skips the test when the corpus or xz is absent, or
+// fails under CI=true.
+func syntheaArchive(t *testing.T, name string) string {
+	t.Helper()
+	need := func(msg string) {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg + "; skipping")
+	}
+	p := filepath.Join("..", "..", "..", "shared", "data", "synthea", name)
+	if _, err := os.Stat(p); err != nil {
+		need("Synthea corpus " + p + " not found (see ../shared/data/README.md)")
+	}
+	if _, err := exec.LookPath("xz"); err != nil {
+		need("xz is required to read the Synthea corpus (apt-get install xz-utils)")
+	}
+	if testing.Short() {
+		t.Skip("skipping the Synthea corpus in -short mode")
+	}
+	return p
+}
+
+// tarMembers streams the .json members of a .tar.xz archive to keep; it
+// stops once keep returns false.
+func tarMembers(t *testing.T, archive string, keep func(name string, data []byte) bool) {
+	t.Helper()
+	cmd := exec.Command("xz", "-dc", archive)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	tr := tar.NewReader(out)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag != tar.TypeReg || !strings.HasSuffix(h.Name, ".json") {
+			continue
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !keep(filepath.Base(h.Name), data) {
+			return
+		}
+	}
+}
+
+// postBundle posts a raw bundle and requires every entry to succeed.
+func (env *testEnv) postBundle(name string, data []byte) {
+	env.t.Helper()
+	var in struct {
+		Entry []json.RawMessage `json:"entry"`
+	}
+	if err := json.Unmarshal(data, &in); err != nil {
+		env.t.Fatalf("%s: %v", name, err)
+	}
+	st, b := env.do("POST", "/fhir", data, "Prefer", "return=minimal")
+	if st != http.StatusOK {
+		env.t.Fatalf("%s: %d %v", name, st, b)
+	}
+	_, rs := entries(env.t, b)
+	if len(rs) != len(in.Entry) {
+		env.t.Fatalf("%s: %d response entries for %d request entries", name, len(rs), len(in.Entry))
+	}
+	for i, r := range rs {
+		if s, _ := r["status"].(string); s != "200 OK" && s != "201 Created" {
+			env.t.Errorf("%s: entry %d: %v %v", name, i, s, r["outcome"])
+		}
+	}
+	env.t.Logf("%s: %d entries", name, len(rs))
+}
+
+func TestSyntheaSmartTransaction(t *testing.T) {
+	archive := syntheaArchive(t, "smart-generated-sample-data-R4-synthea.tar.xz")
+	env := newTestEnv(t)
+	n := 0
+	tarMembers(t, archive, func(name string, data []byte) bool {
+		env.postBundle(name, data)
+		n++
+		return false
+	})
+	if n == 0 {
+		t.Fatal("no bundle in the archive")
+	}
+	env.requireResolved()
+}
+
+// TestSyntheaConditionalTransaction loads the fhir-data-pipes batches of
+// organizations, locations and practitioners (conditional creates), then
+// a patient transaction whose conditional references resolve to them.
+func TestSyntheaConditionalTransaction(t *testing.T) {
+	archive := syntheaArchive(t, "fhir-data-pipes-synthea-hiv.tar.xz")
+	env := newTestEnv(t)
+	var hospital, practitioners, patient []byte
+	var patientName string
+	tarMembers(t, archive, func(name string, data []byte) bool {
+		switch {
+		case strings.HasPrefix(name, "hospitalInformation"):
+			hospital = data
+		case strings.HasPrefix(name, "practitionerInformation"):
+			practitioners = data
+		case patient == nil && strings.Count(name, "_") >= 2:
+			patient, patientName = data, name
+		}
+		return hospital == nil || practitioners == nil || patient == nil
+	})
+	if hospital == nil || practitioners == nil || patient == nil {
+		t.Fatal("the archive lacks the hospital, practitioner or patient bundles")
+	}
+	env.postBundle("hospitalInformation", hospital)
+	env.postBundle("practitionerInformation", practitioners)
+	env.postBundle(patientName, patient)
+	env.requireResolved()
+}
+
+// requireResolved fails if any stored resource still holds a urn: or
+// conditional reference.
+func (env *testEnv) requireResolved() {
+	env.t.Helper()
+	es, err := env.api.Records.History(context.Background(), store.HistoryQuery{})
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	for _, e := range es {
+		if bytes.Contains(e.Body, []byte(`"reference":"urn:`)) || bytes.Contains(e.Body, []byte(`?identifier=`)) {
+			env.t.Errorf("%s/%s holds an unresolved reference", e.Type, e.ID)
+		}
+	}
+	env.t.Logf("%d versions stored, all references resolved", len(es))
+}
