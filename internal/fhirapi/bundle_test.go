@@ -435,3 +435,23 @@ func TestBatchIndependent(t *testing.T) {
 		t.Errorf("repeated conditional create: %d %v", st, b)
 	}
 }
+
+func TestTransactionPatchMinimal(t *testing.T) {
+	env := newTestEnv(t)
+	id := env.create(patient("", "pt"))
+	// [{"op":"add","path":"/gender","value":"other"}]
+	data := "W3sib3AiOiJhZGQiLCJwYXRoIjoiL2dlbmRlciIsInZhbHVlIjoib3RoZXIifV0="
+	st, b := env.do("POST", "/fhir", bundleOf("transaction",
+		ent("", "PATCH", "Patient/"+id, obj{"resourceType": "Binary", "contentType": "application/json-patch+json", "data": data}, "ifMatch", `W/"1"`),
+	), "Prefer", "return=minimal")
+	if st != http.StatusOK {
+		t.Fatalf("%d %v", st, b)
+	}
+	es, rs := entries(t, b)
+	if rs[0]["status"] != "200 OK" || rs[0]["etag"] != `W/"2"` || es[0]["resource"] != nil {
+		t.Errorf("patch response %v", es[0])
+	}
+	if p := env.read("Patient/" + id); p["gender"] != "other" {
+		t.Errorf("patch not applied: %v", p)
+	}
+}
