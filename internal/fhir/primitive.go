@@ -4,7 +4,11 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"unicode/utf8"
 )
+
+// maxString is the R4 limit on the length of string and markdown values, in characters.
+const maxString = 1 << 20
 
 // formatHint describes each primitive's lexical form for messages (never the value itself).
 var formatHint = map[string]string{
@@ -65,17 +69,20 @@ func checkPrimitive(t *typeDef, val any) (code, msg string) {
 	}
 	switch t.name {
 	case "string", "markdown":
-		// The R4 pattern [ \r\n\t\S]+ plus the rule that strings hold no control characters
-		// other than tab, carriage return and line feed.
+		// The R4 pattern [ \r\n\t\S]+ plus the rules that strings hold no control characters
+		// other than tab, carriage return and line feed, and at most 1 MiB characters.
+		if len(s) > maxString && utf8.RuneCountInString(s) > maxString {
+			return CodeValue, "invalid " + t.name + ": longer than 1 MiB characters"
+		}
 		for i := 0; i < len(s); i++ {
-			if c := s[i]; c < 0x20 && c != '\t' && c != '\r' && c != '\n' || c == 0x7f {
+			if c := s[i]; c < 0x20 && c != '\t' && c != '\r' && c != '\n' {
 				return CodeValue, "invalid " + t.name + ": control characters are not allowed"
 			}
 		}
 		return "", ""
 	case "uri", "url", "canonical":
 		for i := 0; i < len(s); i++ {
-			if c := s[i]; c <= ' ' || c == 0x7f {
+			if c := s[i]; isSpace(c) {
 				return CodeValue, "invalid " + t.name + ": expected " + formatHint[t.name]
 			}
 		}

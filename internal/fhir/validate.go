@@ -21,7 +21,7 @@ const maxValidateDepth = 2 * MaxDepth
 // shape, never a panic.
 func Validate(r Resource) []Issue {
 	v := validator{spec: loadSpec()}
-	v.resource(map[string]any(r), make([]byte, 0, 128))
+	v.resource(map[string]any(r), make([]byte, 0, 128), false)
 	sortIssues(v.issues)
 	return v.issues
 }
@@ -36,8 +36,9 @@ func (v *validator) add(code string, loc []byte, msg string) {
 	v.issues = append(v.issues, Issue{Severity: SeverityError, Code: code, Location: string(loc), Message: msg})
 }
 
-// resource validates obj as the resource its resourceType names. loc is empty at the top level.
-func (v *validator) resource(obj map[string]any, loc []byte) {
+// resource validates obj as the resource its resourceType names. loc is empty at the top level;
+// contained is set for the items of DomainResource.contained.
+func (v *validator) resource(obj map[string]any, loc []byte, contained bool) {
 	rt, ok := obj["resourceType"]
 	if !ok {
 		if len(loc) == 0 {
@@ -59,6 +60,27 @@ func (v *validator) resource(obj map[string]any, loc []byte) {
 		loc = append(loc, name...)
 	}
 	v.object(obj, t, loc)
+	if contained {
+		v.checkContained(obj, loc)
+	}
+}
+
+// checkContained enforces the DomainResource invariants on a contained resource: dom-2 (no
+// nested contained resources), dom-4 (no meta.versionId or meta.lastUpdated) and dom-5 (no
+// security labels).
+func (v *validator) checkContained(obj map[string]any, loc []byte) {
+	if _, ok := obj["contained"]; ok {
+		v.add(CodeInvalid, appendName(loc, "contained"), "a contained resource must not contain resources (dom-2)")
+	}
+	meta, _ := asObject(obj["meta"])
+	for _, k := range []string{"versionId", "lastUpdated"} {
+		if _, ok := meta[k]; ok {
+			v.add(CodeInvalid, appendName(appendName(loc, "meta"), k), "a contained resource must not have a version id or last-updated time (dom-4)")
+		}
+	}
+	if _, ok := meta["security"]; ok {
+		v.add(CodeInvalid, appendName(appendName(loc, "meta"), "security"), "a contained resource must not have security labels (dom-5)")
+	}
 }
 
 // object validates the properties of obj, a value of type t at loc.
@@ -263,7 +285,7 @@ func (v *validator) value(e *elemDef, val any, hasVal bool, extVal any, hasExt b
 		return
 	}
 	if t.kind == kindResource {
-		v.resource(obj, loc)
+		v.resource(obj, loc, e.name == "contained")
 		return
 	}
 	v.object(obj, t, loc)
