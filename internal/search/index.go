@@ -17,7 +17,7 @@ import (
 
 // maxPrefix is the longest string prefix indexed; longer queries use the
 // maxPrefix token and are checked exactly after decryption.
-const maxPrefix = 16
+const maxPrefix = 4
 
 // Engine indexes and searches. It is safe for concurrent use.
 type Engine struct {
@@ -153,4 +153,3 @@ func prefixKey(n string) (key string, exact bool) {
 	}
 	return n[:i], i == len(n)
 }
-

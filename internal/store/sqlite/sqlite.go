@@ -93,6 +93,12 @@ func dsn(path string, readOnly bool) string {
 	q.Add("_pragma", "foreign_keys(1)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
+		q.Add("_pragma", "cache_size(-32768)") // 32 MiB per reader
+	} else {
+		// A big page cache keeps large transactions (an imported bundle
+		// writes tens of thousands of index rows) from spilling to the WAL
+		// before commit.
+		q.Add("_pragma", "cache_size(-262144)") // 256 MiB for the writer
 	}
 	return "file:" + path + "?" + q.Encode()
 }

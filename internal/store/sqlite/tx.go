@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/phivault/phivault/internal/store"
 )
@@ -56,15 +57,42 @@ func (w *writer) Put(v store.Version, tokens []store.Token) (store.Version, erro
 		}
 	}
 	if !v.Deleted {
-		for _, t := range tokens {
-			if _, err := w.db.exec(w.ctx, `INSERT OR IGNORE INTO idx (token, rtype, rid) VALUES (?, ?, ?)`,
-				blob(t), v.Type, v.ID); err != nil {
-				return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
-			}
+		if err := w.insertTokens(v.Type, v.ID, tokens); err != nil {
+			return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
 		}
 	}
 	return v, nil
 }
+
+// tokenChunk is how many index rows one INSERT statement writes: one
+// statement per row costs more than the insert itself.
+const tokenChunk = 64
+
+// insertTokens adds a resource's tokens with multi-row INSERTs.
+func (w *writer) insertTokens(typ, id string, tokens []store.Token) error {
+	for len(tokens) > 0 {
+		n := min(len(tokens), tokenChunk)
+		args := make([]any, 0, 3*n)
+		for _, t := range tokens[:n] {
+			args = append(args, blob(t), typ, id)
+		}
+		if _, err := w.db.exec(w.ctx, insertTokensSQL(n), args...); err != nil {
+			return err
+		}
+		tokens = tokens[n:]
+	}
+	return nil
+}
+
+var tokenSQL [tokenChunk + 1]string
+
+func init() {
+	for n := 1; n <= tokenChunk; n++ {
+		tokenSQL[n] = "INSERT OR IGNORE INTO idx (token, rtype, rid) VALUES (?, ?, ?)" + strings.Repeat(", (?, ?, ?)", n-1)
+	}
+}
+
+func insertTokensSQL(n int) string { return tokenSQL[n] }
 
 // SetMeta implements store.Writer.
 func (w *writer) SetMeta(key string, value []byte) error {
