@@ -59,7 +59,10 @@ func stream(ctx context.Context, r store.Reader, n int64, f *folder) error {
 			}
 		}
 	}()
-	var err error
+	var (
+		err  error
+		gaps []Problem
+	)
 	for from := int64(0); from < n && err == nil; from += verifyChunk {
 		if err = ctx.Err(); err != nil {
 			break
@@ -74,6 +77,13 @@ func stream(ctx context.Context, r store.Reader, n int64, f *folder) error {
 			err = fmt.Errorf("audit: verify: %w", err)
 			break
 		}
+		if int64(len(leaves)) < to-from {
+			var g int64
+			if g, err = firstGap(r, from, to); err != nil {
+				break
+			}
+			gaps = append(gaps, Problem{Kind: KindRows, Index: g, Detail: fmt.Sprintf("row %d is missing (the store returned %d of the leaves [%d, %d))", g, len(leaves), from, to)})
+		}
 		c := &chunk{from: from, leaves: leaves, done: make(chan struct{})}
 		order <- c
 		jobs <- c
@@ -82,7 +92,27 @@ func stream(ctx context.Context, r store.Reader, n int64, f *folder) error {
 	close(order)
 	wg.Wait()
 	<-folded
+	f.rep.Problems = append(f.rep.Problems, gaps...)
 	return err
+}
+
+// firstGap returns the first missing row index in [from, to), given that
+// the store returned fewer leaves than asked for that range.
+func firstGap(r store.Reader, from, to int64) (int64, error) {
+	lo, hi := from, to // rows [from, lo) are all present; a gap is in [lo, hi)
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		ls, err := r.AuditLeaves(from, mid)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return 0, fmt.Errorf("audit: verify: %w", err)
+		}
+		if int64(len(ls)) == mid-from {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return lo, nil
 }
 
 // locate names the first leaf in [req.from.size, req.target.size) that
