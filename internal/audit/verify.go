@@ -192,8 +192,9 @@ type goodPoint struct {
 }
 
 type locateReq struct {
-	from   goodPoint
-	target target
+	from    goodPoint
+	target  target
+	missing bool // the log ends before target.size
 }
 
 func newFolder(rep *Report, targets []target) *folder {
@@ -246,6 +247,15 @@ func (f *folder) finish() {
 	f.rep.Leaves = f.rng.End()
 	f.rep.Root = treeState{size: f.rng.End(), hashes: f.rng.Hashes()}.root()
 	for _, t := range f.targets {
+		g := &f.good[0]
+		if t.against {
+			g = &f.good[1]
+		}
+		if !g.located { // name the first leaf that differs before the end
+			g.located = true
+			f.locates = append(f.locates, locateReq{from: *g, target: t, missing: true})
+			continue
+		}
 		kind, what := KindMissing, "a stored checkpoint"
 		if t.against {
 			kind, what = KindRollback, "the saved checkpoint"

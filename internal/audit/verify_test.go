@@ -14,10 +14,11 @@ import (
 	"golang.org/x/mod/sumdb/note"
 )
 
-const (
-	tamperLeaves = 100_000
-	tamperEvery  = 2_500 // a checkpoint every tamperEvery leaves
-)
+const tamperEvery = 2_500 // a checkpoint every tamperEvery leaves
+
+// tamperLeaves is the size of the tampered log: 100,000 events, or 10,000
+// with -short or -race (set by sharedTamperLog).
+var tamperLeaves = 100_000
 
 var tamperLog struct {
 	once sync.Once
@@ -29,6 +30,9 @@ var tamperLog struct {
 // sharedTamperLog builds the 100,000-event log once per test binary.
 func sharedTamperLog(t *testing.T) (*memstore.Store, note.Verifier) {
 	tamperLog.once.Do(func() {
+		if testing.Short() || raceEnabled {
+			tamperLeaves = 10_000
+		}
 		tamperLog.s, tamperLog.v = testKeys(t, testOrigin)
 		tamperLog.st = buildLog(t, tamperLeaves, tamperEvery, tamperLog.s)
 	})
@@ -50,7 +54,7 @@ func trials() int {
 // name the first changed entry, in every trial.
 func TestTamper(t *testing.T) {
 	base, v := sharedTamperLog(t)
-	if rep := verifyStore(t, base, v); !rep.OK() || rep.Verified != tamperLeaves || rep.Checkpoints != tamperLeaves/tamperEvery {
+	if rep := verifyStore(t, base, v); !rep.OK() || rep.Verified != uint64(tamperLeaves) || rep.Checkpoints != tamperLeaves/tamperEvery {
 		t.Fatalf("untouched log: %v, verified %d, %d checkpoints", rep.Err(), rep.Verified, rep.Checkpoints)
 	}
 	_, attacker := testKeys(t, testOrigin)
@@ -143,7 +147,7 @@ func TestTamperResign(t *testing.T) {
 		}
 		p := NewProver(st)
 		firstForged := uint64(0)
-		for size := uint64(tamperEvery); size <= tamperLeaves; size += tamperEvery {
+		for size := uint64(tamperEvery); size <= uint64(tamperLeaves); size += tamperEvery {
 			signer := tamperLog.s
 			if size > uint64(k) {
 				signer = forged
