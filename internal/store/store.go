@@ -54,7 +54,10 @@ type Backend interface {
 	// everything fn wrote is durable (it survives a crash or power loss). If
 	// fn returns an error, nothing it wrote is kept and Update returns that
 	// error. fn may run on another goroutine and must not block on other
-	// Update calls. ctx bounds the wait for the commit; once fn has run the
+	// Update calls. fn may be called more than once (a backend may re-run a
+	// group commit after one of its fns failed): only the effects of its
+	// last call are kept, so fn must have no effects outside the Writer
+	// other than recording what it wrote. ctx bounds the wait for the commit; once fn has run the
 	// commit itself is not abandoned, so a nil error means durable and a
 	// non-nil error after fn ran successfully means the outcome is unknown
 	// only if it wraps context.Canceled/DeadlineExceeded.

@@ -101,12 +101,25 @@ func (b *Backend) commitGroup(batch []*request) {
 		answer(fmt.Errorf("sqlite: begin: %w", err))
 		return
 	}
-	for i, r := range live {
-		results[i] = b.runOne(ctx, r.fn)
-		if b.aborted.Load() {
-			_, _ = b.wconn.c.ExecContext(ctx, "ROLLBACK")
-			answer(errGroupAborted)
+	if !b.runFast(ctx, live, results) {
+		// Some fn failed: start over with each fn in its own savepoint,
+		// so that only the failing ones lose their writes.
+		if _, err := b.wconn.c.ExecContext(ctx, "ROLLBACK"); err != nil {
+			answer(fmt.Errorf("sqlite: rollback: %w", err))
 			return
+		}
+		b.aborted.Store(false)
+		if _, err := b.wconn.c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			answer(fmt.Errorf("sqlite: begin: %w", err))
+			return
+		}
+		for i, r := range live {
+			results[i] = b.runOne(ctx, r.fn)
+			if b.aborted.Load() {
+				_, _ = b.wconn.c.ExecContext(ctx, "ROLLBACK")
+				answer(errGroupAborted)
+				return
+			}
 		}
 	}
 	if _, err := b.wconn.c.ExecContext(ctx, "COMMIT"); err != nil {
@@ -125,6 +138,31 @@ func (b *Backend) commitGroup(batch []*request) {
 	}
 	b.updates.Add(n)
 	answer(nil)
+}
+
+// runFast runs every fn of the group in the open transaction without
+// savepoints (a savepoint journals every page a fn touches, which costs
+// more than the writes themselves). It reports false, leaving results
+// unset, as soon as one fn fails or panics; the caller then rolls back and
+// runs the group again the careful way. fns are re-runnable by contract.
+func (b *Backend) runFast(ctx context.Context, live []*request, results []result) bool {
+	for i, r := range live {
+		w := &writer{reader: reader{ctx: ctx, db: b.wconn, aborted: &b.aborted}}
+		ok := func() (ok bool) {
+			defer func() {
+				if p := recover(); p != nil {
+					ok = false
+				}
+			}()
+			return r.fn(w) == nil
+		}()
+		w.done = true
+		if !ok || b.aborted.Load() {
+			return false
+		}
+		results[i] = result{}
+	}
+	return true
 }
 
 // runOne runs fn inside a savepoint, rolling back to it if fn fails or

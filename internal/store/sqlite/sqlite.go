@@ -68,6 +68,7 @@ type Backend struct {
 	queue      chan *request
 	writerDone chan struct{}
 	views      sync.WaitGroup
+	ckpt       *checkpointer
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -99,6 +100,9 @@ func dsn(path string, readOnly bool) string {
 		// writes tens of thousands of index rows) from spilling to the WAL
 		// before commit.
 		q.Add("_pragma", "cache_size(-262144)") // 256 MiB for the writer
+		// Checkpoints run in the background (checkpoint.go), not inside
+		// the writer's commits.
+		q.Add("_pragma", "wal_autocheckpoint(0)")
 	}
 	return "file:" + path + "?" + q.Encode()
 }
@@ -114,6 +118,12 @@ func Open(dir string, opts ...Option) (_ *Backend, err error) {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
+	// The database holds only ciphertext, but it is still nobody else's
+	// business: owner-only, like its WAL (which SQLite creates with the
+	// database file's mode).
+	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
 	b := &Backend{
 		opts:       o,
 		readers:    make(chan *dbconn, o.readers),
@@ -168,6 +178,9 @@ func Open(dir string, opts ...Option) (_ *Backend, err error) {
 			return nil, fmt.Errorf("sqlite: open reader: %w", err)
 		}
 		b.readers <- newDBConn(c)
+	}
+	if b.ckpt, err = startCheckpointer(path); err != nil {
+		return nil, fmt.Errorf("sqlite: checkpointer: %w", err)
 	}
 	go b.writeLoop()
 	return b, nil
@@ -289,6 +302,9 @@ func (b *Backend) Close() error {
 
 func (b *Backend) closeConns() error {
 	var errs []error
+	if b.ckpt != nil {
+		errs = append(errs, b.ckpt.close())
+	}
 	if b.readers != nil {
 	drain:
 		for {
