@@ -76,6 +76,8 @@ func run() error {
 		}
 		defer os.RemoveAll(d)
 		*dir = d
+	} else if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return err
 	}
 	var bundles []loadgen.Bundle
 	var results []loadgen.Result
