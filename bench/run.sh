@@ -63,6 +63,7 @@ log "machine"
 } | tee "$OUT/machine.txt" >&2
 
 log "init $DATA (development key)"
+rm -rf "$DATA" "$POP" "$RESULTS" "$OUT/serve.log" # left by an earlier run into the same OUT
 "$BIN/phivault" init --dev-key --data "$DATA" >/dev/null 2>"$OUT/init.log"
 "$BIN/load" -write-synth "$POP" -patients "$PATIENTS" -seed 1
 
