@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/phivault/phivault/internal/audit"
@@ -83,9 +84,27 @@ func (a *API) Handler() http.Handler {
 	h("GET /fhir/{type}/{id}/_history", a.history)
 	h("GET /fhir/{type}/{id}/_history/{vid}", a.vread)
 	mux.Handle("/fhir/", a.wrap(func(c *call) error {
+		if allow := allowedMethods(mux, c.r); len(allow) > 0 {
+			c.w.Header().Set("Allow", strings.Join(allow, ", "))
+			return errorf(http.StatusMethodNotAllowed, "not-supported", "this endpoint does not support the method "+c.r.Method)
+		}
 		return errorf(http.StatusNotFound, "not-supported", "no such FHIR endpoint or interaction")
 	}))
 	return mux
+}
+
+// allowedMethods returns the methods that have a route for r's path, for
+// a 405 answer to a method that has none.
+func allowedMethods(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		r2 := r.Clone(r.Context())
+		r2.Method = m
+		if _, pattern := mux.Handler(r2); pattern != "" && pattern != "/fhir/" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // call is one request in flight.

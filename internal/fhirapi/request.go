@@ -23,6 +23,10 @@ func validID(s string) bool { return idRE.MatchString(s) }
 // target returns the {type} and {id} path values, checked.
 func (c *call) target(withID bool) (typ, id string, err error) {
 	typ = c.r.PathValue("type")
+	if (typ == "metadata" || typ == "_history") && c.r.Method != http.MethodGet {
+		// GET-only endpoints reached by another method's {type} route.
+		return "", "", errorf(http.StatusMethodNotAllowed, "not-supported", "this endpoint supports only GET")
+	}
 	if !fhir.IsResourceType(typ) {
 		return "", "", errorf(http.StatusNotFound, "not-supported", "unknown resource type")
 	}
