@@ -1,12 +1,46 @@
 package fhirapi
 
 import (
+	"context"
 	"encoding/hex"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/phivault/phivault/internal/policy"
+	"github.com/phivault/phivault/internal/records"
 )
+
+// PagedSearcher is implemented by a Searcher that answers whole search
+// requests: sorting, paging links, totals and included resources. The
+// handler still decides access to every returned resource and audits.
+type PagedSearcher interface {
+	// Search runs one page of req. Errors for bad queries are *Error
+	// values with a 400 status.
+	Search(ctx context.Context, req SearchRequest) (*SearchPage, error)
+}
+
+// SearchRequest is a search as the handler received it (GET query and
+// POST form merged).
+type SearchRequest struct {
+	Type    string
+	Query   url.Values
+	Base    string // public base URL of the FHIR endpoint
+	Lenient bool   // Prefer: handling=lenient
+}
+
+// SearchPage is one page of a search.
+type SearchPage struct {
+	Matches  []records.Entry
+	Includes []records.Entry
+	Total    int  // number of matches; meaningful only if HasTotal
+	HasTotal bool // false for _total=none or when unknown
+	// Self, Next and Prev are query strings (without "?") for the links;
+	// Next and Prev are empty when there is no such page.
+	Self, Next, Prev string
+	// Ignored lists parameters ignored under lenient handling.
+	Ignored []string
+}
 
 // search serves GET /{type}?... and POST /{type}/_search (form body) with
 // the same semantics: a searchset Bundle of what the caller may read.
@@ -38,6 +72,9 @@ func (a *API) search(c *call) error {
 	if err := a.decide(c, policy.Search, typ, "", ""); err != nil {
 		return err
 	}
+	if ps, ok := a.Search.(PagedSearcher); ok {
+		return a.searchPaged(c, ps, typ, q)
+	}
 	ids, _, err := a.Search.Find(c.ctx, typ, q, 0)
 	if err != nil {
 		return err
@@ -50,17 +87,15 @@ func (a *API) search(c *call) error {
 	}
 	entries := make([]any, 0, len(es))
 	for _, e := range es {
-		if d := a.Policy.Decide(c.ctx, policy.Request{Principal: c.who, Action: policy.Read, Type: typ, ID: e.ID, Patient: e.Patient, Purpose: c.purpose()}); !d.Allow {
+		if !a.allowed(c, e) {
 			total--
 			continue
 		}
-		body, err := shape(q, e.Body)
+		entry, err := a.searchEntry(c, q, e, "match")
 		if err != nil {
 			return err
 		}
-		c.ev.Entities = append(c.ev.Entities, versionRef(e))
-		c.ev.Patients = appendPatient(c.ev.Patients, e.Patient)
-		entries = append(entries, map[string]any{"fullUrl": a.Base + "/" + typ + "/" + e.ID, "resource": rawJSON(body), "search": map[string]any{"mode": "match"}})
+		entries = append(entries, entry)
 	}
 	if err := a.record(c); err != nil {
 		return err
@@ -70,4 +105,83 @@ func (a *API) search(c *call) error {
 		"link": []any{map[string]any{"relation": "self", "url": a.Base + "/" + typ + "?" + q.Encode()}},
 	})
 	return nil
+}
+
+// searchPaged answers a search through a PagedSearcher. Every match and
+// included resource passes the read decision; denied ones are left out
+// (and counted out of the total) and never audited as disclosed.
+func (a *API) searchPaged(c *call, ps PagedSearcher, typ string, q url.Values) error {
+	lenient := false
+	for _, p := range c.r.Header.Values("Prefer") {
+		lenient = lenient || strings.Contains(p, "handling=lenient")
+	}
+	page, err := ps.Search(c.ctx, SearchRequest{Type: typ, Query: q, Base: a.Base, Lenient: lenient})
+	if err != nil {
+		return err
+	}
+	entries := make([]any, 0, len(page.Matches)+len(page.Includes))
+	for _, e := range page.Matches {
+		if !a.allowed(c, e) {
+			page.Total--
+			continue
+		}
+		entry, err := a.searchEntry(c, q, e, "match")
+		if err != nil {
+			return err
+		}
+		entries = append(entries, entry)
+	}
+	for _, e := range page.Includes {
+		if !a.allowed(c, e) {
+			continue
+		}
+		entry, err := a.searchEntry(c, q, e, "include")
+		if err != nil {
+			return err
+		}
+		entries = append(entries, entry)
+	}
+	if len(page.Ignored) > 0 {
+		entries = append(entries, map[string]any{
+			"resource": map[string]any{"resourceType": "OperationOutcome", "issue": []any{map[string]any{
+				"severity": "warning", "code": "not-supported",
+				"diagnostics": "ignored unknown or unsupported search parameters: " + strings.Join(page.Ignored, ", "),
+			}}},
+			"search": map[string]any{"mode": "outcome"},
+		})
+	}
+	if err := a.record(c); err != nil {
+		return err
+	}
+	links := []any{map[string]any{"relation": "self", "url": a.Base + "/" + typ + "?" + page.Self}}
+	if page.Next != "" {
+		links = append(links, map[string]any{"relation": "next", "url": a.Base + "/" + typ + "?" + page.Next})
+	}
+	if page.Prev != "" {
+		links = append(links, map[string]any{"relation": "previous", "url": a.Base + "/" + typ + "?" + page.Prev})
+	}
+	b := map[string]any{"resourceType": "Bundle", "type": "searchset", "link": links}
+	if page.HasTotal {
+		b["total"] = page.Total
+	}
+	if len(entries) > 0 {
+		b["entry"] = entries
+	}
+	writeJSON(c.w, http.StatusOK, b)
+	return nil
+}
+
+func (a *API) allowed(c *call, e records.Entry) bool {
+	d := a.Policy.Decide(c.ctx, policy.Request{Principal: c.who, Action: policy.Read, Type: e.Type, ID: e.ID, Patient: e.Patient, Purpose: c.purpose()})
+	return d.Allow
+}
+
+func (a *API) searchEntry(c *call, q url.Values, e records.Entry, mode string) (map[string]any, error) {
+	body, err := shape(q, e.Body)
+	if err != nil {
+		return nil, err
+	}
+	c.ev.Entities = append(c.ev.Entities, versionRef(e))
+	c.ev.Patients = appendPatient(c.ev.Patients, e.Patient)
+	return map[string]any{"fullUrl": a.Base + "/" + e.Type + "/" + e.ID, "resource": rawJSON(body), "search": map[string]any{"mode": mode}}, nil
 }

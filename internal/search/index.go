@@ -7,6 +7,8 @@ package search
 
 import (
 	"fmt"
+	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/phivault/phivault/internal/barrier"
@@ -24,6 +26,7 @@ type Engine struct {
 	b   *barrier.Barrier
 	reg *searchparam.Registry
 	rec *records.Store
+	now func() time.Time
 }
 
 var _ records.Indexer = (*Engine)(nil)
@@ -31,25 +34,36 @@ var _ records.Indexer = (*Engine)(nil)
 // New returns an engine computing tokens with b over the R4 parameters.
 // SetRecords must be called before Find.
 func New(b *barrier.Barrier) *Engine {
-	return &Engine{b: b, reg: searchparam.R4()}
+	return &Engine{b: b, reg: searchparam.R4(), now: time.Now}
 }
 
 // SetRecords gives the engine the store it searches (records and the
 // engine depend on each other: records indexes through it).
 func (e *Engine) SetRecords(r *records.Store) { e.rec = r }
 
-// Token kinds. Each names one index family and what it reveals.
+// Token kinds. Each names one index family; docs/search.md says what each
+// reveals to someone holding the database.
 const (
 	kTok     = "t"  // token: system|code
 	kCode    = "c"  // token: code in any system
 	kNoSys   = "n"  // token: code with no system
 	kSys     = "s"  // token: system with any code
+	kText    = "tx" // token: normalized prefix of display/text (:text)
+	kOfType  = "ot" // token: identifier type system|code|value (:of-type)
 	kRef     = "r"  // reference: Type/id
 	kRefID   = "ri" // reference: id alone
+	kRefURL  = "ru" // reference: absolute URL of another server
 	kRefIdf  = "rf" // reference: :identifier system|value
+	kRefAny  = "ra" // reference: :identifier value in any system
 	kExact   = "x"  // string: exact text
 	kPrefix  = "p"  // string: normalized prefix
-	kURI     = "u"  // uri
+	kURI     = "u"  // uri (or canonical without version)
+	kURIUp   = "ub" // uri: path prefix (for :below)
+	kDate    = "d"  // date: calendar bucket
+	kNum     = "q"  // number/quantity: magnitude bucket (any unit)
+	kQSys    = "qs" // quantity: system|code + magnitude bucket
+	kQCode   = "qc" // quantity: code or unit + magnitude bucket
+	kComp    = "k"  // composite: first component's token (code, system|code)
 	kPresent = "m"  // parameter has a value (for :missing)
 	kID      = "id" // _id
 )
@@ -82,48 +96,125 @@ func (e *Engine) Index(res map[string]any) ([]store.Token, string, error) {
 			present[v.Param] = true
 			add(e.tok(typ, v.Param, kPresent))
 		}
-		for _, t := range e.valueTokens(typ, v) {
-			add(t)
+		for _, k := range valueKeys(v) {
+			add(e.tok(typ, v.Param, k[0], k[1:]...))
 		}
 	}
 	return toks, e.compartment(typ, id, vals), nil
 }
 
-func (e *Engine) valueTokens(typ string, v searchparam.Value) []store.Token {
-	p := v.Param
+// valueKeys returns the token inputs (kind, parts...) of one value.
+func valueKeys(v searchparam.Value) [][]string {
 	switch v.Type {
 	case searchparam.Token:
-		out := []store.Token{e.tok(typ, p, kCode, v.Code)}
+		out := [][]string{{kCode, v.Code}}
 		if v.System != "" {
-			out = append(out, e.tok(typ, p, kTok, v.System, v.Code), e.tok(typ, p, kSys, v.System))
+			out = append(out, []string{kTok, v.System, v.Code}, []string{kSys, v.System})
 		} else {
-			out = append(out, e.tok(typ, p, kNoSys, v.Code))
+			out = append(out, []string{kNoSys, v.Code})
+		}
+		for _, t := range []string{v.Text, v.Display} {
+			for _, p := range prefixes(searchparam.Normalize(t)) {
+				out = append(out, []string{kText, p})
+			}
+		}
+		if v.TypeCode != "" {
+			out = append(out, []string{kOfType, v.TypeSystem, v.TypeCode, v.Code})
 		}
 		return out
 	case searchparam.Reference:
-		var out []store.Token
+		var out [][]string
 		if k := v.Ref.Key(); k != "" {
-			out = append(out, e.tok(typ, p, kRef, k), e.tok(typ, p, kRefID, v.Ref.ID))
-		} else if v.Ref.Canonical != "" {
-			out = append(out, e.tok(typ, p, kURI, v.Ref.Canonical))
+			out = append(out, []string{kRef, k}, []string{kRefID, v.Ref.ID})
+			if v.Ref.Base != "" {
+				out = append(out, []string{kRefURL, v.Ref.Base + "/" + k})
+			}
+		}
+		if v.Ref.Canonical != "" {
+			out = append(out, []string{kURI, v.Ref.Canonical})
+			if v.Ref.Version != "" {
+				out = append(out, []string{kURI, v.Ref.Canonical + "|" + v.Ref.Version})
+			}
 		}
 		if v.Ref.IdentifierValue != "" {
-			out = append(out, e.tok(typ, p, kRefIdf, v.Ref.IdentifierSystem, v.Ref.IdentifierValue))
+			out = append(out, []string{kRefIdf, v.Ref.IdentifierSystem, v.Ref.IdentifierValue}, []string{kRefAny, v.Ref.IdentifierValue})
 		}
 		return out
 	case searchparam.String:
-		n := searchparam.Normalize(v.Text)
-		out := []store.Token{e.tok(typ, p, kExact, v.Text)}
-		for i, c := 0, 0; i < len(n) && c < maxPrefix; c++ {
-			_, w := utf8.DecodeRuneInString(n[i:])
-			i += w
-			out = append(out, e.tok(typ, p, kPrefix, n[:i]))
+		out := [][]string{{kExact, v.Text}}
+		for _, p := range prefixes(searchparam.Normalize(v.Text)) {
+			out = append(out, []string{kPrefix, p})
 		}
 		return out
 	case searchparam.URI:
-		return []store.Token{e.tok(typ, p, kURI, v.Text)}
+		out := [][]string{{kURI, v.Text}}
+		for _, p := range uriPrefixes(v.Text) {
+			out = append(out, []string{kURIUp, p})
+		}
+		return out
+	case searchparam.Date:
+		var out [][]string
+		for _, b := range dateBuckets(v.Low, v.High) {
+			out = append(out, []string{kDate, b})
+		}
+		return out
+	case searchparam.Number:
+		var out [][]string
+		for _, b := range numBuckets(v.Float) {
+			out = append(out, []string{kNum, b})
+		}
+		return out
+	case searchparam.Quantity:
+		var out [][]string
+		for _, b := range numBuckets(v.Float) {
+			out = append(out, []string{kNum, b})
+			if v.Code != "" {
+				out = append(out, []string{kQSys, v.System, v.Code, b}, []string{kQCode, v.Code, b})
+			}
+			if v.Unit != "" && v.Unit != v.Code {
+				out = append(out, []string{kQCode, v.Unit, b})
+			}
+		}
+		return out
+	case searchparam.Composite:
+		if len(v.Components) == 0 || v.Components[0].Type != searchparam.Token {
+			return nil
+		}
+		c := v.Components[0]
+		out := [][]string{{kComp, c.Code}}
+		if c.System != "" {
+			out = append(out, []string{kComp, c.System, c.Code})
+		}
+		return out
 	}
 	return nil
+}
+
+// prefixes returns the prefixes of n of 1 to maxPrefix runes.
+func prefixes(n string) []string {
+	var out []string
+	for i, c := 0, 0; i < len(n) && c < maxPrefix; c++ {
+		_, w := utf8.DecodeRuneInString(n[i:])
+		i += w
+		out = append(out, n[:i])
+	}
+	return out
+}
+
+// uriPrefixes returns the uri and its ancestors at '/' boundaries after
+// the authority ("http://a/b/c" -> "http://a/b/c", "http://a/b", "http://a").
+func uriPrefixes(u string) []string {
+	start := 0
+	if i := strings.Index(u, "://"); i >= 0 {
+		start = i + 3
+	}
+	out := []string{u}
+	for i := len(u) - 1; i > start; i-- {
+		if u[i] == '/' && len(out) < 16 {
+			out = append(out, u[:i])
+		}
+	}
+	return out
 }
 
 // compartment names the patient whose compartment holds the resource: the
@@ -141,15 +232,4 @@ func (e *Engine) compartment(typ, id string, vals []searchparam.Value) string {
 		}
 	}
 	return ""
-}
-
-// prefixKey returns the indexed prefix of a normalized query string.
-func prefixKey(n string) (key string, exact bool) {
-	i, c := 0, 0
-	for i < len(n) && c < maxPrefix {
-		_, w := utf8.DecodeRuneInString(n[i:])
-		i += w
-		c++
-	}
-	return n[:i], i == len(n)
 }

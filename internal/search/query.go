@@ -5,208 +5,230 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/phivault/phivault/internal/fhir/searchparam"
 	"github.com/phivault/phivault/internal/fhirapi"
 	"github.com/phivault/phivault/internal/store"
 )
 
-var _ fhirapi.Searcher = (*Engine)(nil)
-
-// control parameters that Find accepts and leaves to the caller.
-var control = map[string]bool{"_count": true, "_format": true, "_summary": true, "_elements": true, "_pretty": true}
+// Limits on what one query may ask for.
+const (
+	maxCount    = 1000  // largest _count
+	defCount    = 50    // _count when absent
+	maxDepth    = 3     // nesting of chains and _has
+	maxChainIDs = 2000  // ids one chain or _has may resolve to
+	maxValues   = 100   // comma alternatives and repeats per query
+	maxQueryLen = 16384 // bytes of the whole query
+)
 
 func badRequest(msg string) error {
 	return &fhirapi.Error{Status: http.StatusBadRequest, Code: "invalid", Msg: msg}
 }
 
-// stringCheck is a string condition the tokens cannot decide alone.
-type stringCheck struct {
-	param string
-	any   []string // normalized prefixes, one must match
+func notSupported(msg string) error {
+	return &fhirapi.Error{Status: http.StatusBadRequest, Code: "not-supported", Msg: msg}
 }
 
-// Find implements fhirapi.Searcher for token, reference, uri and string
-// parameters and _id; comma is OR, repeated parameters are AND.
-func (e *Engine) Find(ctx context.Context, typ string, q url.Values, limit int) ([]string, *store.MatchQuery, error) {
-	mq := &store.MatchQuery{Type: typ}
-	var checks []stringCheck
+// clause is one AND term of a query. Its tokens (an OR group) hold every
+// match; neg turns it into an exclusion; check, when set, decides the
+// match exactly on the decrypted values.
+type clause struct {
+	toks  []store.Token
+	all   bool // no token restriction (check alone decides)
+	neg   bool
+	param string
+	check func(vals []searchparam.Value) bool
+}
+
+// plan is a parsed query.
+type plan struct {
+	typ          string
+	clauses      []clause
+	sort         []sortKey
+	count        int
+	total        string // "", none, estimate, accurate
+	summaryCount bool
+	include      []incl
+	revinclude   []incl
+	cursor       string
+	ignored      []string
+	canon        url.Values // the query without _cursor, for links
+}
+
+// parseOpts carries what parsing needs besides the query.
+type parseOpts struct {
+	base    string // public base URL (absolute references naming us)
+	lenient bool   // ignore unknown parameters
+	depth   int
+}
+
+// control parameters that do not select resources.
+var control = map[string]bool{"_count": true, "_format": true, "_summary": true, "_elements": true,
+	"_pretty": true, "_sort": true, "_total": true, "_include": true, "_revinclude": true, "_cursor": true}
+
+func (e *Engine) parse(ctx context.Context, typ string, q url.Values, o parseOpts) (*plan, error) {
+	if !e.reg.IsResourceType(typ) {
+		return nil, badRequest("unknown resource type " + strconv.Quote(clip(typ)))
+	}
+	if o.depth > maxDepth {
+		return nil, badRequest("chains and _has are nested too deeply")
+	}
+	if n := len(q.Encode()); n > maxQueryLen {
+		return nil, badRequest("the query is too long")
+	}
+	pl := &plan{typ: typ, count: defCount, canon: url.Values{}}
 	keys := make([]string, 0, len(q))
-	for k := range q {
+	nvals := 0
+	for k, vs := range q {
 		keys = append(keys, k)
+		nvals += len(vs)
+	}
+	if nvals > maxValues {
+		return nil, badRequest("too many search parameter values")
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if control[k] {
+		if !utf8.ValidString(k) {
+			return nil, badRequest("parameter names must be UTF-8")
+		}
+		for _, raw := range q[k] {
+			if !utf8.ValidString(raw) {
+				return nil, badRequest("parameter values must be UTF-8")
+			}
+		}
+		if k == "_cursor" {
+			pl.cursor = q.Get(k)
 			continue
 		}
-		name, mod, _ := strings.Cut(k, ":")
+		pl.canon[k] = q[k]
+		base, _, _ := strings.Cut(k, ":")
+		if control[base] {
+			if err := e.parseControl(pl, k, q[k]); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		for _, raw := range q[k] {
-			group, chk, err := e.group(typ, name, mod, raw)
+			c, err := e.parseClause(ctx, typ, k, raw, o)
 			if err != nil {
-				return nil, nil, err
+				if fe, ok := err.(*fhirapi.Error); ok && o.lenient && fe.Code == "not-supported" {
+					pl.ignored = append(pl.ignored, k)
+					delete(pl.canon, k)
+					break
+				}
+				return nil, err
 			}
-			mq.All = append(mq.All, group)
-			if chk != nil {
-				checks = append(checks, *chk)
-			}
+			pl.clauses = append(pl.clauses, c)
 		}
 	}
-	if len(checks) == 0 {
-		mq.Limit = limit
-		ids, err := e.rec.Match(ctx, *mq)
-		return ids, mq, err
-	}
-	ids, err := e.rec.Match(ctx, *mq)
-	if err != nil {
-		return nil, nil, err
-	}
-	ids, err = e.verify(ctx, typ, ids, checks, limit)
-	return ids, nil, err
+	return pl, nil
 }
 
-// group turns one parameter value (comma-separated alternatives) into an
-// OR group of tokens.
-func (e *Engine) group(typ, name, mod, raw string) ([]store.Token, *stringCheck, error) {
+// parseClause turns one key=value into a clause.
+func (e *Engine) parseClause(ctx context.Context, typ, key, raw string, o parseOpts) (clause, error) {
+	if strings.HasPrefix(key, "_has:") {
+		return e.hasClause(ctx, typ, key, raw, o)
+	}
+	head, rest, chained := strings.Cut(key, ".")
+	name, mod, _ := strings.Cut(head, ":")
+	if chained {
+		return e.chainClause(ctx, typ, name, mod, rest, raw, o)
+	}
 	if name == "_id" {
 		if mod != "" {
-			return nil, nil, badRequest("_id takes no modifier")
+			return clause{}, badRequest("_id takes no modifier")
 		}
-		var g []store.Token
+		c := clause{}
 		for _, v := range splitOr(raw) {
-			g = append(g, e.tok(typ, "_id", kID, v))
+			if v == "" {
+				return clause{}, badRequest("empty value for _id")
+			}
+			c.toks = append(c.toks, e.tok(typ, "_id", kID, v))
 		}
-		return g, nil, nil
+		return c, nil
 	}
 	p, ok := e.reg.Lookup(typ, name)
-	if !ok {
-		return nil, nil, badRequest("unknown search parameter " + name + " for " + typ)
+	if !ok || p.Type == searchparam.Special {
+		return clause{}, notSupported("unknown or unsupported search parameter " + strconv.Quote(clip(name)) + " for " + typ)
 	}
 	if mod == "missing" {
-		return nil, nil, badRequest(":missing is not supported yet")
+		if raw != "true" && raw != "false" {
+			return clause{}, badRequest(":missing takes true or false")
+		}
+		return clause{toks: []store.Token{e.tok(typ, name, kPresent)}, neg: raw == "true"}, nil
 	}
-	var g []store.Token
-	var chk *stringCheck
+	if mod == "not" && p.Type != searchparam.Token {
+		return clause{}, badRequest(":not applies to token parameters")
+	}
+	var alts []alt
 	for _, v := range splitOr(raw) {
 		if v == "" {
-			return nil, nil, badRequest("empty value for search parameter " + name)
+			return clause{}, badRequest("empty value for search parameter " + name)
 		}
-		switch p.Type {
-		case searchparam.Token:
+		var a alt
+		var err error
+		if p.Type == searchparam.Composite {
 			if mod != "" {
-				return nil, nil, badRequest("modifier :" + mod + " is not supported on token parameters yet")
+				return clause{}, badRequest("composite parameters take no modifier")
 			}
-			sys, code, hasBar := strings.Cut(v, "|")
-			switch {
-			case !hasBar:
-				g = append(g, e.tok(typ, name, kCode, v))
-			case sys == "":
-				g = append(g, e.tok(typ, name, kNoSys, code))
-			case code == "":
-				g = append(g, e.tok(typ, name, kSys, sys))
-			default:
-				g = append(g, e.tok(typ, name, kTok, sys, code))
-			}
-		case searchparam.Reference:
-			switch {
-			case mod == "identifier":
-				sys, val, _ := strings.Cut(v, "|")
-				g = append(g, e.tok(typ, name, kRefIdf, sys, val))
-			case mod != "" && !e.reg.IsResourceType(mod):
-				return nil, nil, badRequest("modifier :" + mod + " is not supported on reference parameters")
-			case strings.Contains(v, "/"):
-				ref := v
-				if i := strings.LastIndex(v, "/_history/"); i >= 0 {
-					ref = v[:i]
-				}
-				parts := strings.Split(ref, "/")
-				if len(parts) < 2 {
-					return nil, nil, badRequest("invalid reference value for " + name)
-				}
-				g = append(g, e.tok(typ, name, kRef, parts[len(parts)-2]+"/"+parts[len(parts)-1]))
-			case mod != "":
-				g = append(g, e.tok(typ, name, kRef, mod+"/"+v))
-			default:
-				g = append(g, e.tok(typ, name, kRefID, v))
-			}
-		case searchparam.URI:
-			if mod != "" {
-				return nil, nil, badRequest("modifier :" + mod + " is not supported on uri parameters yet")
-			}
-			g = append(g, e.tok(typ, name, kURI, v))
-		case searchparam.String:
-			switch mod {
-			case "exact":
-				g = append(g, e.tok(typ, name, kExact, v))
-			case "":
-				n := searchparam.Normalize(v)
-				key, exact := prefixKey(n)
-				g = append(g, e.tok(typ, name, kPrefix, key))
-				if !exact {
-					if chk == nil {
-						chk = &stringCheck{param: name}
-					}
-					chk.any = append(chk.any, n)
-				}
-			default:
-				return nil, nil, badRequest("modifier :" + mod + " is not supported on string parameters yet")
-			}
-		default:
-			return nil, nil, badRequest("search on " + string(p.Type) + " parameters such as " + name + " is not supported yet")
+			a, err = e.compositeAlt(p, v)
+		} else {
+			a, err = e.valueAlt(p.Type, mod, v, o.base)
 		}
-	}
-	return g, chk, nil
-}
-
-// verify keeps the ids whose decrypted resource satisfies every check.
-func (e *Engine) verify(ctx context.Context, typ string, ids []string, checks []stringCheck, limit int) ([]string, error) {
-	var out []string
-	for start := 0; start < len(ids); start += 256 {
-		es, err := e.rec.ReadMany(ctx, typ, ids[start:min(start+256, len(ids))])
 		if err != nil {
-			return nil, err
+			return clause{}, err
 		}
-		for _, en := range es {
-			res, err := parseJSON(en.Body)
-			if err != nil {
-				return nil, err
-			}
-			vals, err := e.reg.Extract(res)
-			if err != nil {
-				return nil, err
-			}
-			if satisfies(vals, checks) {
-				out = append(out, en.ID)
-				if limit > 0 && len(out) >= limit {
-					return out, nil
-				}
-			}
+		alts = append(alts, a)
+	}
+	c := clause{param: name, neg: mod == "not"}
+	exact := true
+	for _, a := range alts {
+		exact = exact && a.exact
+		if a.keys == nil {
+			c.all = true
+		}
+		for _, k := range a.keys {
+			c.toks = append(c.toks, e.tok(typ, name, k[0], k[1:]...))
 		}
 	}
-	return out, nil
-}
-
-func satisfies(vals []searchparam.Value, checks []stringCheck) bool {
-	for _, c := range checks {
-		ok := false
-		for _, v := range vals {
-			if v.Param != c.param {
-				continue
+	if c.all {
+		c.toks = []store.Token{e.tok(typ, name, kPresent)}
+	}
+	if !exact && !c.neg {
+		c.check = func(vals []searchparam.Value) bool {
+			for _, v := range vals {
+				if v.Param != name {
+					continue
+				}
+				for _, a := range alts {
+					if a.pred(v) {
+						return true
+					}
+				}
 			}
-			n := searchparam.Normalize(v.Text)
-			for _, want := range c.any {
-				ok = ok || strings.HasPrefix(n, want)
-			}
-		}
-		if !ok {
 			return false
 		}
 	}
-	return true
+	return c, nil
 }
 
-// splitOr splits a parameter value at unescaped commas.
+// prefixKey returns the indexed prefix of a normalized query string and
+// whether the prefix token alone decides the match.
+func prefixKey(n string) (key string, exact bool) {
+	i, c := 0, 0
+	for i < len(n) && c < maxPrefix {
+		_, w := utf8.DecodeRuneInString(n[i:])
+		i += w
+		c++
+	}
+	return n[:i], i == len(n)
+}
+
+// splitOr splits a parameter value at unescaped commas; "\," "\$" "\|"
+// and "\\" are escapes.
 func splitOr(v string) []string {
 	var out []string
 	var cur strings.Builder
@@ -223,18 +245,4 @@ func splitOr(v string) []string {
 		}
 	}
 	return append(out, cur.String())
-}
-
-// Params implements fhirapi.SearchParams: the parameters Find answers.
-func (e *Engine) Params(typ string) []fhirapi.SearchParamInfo {
-	out := []fhirapi.SearchParamInfo{{Name: "_id", Type: "token", Definition: "http://hl7.org/fhir/SearchParameter/Resource-id"}}
-	for _, p := range e.reg.Params(typ) {
-		switch p.Type {
-		case searchparam.Token, searchparam.Reference, searchparam.URI, searchparam.String:
-			if p.Code != "_id" {
-				out = append(out, fhirapi.SearchParamInfo{Name: p.Code, Type: string(p.Type), Definition: p.URL})
-			}
-		}
-	}
-	return out
 }
