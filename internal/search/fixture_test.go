@@ -181,3 +181,5 @@ func quantity(m map[string]any) (float64, string, bool) {
 	}
 	return q["value"].(float64), q["code"].(string), true
 }
+
+func normalizeForTest(s string) string { return searchparam.Normalize(s) }
