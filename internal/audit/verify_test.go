@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -42,7 +44,13 @@ func sharedTamperLog(t *testing.T) (*memstore.Store, note.Verifier) {
 	return tamperLog.st, tamperLog.v
 }
 
+// trials is 100 per tampering kind (3 with -short or -race);
+// PHIVAULT_TAMPER_TRIALS overrides it. 100 trials on 100,000 events are
+// 500 full verifications: allow -timeout 30m on a slow machine.
 func trials() int {
+	if n, err := strconv.Atoi(os.Getenv("PHIVAULT_TAMPER_TRIALS")); err == nil && n > 0 {
+		return n
+	}
 	if testing.Short() || raceEnabled {
 		return 3
 	}
