@@ -38,7 +38,7 @@ func (id KeyID) String() string { return fmt.Sprintf("%x", id[:]) }
 // Errors returned by Open. A ciphertext that does not authenticate never
 // yields plaintext.
 var (
-	ErrMalformed     = errors.New("barrier: malformed ciphertext")
+	ErrMalformed      = errors.New("barrier: malformed ciphertext")
 	ErrAuthentication = errors.New("barrier: ciphertext does not authenticate (wrong place, tampered or wrong key)")
 )
 

@@ -33,9 +33,9 @@ var (
 // Secret is key material or a passphrase. It prints as **redacted**.
 type Secret []byte
 
-func (Secret) String() string                 { return "**redacted**" }
-func (Secret) GoString() string               { return "**redacted**" }
-func (Secret) MarshalJSON() ([]byte, error)   { return []byte(`"**redacted**"`), nil }
+func (Secret) String() string                  { return "**redacted**" }
+func (Secret) GoString() string                { return "**redacted**" }
+func (Secret) MarshalJSON() ([]byte, error)    { return []byte(`"**redacted**"`), nil }
 func (s Secret) Format(f fmt.State, verb rune) { f.Write([]byte("**redacted**")) }
 
 const fileFormat = "phivault-kek-file/1"
