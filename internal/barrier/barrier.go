@@ -11,6 +11,7 @@
 package barrier
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -83,7 +84,9 @@ func Open(ctx context.Context, kek KEK, st store.Backend, cacheSize int) (*Barri
 	if err != nil {
 		return nil, fmt.Errorf("barrier: index key: %w", err)
 	}
-	b.index = k.raw
+	// A copy: the cache zeroes k.raw when it evicts the key, and tokens
+	// must not change (or every index lookup and key name would miss).
+	b.index = bytes.Clone(k.raw)
 	b.hmacs.New = b.newHMAC
 	return b, nil
 }
