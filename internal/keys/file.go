@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -37,6 +38,10 @@ func (Secret) String() string                  { return "**redacted**" }
 func (Secret) GoString() string                { return "**redacted**" }
 func (Secret) MarshalJSON() ([]byte, error)    { return []byte(`"**redacted**"`), nil }
 func (s Secret) Format(f fmt.State, verb rune) { f.Write([]byte("**redacted**")) }
+
+// LogValue redacts a Secret in log/slog, whose text handler would otherwise
+// print any byte slice as it is.
+func (Secret) LogValue() slog.Value { return slog.StringValue("**redacted**") }
 
 const fileFormat = "phivault-kek-file/1"
 
@@ -152,9 +157,11 @@ func OpenFile(path string, passphrase Secret) (*File, error) {
 	for _, v := range f.Versions {
 		raw := v.Key
 		if unseal != nil {
+			// A sealed KEK is nonce || 32 bytes || tag; any other length is
+			// damage, not a wrong passphrase.
 			ns := unseal.NonceSize()
-			if len(raw) < ns {
-				return nil, ErrCorrupt
+			if len(raw) != ns+32+unseal.Overhead() {
+				return nil, fmt.Errorf("%w: bad key version %d", ErrCorrupt, v.Version)
 			}
 			var err error
 			raw, err = unseal.Open(nil, raw[:ns], raw[ns:], []byte(f.ID+":"+strconv.Itoa(v.Version)))
