@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -38,6 +39,11 @@ type Token string
 
 func (Token) String() string   { return "**redacted**" }
 func (Token) GoString() string { return "**redacted**" }
+
+// MarshalJSON and LogValue keep the token out of JSON and log/slog output
+// (both would otherwise print the underlying string).
+func (Token) MarshalJSON() ([]byte, error) { return []byte(`"**redacted**"`), nil }
+func (Token) LogValue() slog.Value         { return slog.StringValue("**redacted**") }
 
 // Reveal returns the token text, for handing it to its owner.
 func (t Token) Reveal() string { return string(t) }
@@ -127,7 +133,9 @@ func (t *Tokens) Check(tok string) (policy.Principal, error) {
 	if !ok {
 		return policy.Principal{}, ErrInvalidToken
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	// Strict: a lax decoder ignores the last character's padding bits, so
+	// several spellings of one signature would all be accepted.
+	got, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if err != nil || !hmac.Equal(got, t.mac(p)) {
 		return policy.Principal{}, ErrInvalidToken
 	}
