@@ -71,8 +71,19 @@ func (e *Engine) hasClause(ctx context.Context, typ, key, raw string, o parseOpt
 	c := clause{toks: []store.Token{}}
 	seen := map[string]bool{}
 	n := 0
+	var xerr error
 	err = e.scan(ctx, pl, "", func(h hit) bool {
 		n++
+		if h.vals == nil {
+			res, err := parseJSON(h.ent.Body)
+			if err == nil {
+				h.vals, err = e.reg.Extract(res)
+			}
+			if err != nil {
+				xerr = err
+				return false
+			}
+		}
 		for _, v := range h.vals {
 			if v.Param == ref && v.Ref.Type == typ && v.Ref.ID != "" && !seen[v.Ref.ID] {
 				seen[v.Ref.ID] = true
@@ -81,6 +92,9 @@ func (e *Engine) hasClause(ctx context.Context, typ, key, raw string, o parseOpt
 		}
 		return n <= 5*maxChainIDs && len(seen) <= maxChainIDs
 	})
+	if err == nil {
+		err = xerr
+	}
 	if err != nil {
 		return clause{}, err
 	}

@@ -184,7 +184,14 @@ func (e *Engine) decide(pl *plan, en *records.Entry) (hit, bool, error) {
 	if err != nil {
 		return hit{}, false, err
 	}
-	vals, err := e.reg.Extract(res)
+	var vals []searchparam.Value
+	partial := false
+	if params, dates := pl.neededParams(); dates {
+		vals, err = e.dateValues(pl.typ, params, res)
+		partial = true
+	} else {
+		vals, err = e.reg.Extract(res)
+	}
 	if err != nil {
 		return hit{}, false, err
 	}
@@ -193,7 +200,11 @@ func (e *Engine) decide(pl *plan, en *records.Entry) (hit, bool, error) {
 			return hit{}, false, nil
 		}
 	}
-	return hit{id: en.ID, ent: en, vals: vals, key: keyOf(pl.sort, en.ID, vals)}, true, nil
+	h := hit{id: en.ID, ent: en, vals: vals, key: keyOf(pl.sort, en.ID, vals)}
+	if partial {
+		h.vals = nil // _include and _has extract in full
+	}
+	return h, true, nil
 }
 
 // window keeps the count+1 hits nearest a cursor in one direction.

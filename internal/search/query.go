@@ -40,6 +40,7 @@ type clause struct {
 	all   bool // no token restriction (check alone decides)
 	neg   bool
 	param string
+	date  bool // param is a date parameter
 	check func(vals []searchparam.Value) bool
 }
 
@@ -183,7 +184,7 @@ func (e *Engine) parseClause(ctx context.Context, typ, key, raw string, o parseO
 		}
 		alts = append(alts, a)
 	}
-	c := clause{param: name, neg: mod == "not"}
+	c := clause{param: name, neg: mod == "not", date: p.Type == searchparam.Date}
 	exact := true
 	for _, a := range alts {
 		exact = exact && a.exact

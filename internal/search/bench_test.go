@@ -1,0 +1,79 @@
+package search
+
+import (
+	"context"
+	"fmt"
+	"github.com/phivault/phivault/internal/fhirapi"
+	"math/rand/v2"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/phivault/phivault/internal/policy"
+)
+
+// BenchmarkPatientLabs is the patient-scoped search of the issue over a
+// population shaped like Synthea's (many lab results per patient).
+func BenchmarkPatientLabs(b *testing.B) {
+	e := labEnv(b)
+	const patients = 20
+	labQueries(b, e)
+}
+
+func labEnv(b *testing.B) *env {
+	e := newEnv(b)
+	const patients = 20
+	r := rand.New(rand.NewPCG(1, 1))
+	var data []map[string]any
+	const perPatient = 300
+	for p := range patients {
+		data = append(data, map[string]any{"resourceType": "Patient", "id": fmt.Sprintf("p%d", p)})
+		for i := range perPatient {
+			t := time.Date(2000+r.IntN(25), time.Month(1+r.IntN(12)), 1+r.IntN(28), r.IntN(24), 0, 0, 0, time.UTC)
+			cat := "laboratory"
+			if i%4 == 0 {
+				cat = "vital-signs"
+			}
+			data = append(data, map[string]any{"resourceType": "Observation", "id": fmt.Sprintf("o%d-%d", p, i), "status": "final",
+				"category":          []any{map[string]any{"coding": []any{map[string]any{"system": catSys, "code": cat}}}},
+				"code":              map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "2339-0", "display": "Glucose"}}},
+				"subject":           map[string]any{"reference": fmt.Sprintf("Patient/p%d", p)},
+				"effectiveDateTime": t.Format(time.RFC3339),
+				"valueQuantity":     map[string]any{"value": r.IntN(300), "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"}})
+		}
+	}
+	e.load(data...)
+	return e
+}
+
+func labQueries(b *testing.B, e *env) {
+	const patients = 20
+	for _, q := range []string{"Observation?patient=p%d&category=laboratory&_sort=-date&_count=20", "Observation?patient=p%d&category=laboratory&_count=20"} {
+		b.Run(q, func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					i++
+					req := httptest.NewRequest("GET", "/fhir/"+fmt.Sprintf(q, i%patients), nil)
+					req = req.WithContext(policy.WithPrincipal(req.Context(), admin))
+					w := httptest.NewRecorder()
+					e.h.ServeHTTP(w, req)
+					if w.Code != 200 {
+						b.Fatal(w.Code, w.Body.String())
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkEngineOnly(b *testing.B) {
+	e := labEnv(b)
+	q := url.Values{"patient": {"p3"}, "category": {"laboratory"}, "_sort": {"-date"}, "_count": {"20"}}
+	for b.Loop() {
+		if _, err := e.eng.Search(context.Background(), fhirapi.SearchRequest{Type: "Observation", Query: q}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
