@@ -15,12 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/phivault/phivault/internal/audit"
 	"github.com/phivault/phivault/internal/server"
 )
 
 type serveOptions struct {
 	data, listen, certFile, keyFile string
-	logLevel                        string
+	logLevel, witness               string
 	ready                           func(url string) // called once listening
 }
 
@@ -31,6 +32,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.certFile, "tls-cert", "", "TLS certificate chain (PEM); default: a generated self-signed development certificate")
 	fs.StringVar(&o.keyFile, "tls-key", "", "TLS private key (PEM)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.witness, "audit-witness", "", "append every signed audit checkpoint to this file (keep it outside the data directory)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -73,6 +75,18 @@ func serve(o serveOptions, stderr io.Writer) error {
 		log.Warn("using a SELF-SIGNED development TLS certificate; configure --tls-cert and --tls-key for production",
 			"cert", filepath.Join(o.data, tlsDirName, "cert.pem"), "created", created)
 	}
+
+	signer, _, err := n.auditSigner(ctx)
+	if err != nil {
+		return fmt.Errorf("audit signing key: %w", err)
+	}
+	var witnesses []audit.Witness
+	if o.witness != "" {
+		witnesses = append(witnesses, &audit.FileWitness{Path: o.witness})
+	}
+	ckpt := audit.NewCheckpointer(n.db, audit.NewIntegrator(n.db), signer, audit.CheckpointerOptions{Witnesses: witnesses, Logger: log})
+	ckpt.Start(ctx)
+	defer ckpt.Stop()
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

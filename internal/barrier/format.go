@@ -99,3 +99,10 @@ func Context(parts ...string) []byte {
 	}
 	return b
 }
+
+// NewKeyID returns a random key id.
+func NewKeyID() (KeyID, error) {
+	var id KeyID
+	_, err := rand.Read(id[:])
+	return id, err
+}
