@@ -22,8 +22,9 @@ import (
 // testKEK is a test double for a KEK provider: AES-256-GCM under a random
 // key, named so that Unwrap rejects blobs wrapped by another testKEK.
 type testKEK struct {
-	name string
-	aead cipher.AEAD
+	name  string
+	aead  cipher.AEAD
+	delay time.Duration // slows Wrap, to widen races
 }
 
 func newTestKEK(t testing.TB) *testKEK {
@@ -42,6 +43,7 @@ func newTestKEK(t testing.TB) *testKEK {
 }
 
 func (k *testKEK) Wrap(_ context.Context, dek []byte) (Wrapped, error) {
+	time.Sleep(k.delay)
 	nonce := make([]byte, 12)
 	rand.Read(nonce)
 	return Wrapped{KEK: k.name, Blob: k.aead.Seal(nonce, nonce, dek, []byte(k.name))}, nil
@@ -348,15 +350,23 @@ func TestTokens(t *testing.T) {
 }
 
 func TestKeyForConcurrent(t *testing.T) {
-	b, st := newBarrier(t)
+	st := openStore(t)
+	kek := newTestKEK(t)
+	b := openBarrier(t, kek, st, 100)
+	kek.delay = 20 * time.Millisecond // every caller looks before anyone creates
 	ctx := context.Background()
 	before := len(metaAll(t, st, "key/"))
 	ids := make([]KeyID, 50)
 	errs := make([]error, 50)
+	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range ids {
-		wg.Go(func() { ids[i], errs[i] = b.KeyFor(ctx, "patient/new") })
+		wg.Go(func() {
+			<-start
+			ids[i], errs[i] = b.KeyFor(ctx, "patient/new")
+		})
 	}
+	close(start)
 	wg.Wait()
 	for i := range ids {
 		if errs[i] != nil {
@@ -432,6 +442,25 @@ func TestDestroyedKey(t *testing.T) {
 	b.cache.drop(id)
 	if got, err := b.Open(ctx, c, sealed); got != nil || !errors.Is(err, ErrKeyDestroyed) {
 		t.Errorf("Open under destroyed key = %q, %v; want ErrKeyDestroyed", got, err)
+	}
+	// A record marked destroyed that still holds its wrapped key (a
+	// destruction cut short) must not be used either.
+	w, err := b.kek.Wrap(ctx, make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	half, _ := json.Marshal(keyRecord{Wrapped: &w, Created: time.Now().UTC(), Destroyed: time.Now().UTC()})
+	sealed2, err := b.Seal(ctx, "patient/half", c, []byte("erase me too"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id2, _ := KeyIDOf(sealed2)
+	if err := st.Update(ctx, func(tx store.Writer) error { return tx.SetMeta(metaKey+id2.String(), half) }); err != nil {
+		t.Fatal(err)
+	}
+	b.cache.drop(id2)
+	if got, err := b.Open(ctx, c, sealed2); got != nil || !errors.Is(err, ErrKeyDestroyed) {
+		t.Errorf("Open under a destroyed key whose record keeps the wrapped key = %q, %v; want ErrKeyDestroyed", got, err)
 	}
 	b2 := openBarrier(t, b.kek, st, 100)
 	if _, err := b2.Open(ctx, c, sealed); !errors.Is(err, ErrKeyDestroyed) {
