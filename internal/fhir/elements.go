@@ -43,3 +43,14 @@ func ResourceTypes() []string {
 	sort.Strings(out)
 	return out
 }
+
+// IsSummary reports whether the top-level element name of typ is part of
+// the summary view (_summary=true), as the R4 StructureDefinitions mark it.
+func IsSummary(typ, name string) bool {
+	t := loadSpec().types[typ]
+	if t == nil {
+		return false
+	}
+	e, ok := t.elems[name]
+	return ok && e.summary
+}

@@ -52,6 +52,7 @@ type elemDef struct {
 	choice     []string  // all JSON names of a choice element, nil otherwise
 	choiceName string    // the choice element's name, such as "value[x]"
 	vs         *valueSet // required binding, nil when none or not expandable
+	summary    bool      // part of the summary view
 }
 
 // valueSet is an expanded required value set.
@@ -158,7 +159,7 @@ func buildSpec(gz []byte) (*spec, error) {
 			vs = vsets[el.ValueSet]
 		}
 		add := func(jsonName string, t *typeDef, choice []string) {
-			e := &elemDef{name: jsonName, ext: "_" + jsonName, typ: t, min: el.Min, max: el.Max, choice: choice, vs: vs}
+			e := &elemDef{name: jsonName, ext: "_" + jsonName, typ: t, min: el.Min, max: el.Max, choice: choice, vs: vs, summary: el.Summary}
 			if choice != nil {
 				e.choiceName = name
 			}

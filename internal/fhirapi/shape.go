@@ -53,9 +53,13 @@ func shapeResource(res fhir.Resource, elems, summary string) (fhir.Resource, err
 			keep[k] = k != "text"
 		}
 	case summary == "true":
-		return nil, errorf(http.StatusBadRequest, "not-supported", "_summary=true is not supported yet; use _elements, _summary=text or _summary=data")
+		for k := range res {
+			if fhir.IsSummary(typ, k) {
+				keep[k] = true
+			}
+		}
 	default:
-		return nil, errorf(http.StatusBadRequest, "invalid", "_summary must be false, text, data or count")
+		return nil, errorf(http.StatusBadRequest, "invalid", "_summary must be true, false, text, data or count")
 	}
 	out := fhir.Resource{}
 	for k, v := range res {

@@ -34,4 +34,6 @@ type Element struct {
 	Ref string `json:"r,omitempty"`
 	// ValueSet is the canonical url of a required binding present in Spec.ValueSets.
 	ValueSet string `json:"b,omitempty"`
+	// Summary marks elements that are part of the summary view (_summary=true).
+	Summary bool `json:"s,omitempty"`
 }

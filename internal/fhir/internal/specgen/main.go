@@ -133,6 +133,7 @@ type elementDefinition struct {
 	Min              int    `json:"min"`
 	Max              string `json:"max"`
 	ContentReference string `json:"contentReference"`
+	IsSummary        bool   `json:"isSummary"`
 	Type             []struct {
 		Code      string      `json:"code"`
 		Extension []extension `json:"extension"`
@@ -191,7 +192,7 @@ func build(p *pkg) (*specfmt.Spec, error) {
 				}
 				continue
 			}
-			el := specfmt.Element{Path: ed.Path, Min: ed.Min, Max: -1}
+			el := specfmt.Element{Path: ed.Path, Min: ed.Min, Max: -1, Summary: ed.IsSummary}
 			if ed.Max != "*" {
 				if _, err := fmt.Sscan(ed.Max, &el.Max); err != nil {
 					return nil, fmt.Errorf("%s: bad max", ed.Path)
