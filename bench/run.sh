@@ -115,15 +115,6 @@ for round in $(seq "$ROUNDS"); do
 	rm -rf "$OUT/sqlite-$round"
 done
 
-for w in read create; do
-	log "CPU profile of the server during $w (64 clients, $PROFILE_DURATION)"
-	start_server "$OUT/cpu-$w.prof"
-	load -clients 64 -duration "$PROFILE_DURATION" -workload "$w" >/dev/null
-	stop_server
-	go tool pprof -top -nodecount=35 "$BIN/phivault" "$OUT/cpu-$w.prof" >"$OUT/cpu-$w.top" 2>/dev/null || true
-	go tool pprof -top -cum -nodecount=60 "$BIN/phivault" "$OUT/cpu-$w.prof" >"$OUT/cpu-$w.cum" 2>/dev/null || true
-done
-
 {
 	echo "# phivault benchmarks, $(date -u +%F)"
 	echo
@@ -135,5 +126,16 @@ done
 	echo
 	"$BIN/report" "$RESULTS"
 } >"$OUT/results.md"
+for w in read create; do
+	log "CPU profile of the server during $w (64 clients, $PROFILE_DURATION)"
+	start_server "$OUT/cpu-$w.prof"
+	# A failure here (say, the server stopped from outside) must not lose
+	# the tables written above.
+	load -clients 64 -duration "$PROFILE_DURATION" -workload "$w" >/dev/null || log "WARNING: the $w profile run failed"
+	stop_server
+	go tool pprof -top -nodecount=35 "$BIN/phivault" "$OUT/cpu-$w.prof" >"$OUT/cpu-$w.top" 2>/dev/null || true
+	go tool pprof -top -cum -nodecount=60 "$BIN/phivault" "$OUT/cpu-$w.prof" >"$OUT/cpu-$w.cum" 2>/dev/null || true
+done
+
 log "results: $OUT/results.md (JSON: $RESULTS; profiles: $OUT/cpu-*.prof)"
 cat "$OUT/results.md"
