@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/phivault/phivault/internal/fhir/searchparam"
 )
@@ -210,14 +211,7 @@ func quantityAlt(raw string) (alt, error) {
 	}}
 	if lo, hi, whole := numCandidates(op, x, half); !whole {
 		for _, b := range numCover(lo, hi) {
-			switch {
-			case sys != "" && code != "":
-				a.keys = append(a.keys, []string{kQSys, sys, code, b})
-			case code != "":
-				a.keys = append(a.keys, []string{kQCode, code, b})
-			default:
-				a.keys = append(a.keys, []string{kNum, b})
-			}
+			a.keys = append(a.keys, []string{kNum, b})
 		}
 	}
 	return a, nil
@@ -244,10 +238,13 @@ func tokenAlt(mod, v string) (alt, error) {
 			pred: func(t searchparam.Value) bool { return t.System == sys && t.Code == code }}, nil
 	case "text":
 		n := searchparam.Normalize(v)
-		key, exact := prefixKey(n)
-		return alt{keys: [][]string{{kText, key}}, exact: exact, pred: func(t searchparam.Value) bool {
+		a := alt{pred: func(t searchparam.Value) bool {
 			return strings.HasPrefix(searchparam.Normalize(t.Text), n) || strings.HasPrefix(searchparam.Normalize(t.Display), n)
-		}}, nil
+		}}
+		if key, whole := prefixKey(n); !whole || utf8.RuneCountInString(n) == maxPrefix {
+			a.keys = [][]string{{kText, key}} // texts are indexed by their first maxPrefix runes
+		}
+		return a, nil
 	case "of-type":
 		p := strings.Split(v, "|")
 		if len(p) != 3 || p[1] == "" || p[2] == "" {

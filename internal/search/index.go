@@ -61,8 +61,6 @@ const (
 	kURIUp   = "ub" // uri: path prefix (for :below)
 	kDate    = "d"  // date: calendar bucket
 	kNum     = "q"  // number/quantity: magnitude bucket (any unit)
-	kQSys    = "qs" // quantity: system|code + magnitude bucket
-	kQCode   = "qc" // quantity: code or unit + magnitude bucket
 	kComp    = "k"  // composite: first component's token (code, system|code)
 	kPresent = "m"  // parameter has a value (for :missing)
 	kID      = "id" // _id
@@ -113,9 +111,12 @@ func valueKeys(v searchparam.Value) [][]string {
 		} else {
 			out = append(out, []string{kNoSys, v.Code})
 		}
+		// :text is rare: one token per text (its first maxPrefix runes),
+		// shorter queries scan the parameter's candidates.
 		for _, t := range []string{v.Text, v.Display} {
-			for _, p := range prefixes(searchparam.Normalize(t)) {
-				out = append(out, []string{kText, p})
+			if n := searchparam.Normalize(t); n != "" {
+				key, _ := prefixKey(n)
+				out = append(out, []string{kText, key})
 			}
 		}
 		if v.TypeCode != "" {
@@ -166,14 +167,10 @@ func valueKeys(v searchparam.Value) [][]string {
 		return out
 	case searchparam.Quantity:
 		var out [][]string
+		// Units are checked after decryption: indexing them per bucket
+		// would quadruple a quantity's tokens.
 		for _, b := range numBuckets(v.Float) {
 			out = append(out, []string{kNum, b})
-			if v.Code != "" {
-				out = append(out, []string{kQSys, v.System, v.Code, b}, []string{kQCode, v.Code, b})
-			}
-			if v.Unit != "" && v.Unit != v.Code {
-				out = append(out, []string{kQCode, v.Unit, b})
-			}
 		}
 		return out
 	case searchparam.Composite:
