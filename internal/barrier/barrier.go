@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/phivault/phivault/internal/store"
@@ -70,6 +71,8 @@ type Barrier struct {
 
 	mu    sync.Mutex
 	names map[string]KeyID // key name -> id, bounded
+
+	closed atomic.Bool // Close wiped the keys
 }
 
 // Open returns a barrier over st using kek, creating the index key on first
@@ -129,6 +132,9 @@ func (b *Barrier) Open(ctx context.Context, context, sealed []byte) ([]byte, err
 // KeyFor returns the id of the data key called name, creating it if needed.
 // Names are never stored: the store sees a blind token of the name.
 func (b *Barrier) KeyFor(ctx context.Context, name string) (KeyID, error) {
+	if b.closed.Load() {
+		return KeyID{}, ErrClosed
+	}
 	b.mu.Lock()
 	id, ok := b.names[name]
 	b.mu.Unlock()
@@ -190,6 +196,9 @@ func (b *Barrier) resolve(ctx context.Context, name string, metaName []byte) (Ke
 
 // key returns the unwrapped data key id, from the cache or the store.
 func (b *Barrier) key(ctx context.Context, id KeyID) (*dataKey, error) {
+	if b.closed.Load() {
+		return nil, ErrClosed
+	}
 	if k := b.cache.get(id); k != nil {
 		return k, nil
 	}
@@ -223,5 +232,10 @@ func (b *Barrier) key(ctx context.Context, id KeyID) (*dataKey, error) {
 	blk, _ := aes.NewCipher(dek)
 	aead, _ := cipher.NewGCM(blk)
 	k := &dataKey{raw: dek, aead: aead}
-	return b.cache.put(id, k), nil
+	k = b.cache.put(id, k)
+	if b.closed.Load() { // closed while unwrapping: wipe what was just cached
+		b.cache.purge()
+		return nil, ErrClosed
+	}
+	return k, nil
 }

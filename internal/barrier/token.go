@@ -20,6 +20,9 @@ func (b *Barrier) newHMAC() any { return hmac.New(sha256.New, b.index) }
 // computed, and equal inputs give equal tokens (the equality pattern is what
 // an index reveals; see docs/search.md).
 func (b *Barrier) Token(parts ...string) store.Token {
+	if b.closed.Load() {
+		return make(store.Token, TokenSize) // matches nothing; writes fail on Seal
+	}
 	h := b.hmacs.Get().(hash.Hash)
 	h.Reset()
 	var n [4]byte
