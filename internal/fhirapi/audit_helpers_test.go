@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -125,3 +126,30 @@ func raw(h http.Handler, who *policy.Principal, method, path string, body any, h
 	h.ServeHTTP(w, r)
 	return w
 }
+
+// rawCtx sends a request as the administrator; ctx, when not nil, makes
+// the request's context (a deadline, as the server layer sets).
+func rawCtx(h http.Handler, ctx func() (context.Context, context.CancelFunc), method, path string, body any, hdr ...string) *httptest.ResponseRecorder {
+	if ctx == nil {
+		return raw(h, &admin, method, path, body, hdr...)
+	}
+	c, cancel := ctx()
+	defer cancel()
+	return raw(withCtx{h, c}, &admin, method, path, body, hdr...)
+}
+
+// withCtx serves requests under a given parent context.
+type withCtx struct {
+	h   http.Handler
+	ctx context.Context
+}
+
+func (w withCtx) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	ctx := policy.WithPrincipal(w.ctx, admin)
+	if p, ok := policy.PrincipalFrom(r.Context()); ok {
+		ctx = policy.WithPrincipal(w.ctx, p)
+	}
+	w.h.ServeHTTP(rw, r.WithContext(ctx))
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
