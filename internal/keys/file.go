@@ -5,6 +5,7 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/argon2"
 
@@ -29,6 +31,7 @@ var (
 	ErrCorrupt         = errors.New("keys: key file is corrupt")
 	ErrNeedPassphrase  = errors.New("keys: key file is sealed by a passphrase")
 	ErrUnknownKEK      = errors.New("keys: data key was wrapped by a KEK this provider does not hold")
+	ErrNeedShares      = errors.New("keys: key file is protected by Shamir shares")
 )
 
 // Secret is key material or a passphrase. It prints as **redacted**.
@@ -62,8 +65,9 @@ type kdf struct {
 type keyFile struct {
 	Format     string       `json:"format"`
 	ID         string       `json:"id"`
-	Protection string       `json:"protection"` // "passphrase" or "none"
+	Protection string       `json:"protection"` // "passphrase", "shamir" or "none"
 	KDF        *kdf         `json:"kdf,omitempty"`
+	Shamir     *shamirInfo  `json:"shamir,omitempty"`
 	Versions   []keyVersion `json:"versions"`
 }
 
@@ -72,11 +76,26 @@ type keyVersion struct {
 	Key     []byte `json:"key"` // sealed KEK (or raw, unprotected)
 }
 
+// shamirInfo says how the unseal key of a "shamir" file was split. The
+// versions are sealed by AES-256-GCM under that random 32-byte key.
+type shamirInfo struct {
+	Shares    int `json:"shares"`
+	Threshold int `json:"threshold"`
+}
+
 // File is the file KEK provider. It is safe for concurrent use.
 type File struct {
-	id       string
+	path string
+	id   string
+
+	mu       sync.RWMutex
 	versions map[int]cipher.AEAD
 	current  int
+	// protect seals the versions in the file (nil for "none"); kept so
+	// that rotation can add a version without asking for the passphrase
+	// or shares again. It goes with the File when the server seals.
+	protect cipher.AEAD
+	file    *keyFile
 }
 
 var _ barrier.KEK = (*File)(nil)
@@ -143,8 +162,10 @@ func OpenFile(path string, passphrase Secret) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &File{id: f.ID, versions: map[int]cipher.AEAD{}}
 	var unseal cipher.AEAD
+	if f.Protection == "shamir" {
+		return nil, ErrNeedShares
+	}
 	if f.Protection == "passphrase" {
 		if len(passphrase) == 0 {
 			return nil, ErrNeedPassphrase
@@ -154,8 +175,15 @@ func OpenFile(path string, passphrase Secret) (*File, error) {
 		}
 		unseal = f.KDF.aead(passphrase)
 	}
+	return openVersions(path, f, unseal, ErrWrongPassphrase)
+}
+
+// openVersions unseals every KEK version of f with unseal (nil: stored in
+// the clear); wrong is the error for a version that does not authenticate.
+func openVersions(path string, f *keyFile, unseal cipher.AEAD, wrong error) (*File, error) {
+	p := &File{path: path, id: f.ID, versions: map[int]cipher.AEAD{}, protect: unseal, file: f}
 	for _, v := range f.Versions {
-		raw := v.Key
+		raw := bytes.Clone(v.Key) // cleared below; p.file keeps its copy
 		if unseal != nil {
 			// A sealed KEK is nonce || 32 bytes || tag; any other length is
 			// damage, not a wrong passphrase.
@@ -166,7 +194,7 @@ func OpenFile(path string, passphrase Secret) (*File, error) {
 			var err error
 			raw, err = unseal.Open(nil, raw[:ns], raw[ns:], []byte(f.ID+":"+strconv.Itoa(v.Version)))
 			if err != nil {
-				return nil, ErrWrongPassphrase
+				return nil, wrong
 			}
 		}
 		if len(raw) != 32 || v.Version < 1 {
@@ -188,7 +216,8 @@ func readKeyFile(path string) (*keyFile, error) {
 	}
 	var f keyFile
 	if err := json.Unmarshal(data, &f); err != nil || f.Format != fileFormat || f.ID == "" || len(f.Versions) == 0 ||
-		(f.Protection != "none" && f.Protection != "passphrase") {
+		(f.Protection != "none" && f.Protection != "passphrase" && f.Protection != "shamir") ||
+		(f.Protection == "shamir" && (f.Shamir == nil || f.Shamir.Threshold < 2 || f.Shamir.Shares < f.Shamir.Threshold || f.Shamir.Shares > 255)) {
 		return nil, ErrCorrupt
 	}
 	return &f, nil
@@ -198,8 +227,10 @@ func (p *File) kekID(version int) string { return "file:" + p.id + ":" + strconv
 
 // Wrap encrypts dek under the newest KEK version.
 func (p *File) Wrap(_ context.Context, dek []byte) (barrier.Wrapped, error) {
+	p.mu.RLock()
 	id := p.kekID(p.current)
 	aead := p.versions[p.current]
+	p.mu.RUnlock()
 	nonce := make([]byte, aead.NonceSize())
 	rand.Read(nonce)
 	return barrier.Wrapped{KEK: id, Blob: aead.Seal(nonce, nonce, dek, []byte(id))}, nil
@@ -212,7 +243,9 @@ func (p *File) Unwrap(_ context.Context, w barrier.Wrapped) ([]byte, error) {
 		return nil, ErrUnknownKEK
 	}
 	ver, err := strconv.Atoi(rest)
+	p.mu.RLock()
 	aead := p.versions[ver]
+	p.mu.RUnlock()
 	if err != nil || aead == nil {
 		return nil, ErrUnknownKEK
 	}
