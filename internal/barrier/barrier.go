@@ -67,7 +67,7 @@ type Barrier struct {
 	cache *cache
 	index []byte // HMAC key for blind tokens (itself a stored data key)
 	codec *codec
-	hmacs sync.Pool
+	hmacs atomic.Pointer[sync.Pool] // HMACs keyed by index; replaced on Close
 
 	mu    sync.Mutex
 	names map[string]KeyID // key name -> id, bounded
@@ -90,7 +90,7 @@ func Open(ctx context.Context, kek KEK, st store.Backend, cacheSize int) (*Barri
 	// A copy: the cache zeroes k.raw when it evicts the key, and tokens
 	// must not change (or every index lookup and key name would miss).
 	b.index = bytes.Clone(k.raw)
-	b.hmacs.New = b.newHMAC
+	b.hmacs.Store(hmacPool(b.index))
 	return b, nil
 }
 

@@ -87,11 +87,48 @@ func (b *Barrier) Destroy(ctx context.Context, name string) (KeyID, error) {
 // states it derived from the keys; they become garbage.)
 func (b *Barrier) Close() {
 	b.closed.Store(true)
+	b.hmacs.Store(hmacPool(nil)) // drop the keyed HMAC states
 	b.cache.purge()
 	b.mu.Lock()
 	clear(b.index)
 	clear(b.names)
 	b.mu.Unlock()
+}
+
+// Reopen undoes Close once the KEK can unwrap again (after unsealing): it
+// unwraps the index key anew. Until it succeeds the barrier stays closed.
+func (b *Barrier) Reopen(ctx context.Context) error {
+	if !b.closed.Load() {
+		return nil
+	}
+	var raw []byte
+	err := b.st.View(ctx, func(r store.Reader) error {
+		v, err := r.Meta(metaKeyName + indexName)
+		if err != nil {
+			return err
+		}
+		var id KeyID
+		copy(id[:], v)
+		raw, err = r.Meta(metaKey + id.String())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("barrier: index key: %w", err)
+	}
+	var rec keyRecord
+	if err := json.Unmarshal(raw, &rec); err != nil || rec.Wrapped == nil {
+		return fmt.Errorf("barrier: index key record: %w", ErrMalformed)
+	}
+	dek, err := b.kek.Unwrap(ctx, *rec.Wrapped)
+	if err != nil {
+		return fmt.Errorf("barrier: index key: %w", err)
+	}
+	b.mu.Lock()
+	b.index = dek
+	b.mu.Unlock()
+	b.hmacs.Store(hmacPool(dek))
+	b.closed.Store(false)
+	return nil
 }
 
 // KEKUsage counts the live data keys wrapped by each KEK version (by the

@@ -234,3 +234,25 @@ func TestRewrapLeavesDestroyedKeys(t *testing.T) {
 		t.Errorf("after Rewrap a destroyed key opens: %v", err)
 	}
 }
+
+// TestReopen: after Close and Reopen, old data opens and tokens are the same.
+func TestReopen(t *testing.T) {
+	ctx := context.Background()
+	b, _ := newBarrier(t)
+	c := Context("x")
+	s, _ := b.Seal(ctx, "tenant/t", c, []byte("v"))
+	tok := b.Token("idx", "a")
+	b.Close()
+	if bytes.Equal(b.Token("idx", "a"), tok) {
+		t.Error("a closed barrier computes real tokens")
+	}
+	if err := b.Reopen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Open(ctx, c, s); err != nil || string(got) != "v" {
+		t.Errorf("Open after Reopen = %q, %v", got, err)
+	}
+	if !bytes.Equal(b.Token("idx", "a"), tok) {
+		t.Error("tokens changed across Close and Reopen")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"hash"
+	"sync"
 
 	"github.com/phivault/phivault/internal/store"
 )
@@ -12,7 +13,11 @@ import (
 // TokenSize is the length of a blind token: 128 bits of HMAC-SHA256.
 const TokenSize = 16
 
-func (b *Barrier) newHMAC() any { return hmac.New(sha256.New, b.index) }
+// hmacPool returns a pool of HMAC-SHA256 states keyed by key (which must
+// not change afterwards).
+func hmacPool(key []byte) *sync.Pool {
+	return &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
+}
 
 // Token returns the blind index token of parts: HMAC-SHA256 under the index
 // key, truncated to TokenSize bytes. Each part is length-prefixed, so
@@ -23,7 +28,8 @@ func (b *Barrier) Token(parts ...string) store.Token {
 	if b.closed.Load() {
 		return make(store.Token, TokenSize) // matches nothing; writes fail on Seal
 	}
-	h := b.hmacs.Get().(hash.Hash)
+	pool := b.hmacs.Load()
+	h := pool.Get().(hash.Hash)
 	h.Reset()
 	var n [4]byte
 	for _, p := range parts {
@@ -33,6 +39,6 @@ func (b *Barrier) Token(parts ...string) store.Token {
 	}
 	var sum [sha256.Size]byte
 	out := h.Sum(sum[:0])
-	b.hmacs.Put(h)
+	pool.Put(h)
 	return store.Token(out[:TokenSize:TokenSize])
 }
