@@ -1,0 +1,249 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/phivault/phivault/internal/store"
+)
+
+// Request states: the caller and the writer race to move a queued request
+// either to claimed (the writer will run fn) or abandoned (the caller's ctx
+// ended first; fn never runs).
+const (
+	stateQueued int32 = iota
+	stateClaimed
+	stateAbandoned
+)
+
+// request is one Update call waiting for the writer.
+type request struct {
+	ctx   context.Context
+	fn    func(store.Writer) error
+	state atomic.Int32
+	done  chan result // buffered; receives exactly one result once claimed
+}
+
+type result struct {
+	err      error
+	panicked bool
+	panicVal any
+}
+
+// maxRetries bounds how often a group transaction is run again after a
+// serialization failure or deadlock (fns are re-runnable by contract).
+const maxRetries = 5
+
+// writeLoop is the writer goroutine. It takes every waiting request (up to
+// maxBatch) and commits them together (commitGroup).
+func (b *Backend) writeLoop() {
+	defer close(b.writerDone)
+	batch := make([]*request, 0, b.opts.maxBatch)
+	for first := range b.queue {
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < b.opts.maxBatch {
+			select {
+			case r, ok := <-b.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		b.commitGroup(batch)
+		clear(batch)
+	}
+}
+
+// claim takes the requests whose callers still wait; a caller whose ctx
+// ended is answered with its ctx error and its fn never runs.
+func claim(batch []*request) []*request {
+	live := batch[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
+				r.done <- result{err: fmt.Errorf("postgres: update not run: %w", err)}
+			}
+			continue
+		}
+		if r.state.CompareAndSwap(stateQueued, stateClaimed) {
+			live = append(live, r)
+		}
+	}
+	return live
+}
+
+func (b *Backend) commitGroup(batch []*request) {
+	live := claim(batch)
+	if len(live) == 0 {
+		return
+	}
+	ctx := context.Background() // fns ran: the commit is never abandoned
+	results := make([]result, len(live))
+	var err error
+	for attempt := 0; ; attempt++ {
+		clear(results)
+		err = b.runGroup(ctx, live, results)
+		if err == nil || !retryable(err) || attempt == maxRetries {
+			break
+		}
+		b.retries.Add(1)
+	}
+	if err == nil {
+		b.commits.Add(1)
+		var n int64
+		for _, res := range results {
+			if res.err == nil && !res.panicked {
+				n++
+			}
+		}
+		b.updates.Add(n)
+	}
+	for i, r := range live {
+		res := results[i]
+		if res.err == nil && !res.panicked && err != nil {
+			res.err = err
+		}
+		r.done <- res
+	}
+}
+
+// retryable reports a serialization failure or deadlock: the transaction
+// was rolled back and may simply be run again.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+}
+
+// beginWrite starts a group transaction and takes the cluster-wide write
+// lock, the audit_head row. Taking it first in every group orders all
+// writing transactions of all nodes: audit indexes follow commit order and
+// groups never wait for each other's row locks in a cycle.
+func (b *Backend) beginWrite(ctx context.Context) (pgx.Tx, error) {
+	tx, err := b.wpool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: begin: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT size FROM audit_head FOR UPDATE`); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, fmt.Errorf("postgres: lock audit head: %w", err)
+	}
+	return tx, nil
+}
+
+// runGroup runs the group in one transaction and commits it. A nil error
+// means every fn whose result is nil is durable; otherwise nothing is.
+func (b *Backend) runGroup(ctx context.Context, live []*request, results []result) error {
+	tx, err := b.beginWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(ctx) }() // no-op once committed
+	ok, err := runFast(ctx, tx, live, results)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// Some fn failed: start over with each fn in its own savepoint,
+		// so that only the failing ones lose their writes.
+		if err := tx.Rollback(ctx); err != nil {
+			return fmt.Errorf("postgres: rollback: %w", err)
+		}
+		if tx, err = b.beginWrite(ctx); err != nil {
+			return err
+		}
+		for i, r := range live {
+			if results[i], err = runOne(ctx, tx, r.fn); err != nil {
+				return err
+			}
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit: %w", err)
+	}
+	return nil
+}
+
+// groupErr returns the error that ends the whole group transaction: a
+// serialization failure or deadlock (retry) or a lost connection. Other
+// statement errors end only the fn that met them.
+func groupErr(tx pgx.Tx, err error) error {
+	if err == nil {
+		return nil
+	}
+	if retryable(err) || tx.Conn().IsClosed() {
+		return err
+	}
+	return nil
+}
+
+// runFast runs every fn of the group without savepoints (one round trip
+// fewer per fn). It reports false, leaving results unset, as soon as one
+// fn fails, panics or met a database error (which aborts the whole
+// PostgreSQL transaction); the caller then runs the group again the
+// careful way.
+func runFast(ctx context.Context, tx pgx.Tx, live []*request, results []result) (bool, error) {
+	for i, r := range live {
+		w := &writer{reader: reader{ctx: ctx, tx: tx}}
+		ok := func() (ok bool) {
+			defer func() {
+				if p := recover(); p != nil {
+					ok = false
+				}
+			}()
+			return r.fn(w) == nil
+		}()
+		w.done = true
+		if err := groupErr(tx, w.err); err != nil {
+			return false, err
+		}
+		if !ok || w.err != nil {
+			return false, nil
+		}
+		results[i] = result{}
+	}
+	return true, nil
+}
+
+// runOne runs fn inside a savepoint, rolling back to it if fn fails,
+// panics or met a database error, so that the other fns of the group are
+// unaffected. A non-nil error ends the whole group.
+func runOne(ctx context.Context, tx pgx.Tx, fn func(store.Writer) error) (res result, err error) {
+	if _, err := tx.Exec(ctx, "SAVEPOINT fn"); err != nil {
+		return res, fmt.Errorf("postgres: savepoint: %w", err)
+	}
+	w := &writer{reader: reader{ctx: ctx, tx: tx}}
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				res = result{panicked: true, panicVal: p}
+			}
+		}()
+		res.err = fn(w)
+	}()
+	w.done = true
+	if err := groupErr(tx, w.err); err != nil {
+		return res, err
+	}
+	if res.err == nil && !res.panicked && w.err != nil {
+		// fn went on after a failed statement: its writes are incomplete.
+		res.err = w.err
+	}
+	if res.err != nil || res.panicked {
+		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fn"); err != nil {
+			return res, fmt.Errorf("postgres: rollback to savepoint: %w", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT fn"); err != nil {
+		return res, fmt.Errorf("postgres: release savepoint: %w", err)
+	}
+	return res, nil
+}
