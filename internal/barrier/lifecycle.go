@@ -35,9 +35,13 @@ type Versioned interface {
 // not create a key: a name never used gives ErrNoKey. The index key cannot
 // be destroyed.
 //
+// The functions in with run in the same transaction (say, to append the
+// audit record of the erasure): if one fails, nothing is destroyed. They
+// may run more than once (see store.Backend.Update).
+//
 // Another process holding the key in its cache keeps it until it evicts
 // it; callers destroy keys only where they are the one writer.
-func (b *Barrier) Destroy(ctx context.Context, name string) (KeyID, error) {
+func (b *Barrier) Destroy(ctx context.Context, name string, with ...func(store.Writer) error) (KeyID, error) {
 	var id KeyID
 	if b.closed.Load() {
 		return id, ErrClosed
@@ -71,7 +75,15 @@ func (b *Barrier) Destroy(ctx context.Context, name string) (KeyID, error) {
 			rec.Destroyed = time.Now().UTC()
 		}
 		out, _ := json.Marshal(rec)
-		return tx.SetMeta(metaKey+id.String(), out)
+		if err := tx.SetMeta(metaKey+id.String(), out); err != nil {
+			return err
+		}
+		for _, fn := range with {
+			if err := fn(tx); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return KeyID{}, err

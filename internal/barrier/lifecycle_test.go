@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/phivault/phivault/internal/store"
 )
 
 // versionedKEK holds several testKEK versions; Wrap uses the newest.
@@ -254,5 +256,26 @@ func TestReopen(t *testing.T) {
 	}
 	if !bytes.Equal(b.Token("idx", "a"), tok) {
 		t.Error("tokens changed across Close and Reopen")
+	}
+}
+
+// TestDestroyWithFailing: a failing companion write (the audit record)
+// leaves the key intact.
+func TestDestroyWithFailing(t *testing.T) {
+	ctx := context.Background()
+	b, st := newBarrier(t)
+	s, _ := b.Seal(ctx, "patient/x", Context("x"), []byte("x"))
+	boom := errors.New("audit down")
+	if _, err := b.Destroy(ctx, "patient/x", func(store.Writer) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("Destroy = %v; want the companion's error", err)
+	}
+	if got, err := b.Open(ctx, Context("x"), s); err != nil || string(got) != "x" {
+		t.Fatalf("key destroyed although its audit record failed: %v", err)
+	}
+	if _, err := b.Destroy(ctx, "patient/x", func(tx store.Writer) error { return tx.SetMeta("erased-note", []byte("1")) }); err != nil {
+		t.Fatal(err)
+	}
+	if kvs := metaAll(t, st, "erased-note"); len(kvs) != 1 {
+		t.Error("companion write not committed")
 	}
 }
