@@ -204,20 +204,6 @@ func patientValues(bundles func(yield func(map[string]any) bool)) []string {
 	return out
 }
 
-func fileBundles(t *testing.T, files []string) func(func(map[string]any) bool) {
-	return func(yield func(map[string]any) bool) {
-		for _, f := range files {
-			b, err := readJSONFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !yield(b) {
-				return
-			}
-		}
-	}
-}
-
 // checkControl proves the scanner finds what it looks for: every value in
 // the raw input in UTF-8, and every value of a raw bundle re-encoded as
 // UTF-16LE and UTF-16BE.
@@ -404,6 +390,38 @@ func TestAcceptNoPlaintextDemo(t *testing.T) {
 	leaks, files, size := s.scanTree(t, dir)
 	reportLeaks(t, "demo data directory", leaks)
 	t.Logf("%d patients: %d values scanned (%d shorter skipped) in %d files, %d KB", opt.Patients, kept, len(values)-kept, files, size>>10)
+}
+
+// TestLeakScanner checks the scanner itself on planted values: across its
+// 4 MiB read boundary, at the very end of a file, in UTF-16LE and BE.
+func TestLeakScanner(t *testing.T) {
+	s, kept := newLeakScanner([]string{"Marvin195", "555-284-5400", "short"})
+	if kept != 2 {
+		t.Fatalf("kept %d values, want 2 (short ones are skipped)", kept)
+	}
+	data := bytes.Repeat([]byte{0xff}, 9<<20) // not 0: a UTF-16 copy padded by zeros is also the other byte order
+	copy(data[4<<20-4:], "Marvin195")
+	copy(data[6<<20:], "M\x00a\x00r\x00v\x00i\x00n\x001\x009\x005\x00")
+	copy(data[7<<20:], "\x005\x005\x005\x00-\x002\x008\x004\x00-\x005\x004\x000\x000")
+	copy(data[len(data)-12:], "555-284-5400")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	leaks, files, size := s.scanTree(t, dir)
+	var got []string
+	for _, l := range leaks {
+		got = append(got, l.enc+" "+l.value+" "+strings.TrimPrefix(l.where, dir))
+	}
+	want := []string{
+		fmt.Sprintf("UTF-8 Marvin195 /f@%d", 4<<20-4),
+		fmt.Sprintf("UTF-16LE Marvin195 /f@%d", 6<<20),
+		fmt.Sprintf("UTF-16BE 555-284-5400 /f@%d", 7<<20),
+		fmt.Sprintf("UTF-8 555-284-5400 /f@%d", len(data)-12),
+	}
+	if files != 1 || size != int64(len(data)) || strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("found %q in %d files, %d bytes; want %q", got, files, size, want)
+	}
 }
 
 // lockedBuffer is a bytes.Buffer safe for the server's concurrent writes.

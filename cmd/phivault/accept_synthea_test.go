@@ -279,6 +279,21 @@ func eachReference(v any, fn func(string)) {
 	}
 }
 
+// fileBundles yields the raw bundles of files, in order.
+func fileBundles(t *testing.T, files []string) func(func(map[string]any) bool) {
+	return func(yield func(map[string]any) bool) {
+		for _, f := range files {
+			b, err := readJSONFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !yield(b) {
+				return
+			}
+		}
+	}
+}
+
 func readJSONFile(path string) (map[string]any, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
