@@ -116,7 +116,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
 		rpool.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	if err := wpool.Ping(ctx); err != nil {
+	if err = wpool.Ping(ctx); err != nil {
 		err = fmt.Errorf("postgres: connect: %w", err)
 	} else if o.migrate {
 		err = Migrate(ctx, wpool)
