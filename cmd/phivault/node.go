@@ -46,6 +46,8 @@ type node struct {
 	tokens  *authn.Tokens
 	search  *search.Engine
 	log     *slog.Logger
+	kek     barrier.KEK // the provider open was given
+	seal    *sealState  // nil unless the key file is split into shares
 }
 
 // lockDir takes the exclusive lock of dir, or returns errLocked.
@@ -65,8 +67,28 @@ func lockDir(dir string) (*os.File, error) {
 }
 
 // openNode locks and opens dir. The passphrase comes from
-// PHIVAULT_PASSPHRASE or a prompt on the terminal.
+// PHIVAULT_PASSPHRASE or a prompt on the terminal; Shamir shares from
+// PHIVAULT_SHARES (comma-separated) or one per line on stdin.
 func openNode(ctx context.Context, dir string, log *slog.Logger, stderr io.Writer) (*node, error) {
+	n, err := lockNode(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	kek, err := openKEK(dir, stderr)
+	if err != nil {
+		n.close()
+		return nil, err
+	}
+	if err := n.open(ctx, kek); err != nil {
+		n.close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// lockNode locks dir and opens its store and audit log, but no keys: a
+// sealed server starts here and calls open once it is unsealed.
+func lockNode(dir string, log *slog.Logger) (*node, error) {
 	if _, err := os.Stat(filepath.Join(dir, keyFileName)); err != nil {
 		return nil, fail(exitUsage, fmt.Sprintf("%s is not a phivault data directory", dir), "create one with 'phivault init --data "+dir+"'")
 	}
@@ -75,41 +97,44 @@ func openNode(ctx context.Context, dir string, log *slog.Logger, stderr io.Write
 		return nil, err
 	}
 	n := &node{dir: dir, lock: lock, log: log}
-	kek, err := openKEK(dir, stderr)
-	if err != nil {
-		n.close()
-		return nil, err
-	}
 	if n.db, err = sqlite.Open(dir); err != nil {
 		n.close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	if n.barrier, err = barrier.Open(ctx, kek, n.db, 10_000); err != nil {
-		n.close()
-		if errors.Is(err, keys.ErrUnknownKEK) || errors.Is(err, keys.ErrCorrupt) {
-			return nil, fail(exitKeys, "the key file cannot unwrap this store's keys", "is this the key file created with this data directory?")
-		}
-		return nil, fmt.Errorf("open barrier: %w", err)
-	}
-	if n.tokens, err = authn.OpenTokens(ctx, n.db, n.barrier); err != nil {
-		n.close()
-		return nil, err
-	}
-	n.search = search.New(n.barrier)
-	n.records = records.New(n.db, n.barrier, n.search, tenant)
-	n.search.SetRecords(n.records)
 	n.audit = audit.NewLog(n.db, 5*time.Second)
 	return n, nil
 }
 
+// open opens the barrier and everything above it with kek.
+func (n *node) open(ctx context.Context, kek barrier.KEK) error {
+	var err error
+	if n.barrier, err = barrier.Open(ctx, kek, n.db, 10_000); err != nil {
+		if errors.Is(err, keys.ErrUnknownKEK) || errors.Is(err, keys.ErrCorrupt) {
+			return fail(exitKeys, "the key file cannot unwrap this store's keys", "is this the key file created with this data directory?")
+		}
+		return fmt.Errorf("open barrier: %w", err)
+	}
+	if n.tokens, err = authn.OpenTokens(ctx, n.db, n.barrier); err != nil {
+		return err
+	}
+	n.search = search.New(n.barrier)
+	n.records = records.New(n.db, n.barrier, n.search, tenant)
+	n.search.SetRecords(n.records)
+	n.kek = kek
+	return nil
+}
+
 func openKEK(dir string, stderr io.Writer) (*keys.File, error) {
 	path := filepath.Join(dir, keyFileName)
-	protected, err := keys.Protected(path)
+	kind, threshold, _, err := keys.Protection(path)
 	if err != nil {
 		return nil, fail(exitKeys, "the key file "+path+" is unreadable or corrupt", "restore it from your key backup")
 	}
+	if kind == "shamir" {
+		return openKEKShares(path, threshold, stderr)
+	}
 	var pass keys.Secret
-	if protected {
+	if kind == "passphrase" {
 		if pass, err = passphrase(stderr, false); err != nil {
 			return nil, err
 		}

@@ -53,7 +53,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	n, err := openNode(ctx, o.data, log, stderr)
+	n, err := openServeNode(ctx, o, log, stderr) // waits for shares if the key file is split
 	if errors.Is(err, errLocked) {
 		return fail(exitFail, "another phivault server is already serving "+o.data, "stop it first, or use another --data directory")
 	}
@@ -95,7 +95,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 	base := "https://" + publicHost(ln.Addr(), o.listen)
 	metrics := server.NewMetrics()
 	api := n.api(base + "/fhir")
-	h := server.Handler(server.Config{FHIR: api.Handler(), Auth: n.tokens, Audit: n.audit, Log: log, Metrics: metrics})
+	h := n.gate(server.Handler(server.Config{FHIR: api.Handler(), Auth: n.tokens, Audit: n.audit, Log: log, Metrics: metrics}))
 	srv := server.NewHTTPServer(h, log)
 	srv.TLSConfig = server.TLSConfig(cert)
 
@@ -105,9 +105,10 @@ func serve(o serveOptions, stderr io.Writer) error {
 		return fmt.Errorf("admin socket: %w", err)
 	}
 	adminMux := http.NewServeMux()
-	adminMux.Handle("/fhir/", api.Handler())
-	adminMux.Handle("/fhir", api.Handler())
+	adminMux.Handle("/fhir/", n.gate(api.Handler()))
+	adminMux.Handle("/fhir", n.gate(api.Handler()))
 	adminMux.HandleFunc("POST /admin/token", n.adminTokenHandler)
+	n.adminSealRoutes(adminMux) // seal, unseal, keys rotate/status/retire
 	admin := server.NewHTTPServer(server.AdminHandler(adminMux), log)
 	admin.ConnContext = server.AdminConnContext
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/fhir"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/records"
@@ -49,6 +50,8 @@ func (a *API) answerRead(c *call, typ, id string, e records.Entry, err error) er
 			return err
 		}
 		return errorf(http.StatusGone, "deleted", fmt.Sprintf("%s/%s was deleted", typ, id))
+	case errors.Is(err, barrier.ErrKeyDestroyed): // crypto-shredded (phivault patient erase)
+		return errorf(http.StatusGone, "deleted", fmt.Sprintf("%s/%s was erased", typ, id))
 	case err != nil:
 		return err
 	}

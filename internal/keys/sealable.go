@@ -40,6 +40,13 @@ func (s *Sealable) Unseal(kek barrier.KEK) {
 	s.mu.Unlock()
 }
 
+// Held returns the KEK held, or nil while sealed.
+func (s *Sealable) Held() barrier.KEK {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.kek
+}
+
 // Sealed reports whether the KEK is sealed.
 func (s *Sealable) Sealed() bool {
 	s.mu.RLock()

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/phivault/phivault/internal/audit"
+	"github.com/phivault/phivault/internal/barrier"
+	"github.com/phivault/phivault/internal/store"
+)
+
+// shreddedName lists destroyed data-key ids, one hex id a line, outside
+// the store: a store restored from a backup taken before an erasure still
+// holds the wrapped key, and a restore must destroy every key listed here
+// again (see docs/keys.md). The file is append-only.
+const shreddedName = "shredded-keys"
+
+// Legal holds are kept in the store's metadata under a blind token of the
+// patient id; the value (who, when, why) is sealed under the system key.
+const holdMeta = "hold/"
+
+type hold struct {
+	Since  time.Time `json:"since"`
+	By     string    `json:"by"`
+	Reason string    `json:"reason"`
+}
+
+// stdin is where confirmations are read from (tests replace it).
+var stdin io.Reader = os.Stdin
+
+func runPatient(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "erase" && args[0] != "hold" && args[0] != "release") {
+		return fail(exitUsage, "patient needs a subcommand: erase, hold or release", "phivault patient erase --data DIR PATIENT_ID --reason TEXT")
+	}
+	sub := args[0]
+	fs, data := newFlags("patient "+sub, "--data DIR PATIENT_ID --reason TEXT"+map[bool]string{true: " [--yes]"}[sub == "erase"], stderr)
+	reason := fs.String("reason", "", "why (recorded in the audit log; operator text, not patient data)")
+	yes := fs.Bool("yes", false, "do not ask for confirmation (erase)")
+	pos, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if err := needData(*data, "patient"); err != nil {
+		return err
+	}
+	if len(pos) != 1 || pos[0] == "" {
+		return fail(exitUsage, "give exactly one patient id", "phivault patient "+sub+" --data DIR PATIENT_ID --reason TEXT")
+	}
+	if strings.TrimSpace(*reason) == "" && sub != "release" {
+		return fail(exitUsage, "--reason is required", "say why, e.g. --reason 'GDPR art. 17 request #123'")
+	}
+	id := pos[0]
+	n, err := openNode(context.Background(), *data, slog.New(slog.DiscardHandler), stderr)
+	if errors.Is(err, errLocked) {
+		return fail(exitFail, "a server is serving "+*data+"; patient "+sub+" runs offline for now", "stop the server, run the command, start the server again")
+	}
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	by := fmt.Sprintf("operator:uid-%d", os.Getuid())
+	ctx := context.Background()
+	switch sub {
+	case "hold":
+		if err := n.setHold(ctx, id, &hold{Since: time.Now().UTC(), By: by, Reason: *reason}); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "patient %s is under legal hold; it cannot be erased until 'phivault patient release'\n", id)
+		return nil
+	case "release":
+		if err := n.setHold(ctx, id, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "legal hold on patient %s released\n", id)
+		return nil
+	}
+	if h, err := n.holdOf(ctx, id); err != nil {
+		return err
+	} else if h != nil {
+		return fail(exitFail, fmt.Sprintf("patient %s is under legal hold (since %s: %s); erasure refused", id, h.Since.Format(time.DateOnly), h.Reason),
+			"a legal hold is released with 'phivault patient release --data DIR "+id+"' once it no longer applies")
+	}
+	_, rerr := n.records.Read(ctx, "Patient", id)
+	if errors.Is(rerr, barrier.ErrKeyDestroyed) {
+		fmt.Fprintf(stdout, "patient %s was already erased\n", id)
+		return nil
+	}
+	if !*yes {
+		fmt.Fprintf(stderr, "This destroys the data key of patient %s: every version, history entry and index entry of its\n"+
+			"compartment becomes unreadable for good, also in backups. Type the patient id to confirm: ", id)
+		line, _ := bufio.NewReader(stdin).ReadString('\n')
+		if strings.TrimSpace(line) != id {
+			return fail(exitUsage, "not confirmed; nothing was erased", "type the patient id exactly, or pass --yes")
+		}
+	}
+	kid, err := n.erase(ctx, id, by, *reason)
+	if errors.Is(err, barrier.ErrNoKey) {
+		return fail(exitFail, "no data of patient "+id+" is stored", "check the id (Patient/<id>)")
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "patient %s erased: data key %s destroyed (recorded in %s and the audit log)\n", id, kid, filepath.Join(n.dir, shreddedName))
+	return nil
+}
+
+// erase destroys the patient compartment's data key and appends the audit
+// record in the same transaction, then lists the key id in shredded-keys.
+func (n *node) erase(ctx context.Context, id, by, reason string) (barrier.KeyID, error) {
+	ev := &audit.Event{Time: time.Now().UTC(), Interaction: "erase", Action: "D", Outcome: audit.Success,
+		OutcomeDesc: "crypto-shredded; reason: " + reason, UserID: by, Roles: []string{"administrator"},
+		Allowed: true, Policies: []string{"operator-path"}, Patients: []string{id}, Entities: []string{"Patient/" + id}}
+	leaf := ev.Leaf()
+	kid, err := n.barrier.Destroy(ctx, "patient/"+id, func(tx store.Writer) error {
+		if _, err := tx.Meta(holdMeta + n.holdToken(id)); err == nil {
+			return fail(exitFail, "patient "+id+" was put under legal hold meanwhile; erasure refused", "")
+		}
+		_, err := tx.AppendAudit(leaf)
+		return err
+	})
+	if err != nil {
+		return kid, err
+	}
+	return kid, appendShredded(n.dir, kid)
+}
+
+func appendShredded(dir string, id barrier.KeyID) error {
+	f, err := os.OpenFile(filepath.Join(dir, shreddedName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("the key was destroyed but %s could not be updated: %w", shreddedName, err)
+	}
+	if _, err = fmt.Fprintln(f, id); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// readShredded returns the key ids listed in DIR/shredded-keys.
+func readShredded(dir string) ([]barrier.KeyID, error) {
+	data, err := os.ReadFile(filepath.Join(dir, shreddedName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	var out []barrier.KeyID
+	for _, l := range strings.Fields(string(data)) {
+		b, err := hex.DecodeString(l)
+		if err != nil || len(b) != barrier.KeyIDSize {
+			return nil, fmt.Errorf("%s: bad line %q", shreddedName, l)
+		}
+		out = append(out, barrier.KeyID(b))
+	}
+	return out, err
+}
+
+func (n *node) holdToken(id string) string {
+	return hex.EncodeToString(n.barrier.Token("legal-hold", id))
+}
+
+func holdContext(id string) []byte { return barrier.Context("legal-hold", id) }
+
+// setHold places (h non-nil) or releases a legal hold, with its audit
+// record in the same transaction.
+func (n *node) setHold(ctx context.Context, id string, h *hold) error {
+	ev := &audit.Event{Time: time.Now().UTC(), Interaction: "legal-hold", Action: "U", Outcome: audit.Success,
+		UserID: fmt.Sprintf("operator:uid-%d", os.Getuid()), Roles: []string{"administrator"}, Allowed: true,
+		Policies: []string{"operator-path"}, Patients: []string{id}, Entities: []string{"Patient/" + id}, OutcomeDesc: "released"}
+	var sealed []byte
+	if h != nil {
+		raw, _ := json.Marshal(h)
+		var err error
+		if sealed, err = n.barrier.Seal(ctx, "system", holdContext(id), raw); err != nil {
+			return err
+		}
+		ev.OutcomeDesc = "placed; reason: " + h.Reason
+	}
+	key := holdMeta + n.holdToken(id)
+	return n.db.Update(ctx, func(tx store.Writer) error {
+		var err error
+		if h == nil {
+			err = tx.DeleteMeta(key)
+		} else {
+			err = tx.SetMeta(key, sealed)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.AppendAudit(ev.Leaf())
+		return err
+	})
+}
+
+// holdOf returns the legal hold on a patient, or nil.
+func (n *node) holdOf(ctx context.Context, id string) (*hold, error) {
+	var sealed []byte
+	err := n.db.View(ctx, func(r store.Reader) error {
+		var err error
+		sealed, err = r.Meta(holdMeta + n.holdToken(id))
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	raw, err := n.barrier.Open(ctx, holdContext(id), sealed)
+	if err != nil {
+		return nil, fmt.Errorf("legal hold record: %w", err)
+	}
+	var h hold
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return nil, fmt.Errorf("legal hold record: %v", err)
+	}
+	return &h, nil
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
