@@ -52,6 +52,10 @@ var commands = map[string]command{
 	"token":   {"mint a short-lived bearer token (operator path)", runToken},
 	"check":   {"verify every stored version decrypts and matches (offline)", runCheck},
 	"version": {"print the version", runVersion},
+	"keys":    {"split the key into shares, rotate, retire or show KEK versions", runKeys},
+	"patient": {"erase a patient (crypto-shredding) or place/release a legal hold", runPatient},
+	"unseal":  {"give one share to a sealed server", runUnseal},
+	"seal":    {"seal the running server: wipe its keys from memory", runSeal},
 }
 
 func main() {
