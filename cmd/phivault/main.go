@@ -52,6 +52,8 @@ var commands = map[string]command{
 	"token":   {"mint a short-lived bearer token (operator path)", runToken},
 	"check":   {"verify every stored version decrypts and matches (offline)", runCheck},
 	"version": {"print the version", runVersion},
+	"backup":  {"encrypted, deduplicated backups: create or verify", runBackup},
+	"restore": {"restore a backup into a new data directory and verify it", runRestore},
 	"keys":    {"split the key into shares, rotate, retire or show KEK versions", runKeys},
 	"patient": {"erase a patient (crypto-shredding) or place/release a legal hold", runPatient},
 	"unseal":  {"give one share to a sealed server", runUnseal},
