@@ -19,24 +19,37 @@ type writer struct {
 
 var _ store.Writer = (*writer)(nil)
 
+// Put is one statement (one round trip), which matters: the writer runs a
+// group's fns one after another, so per-statement latency bounds a node's
+// write rate.
+//
 // putFirst creates a resource: the current row is inserted only if absent
 // (a concurrent creator's uncommitted row is waited for, then counts as
-// present), and the version row only if the current row was.
+// present), and the version and token rows only if the current row was.
 const putFirst = `WITH c AS (
 	INSERT INTO current (rtype, rid, vid, seq, deleted) VALUES ($1, $2, 1, nextval('versions_seq'), $3)
-	ON CONFLICT (rtype, rid) DO NOTHING RETURNING seq)
-INSERT INTO versions (seq, rtype, rid, vid, updated, deleted, body)
-SELECT seq, $1, $2, 1, $4, $3, $5 FROM c RETURNING seq`
+	ON CONFLICT (rtype, rid) DO NOTHING RETURNING seq),
+v AS (INSERT INTO versions (seq, rtype, rid, vid, updated, deleted, body)
+	SELECT seq, $1, $2, 1, $4, $3, $5 FROM c RETURNING seq),
+t AS (INSERT INTO idx (token, rtype, rid)
+	SELECT tok, $1, $2 FROM unnest($6::bytea[]) tok WHERE EXISTS (SELECT 1 FROM c) ON CONFLICT DO NOTHING)
+SELECT seq FROM v`
 
 // putNext writes the next version: the current row is updated only if it
 // still holds the previous version. Under READ COMMITTED a concurrent
 // writer's row lock is waited for and the condition re-checked on the row
 // it committed, so of two racing Puts of one version exactly one matches.
+// The tokens no longer carried are deleted and the new ones inserted (the
+// two sets are disjoint, so one statement can do both).
 const putNext = `WITH c AS (
 	UPDATE current SET vid = $3, seq = nextval('versions_seq'), deleted = $4
-	WHERE rtype = $1 AND rid = $2 AND vid = $3 - 1 RETURNING seq)
-INSERT INTO versions (seq, rtype, rid, vid, updated, deleted, body)
-SELECT seq, $1, $2, $3, $5, $4, $6 FROM c RETURNING seq`
+	WHERE rtype = $1 AND rid = $2 AND vid = $3 - 1 RETURNING seq),
+v AS (INSERT INTO versions (seq, rtype, rid, vid, updated, deleted, body)
+	SELECT seq, $1, $2, $3, $5, $4, $6 FROM c RETURNING seq),
+d AS (DELETE FROM idx WHERE rtype = $1 AND rid = $2 AND EXISTS (SELECT 1 FROM c) AND token <> ALL ($7::bytea[])),
+t AS (INSERT INTO idx (token, rtype, rid)
+	SELECT tok, $1, $2 FROM unnest($7::bytea[]) tok WHERE EXISTS (SELECT 1 FROM c) ON CONFLICT DO NOTHING)
+SELECT seq FROM v`
 
 // Put implements store.Writer. A version conflict is no database error: the
 // transaction stays usable and fn may go on.
@@ -48,15 +61,18 @@ func (w *writer) Put(v store.Version, tokens []store.Token) (store.Version, erro
 		return store.Version{}, errors.New("postgres: put needs a type and an id")
 	}
 	v.Updated = v.Updated.UTC().Truncate(time.Microsecond) // as stored
+	ts := [][]byte{}
 	if v.Deleted {
-		v.Body = nil
+		v.Body = nil // and the tokens are cleared
+	} else {
+		ts = tokenArray(tokens)
 	}
 	var err error
 	switch {
 	case v.VID == 1:
-		err = w.scanRow(putFirst, []any{v.Type, v.ID, v.Deleted, v.Updated, blob(v.Body)}, &v.Seq)
+		err = w.scanRow(putFirst, []any{v.Type, v.ID, v.Deleted, v.Updated, blob(v.Body), ts}, &v.Seq)
 	case v.VID > 1:
-		err = w.scanRow(putNext, []any{v.Type, v.ID, v.VID, v.Deleted, v.Updated, blob(v.Body)}, &v.Seq)
+		err = w.scanRow(putNext, []any{v.Type, v.ID, v.VID, v.Deleted, v.Updated, blob(v.Body), ts}, &v.Seq)
 	default:
 		err = pgx.ErrNoRows
 	}
@@ -64,22 +80,7 @@ func (w *writer) Put(v store.Version, tokens []store.Token) (store.Version, erro
 		return store.Version{}, w.conflict(v)
 	}
 	if err != nil {
-		return store.Version{}, fmt.Errorf("postgres: put version: %w", err)
-	}
-	if v.VID > 1 {
-		if _, err := w.exec(`DELETE FROM idx WHERE rtype = $1 AND rid = $2`, v.Type, v.ID); err != nil {
-			return store.Version{}, fmt.Errorf("postgres: put tokens: %w", err)
-		}
-	}
-	if !v.Deleted && len(tokens) > 0 {
-		ts := make([][]byte, len(tokens))
-		for i, t := range tokens {
-			ts[i] = blob(t)
-		}
-		if _, err := w.exec(`INSERT INTO idx (token, rtype, rid) SELECT t, $2, $3 FROM unnest($1::bytea[]) t
-			ON CONFLICT DO NOTHING`, ts, v.Type, v.ID); err != nil {
-			return store.Version{}, fmt.Errorf("postgres: put tokens: %w", err)
-		}
+		return store.Version{}, fmt.Errorf("postgres: put: %w", err)
 	}
 	return v, nil
 }
