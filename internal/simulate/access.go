@@ -139,8 +139,8 @@ func (w *world) legitDay(day int, x *dayIndex, out []event) []event {
 			if pi < 0 {
 				pi = pickEnc(x.active[ctx])
 			}
-			if pi < 0 {
-				continue
+			if pi < 0 || pi == u.patient {
+				continue // opening one's own record is never part of the job
 			}
 			t := start.Add(time.Duration(r.IntN(8*3600)) * time.Second)
 			ev := base

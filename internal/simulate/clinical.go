@@ -37,10 +37,20 @@ func (w *world) buildEncounters() {
 			docs := w.roleStaff(d, "physician")
 			nurses := w.roleStaff(d, "nurse", "resident")
 			all := w.roleStaff(d, "physician", "nurse", "resident")
-			if len(docs) == 0 || len(nurses) == 0 {
+			if len(all) == 0 {
 				continue
 			}
-			n := int(float64(len(all)) * dep.encPerUser * (0.8 + 0.4*r.Float64()))
+			if len(docs) == 0 {
+				docs = all
+			}
+			if len(nurses) == 0 {
+				nurses = all
+			}
+			x := float64(len(all)) * dep.encPerUser * (0.8 + 0.4*r.Float64())
+			n := int(x)
+			if r.Float64() < x-float64(n) {
+				n++
+			}
 			for range n {
 				pi := r.IntN(len(w.patients))
 				if len(employees) > 0 && r.Float64() < 0.03 {

@@ -43,7 +43,7 @@ func (w *world) writeDirectory(out io.Writer) error {
 			"identifier": []obj{{"system": UserSystem, "value": u.id}},
 			"name":       humanName(u.family, u.given), "birthDate": u.birth, "address": u.addr.fhir(),
 			"telecom": []obj{{"system": "email", "value": u.id + "@hospital.example"}}})
-		put(obj{"resourceType": "PractitionerRole", "id": "prr-" + u.id, "active": !u.dormant,
+		put(obj{"resourceType": "PractitionerRole", "id": "prr-" + u.id, "active": !u.dormant || u.off%2 == 0, // half the unused accounts were never disabled
 			"practitioner": ref("Practitioner/pr-" + u.id),
 			"code":         []obj{{"text": u.role, "coding": []obj{{"system": "urn:phivault:role", "code": u.role}}}},
 			"specialty":    []obj{{"text": departments[u.dept].name}},

@@ -108,8 +108,10 @@ func (w *world) planIncidents() (map[int][]event, []Label) {
 		// User-level incidents.
 		if ui, day, _ := worker(func(u *user) bool { return u.shift == shiftDay && clinical(u) }); ui >= 0 {
 			at := w.date(day).Add(time.Duration(30+r.IntN(200)) * time.Minute)
-			ev := event{user: ui, dept: w.users[ui].dept, ip: fmt.Sprintf("172.16.%d.%d", ui/250, ui%250), ws: "vpn", outcome: "success"}
-			emit(day, w.browse(ev, at, 8+r.IntN(13), 3*time.Minute, false), "after-hours", "")
+			ev := event{user: ui, dept: w.users[ui].dept, ip: fmt.Sprintf("172.16.%d.%d", ui/250, ui%250), ws: "vpn", outcome: "success", patient: -1}
+			ev.t, ev.action = at, "login"
+			evs := append([]event{ev}, w.browse(ev, at.Add(time.Minute), 8+r.IntN(13), 3*time.Minute, false)...)
+			emit(day, evs, "after-hours", "")
 		}
 		if ui, day, at := worker(clinical); ui >= 0 {
 			u := &w.users[ui]
