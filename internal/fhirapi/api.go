@@ -83,6 +83,7 @@ func (a *API) Handler() http.Handler {
 	h("DELETE /fhir/{type}/{id}", a.delete)
 	h("GET /fhir/{type}/{id}/_history", a.history)
 	h("GET /fhir/{type}/{id}/_history/{vid}", a.vread)
+	a.auditRoutes(h)
 	mux.Handle("/fhir/", a.wrap(func(c *call) error {
 		if allow := allowedMethods(mux, c.r); len(allow) > 0 {
 			c.w.Header().Set("Allow", strings.Join(allow, ", "))

@@ -1,0 +1,197 @@
+package fhirapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/phivault/phivault/internal/audit"
+)
+
+// reportTimeout bounds the scan of an access report. The report scans the
+// whole log (one substring test per leaf, a JSON decode only for the
+// leaves that name the patient), so its cost grows with the log, not with
+// the patient's accesses; a log too large to scan in time gets a 503 until
+// a per-patient index of leaves exists.
+const reportTimeout = 20 * time.Second
+
+var fhirID = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
+
+// reportHeader is the first line of an access report.
+type reportHeader struct {
+	Patient    string `json:"patient"`
+	Checkpoint string `json:"checkpoint,omitempty"` // the signed checkpoint the proofs are against
+	TreeSize   uint64 `json:"treeSize"`             // its size
+	Scanned    uint64 `json:"scanned"`              // leaves scanned: [0, scanned)
+	Events     int    `json:"events"`
+}
+
+// reportLine is one access to the patient's record: who, when, what, why,
+// outcome, and where it is in the log with its inclusion proof. Leaf is
+// the exact leaf bytes (base64), which the proof commits to.
+type reportLine struct {
+	Index       uint64   `json:"index"`
+	Recorded    string   `json:"recorded"`
+	Who         string   `json:"who"`
+	Roles       []string `json:"roles,omitempty"`
+	Client      string   `json:"client,omitempty"`
+	Interaction string   `json:"interaction"`
+	Action      string   `json:"action"`
+	What        []string `json:"what,omitempty"`
+	Why         string   `json:"why,omitempty"`
+	Outcome     string   `json:"outcome"`
+	Decision    string   `json:"decision"`
+	BreakGlass  bool     `json:"breakGlass,omitempty"`
+	Leaf        []byte   `json:"leaf"`
+	Proof       [][]byte `json:"proof,omitempty"`
+	Pending     bool     `json:"pending,omitempty"` // appended after the checkpoint: no proof yet
+}
+
+// accessReport serves GET /fhir/Patient/{id}/$access-report as NDJSON: a
+// header line, then one line per audit event that names the patient, in
+// log order, each with an inclusion proof against the latest signed
+// checkpoint (events newer than it are marked pending).
+func (a *API) accessReport(c *call) error {
+	c.ev.Interaction, c.ev.Action = "access-report", "E"
+	id := c.r.PathValue("id")
+	if !fhirID.MatchString(id) {
+		return errorf(http.StatusBadRequest, "value", "invalid Patient id")
+	}
+	if err := a.decide(c, actAuditRead, "AuditEvent", "", id); err != nil {
+		return err
+	}
+	c.ev.Patients = []string{id}
+	ctx, cancel := context.WithTimeout(c.ctx, reportTimeout)
+	defer cancel()
+	p := a.Audit.Prover()
+	hdr := reportHeader{Patient: id}
+	cp, err := p.LatestCheckpoint(ctx)
+	switch {
+	case errors.Is(err, audit.ErrNoCheckpoint):
+	case err != nil:
+		return err
+	default:
+		if hdr.TreeSize, err = checkpointSize(cp); err != nil {
+			return err
+		}
+		hdr.Checkpoint = string(cp)
+	}
+	if hdr.Scanned, err = p.Size(ctx); err != nil {
+		return err
+	}
+	var lines []reportLine
+	needle := []byte(`"reference":"Patient/` + id + `"}`)
+	err = p.ScanLeaves(ctx, 0, hdr.Scanned, 0, func(i uint64, leaf []byte) error {
+		if !bytes.Contains(leaf, needle) {
+			return nil
+		}
+		l, ok := decodeLine(leaf, id)
+		if !ok {
+			return nil
+		}
+		l.Index = i
+		if i < hdr.TreeSize {
+			if l.Proof, err = p.InclusionProof(ctx, i, hdr.TreeSize); err != nil {
+				return err
+			}
+		} else {
+			l.Pending = true
+		}
+		lines = append(lines, l)
+		return nil
+	})
+	if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
+		return errorf(http.StatusServiceUnavailable, "too-costly", "the access report took too long to compute")
+	}
+	if err != nil {
+		return err
+	}
+	hdr.Events = len(lines)
+	if err := a.record(c); err != nil {
+		return err
+	}
+	c.w.Header().Set("Content-Type", "application/x-ndjson")
+	c.w.Header().Set("Cache-Control", "no-store")
+	c.w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(c.w)
+	enc.Encode(hdr)
+	for _, l := range lines {
+		enc.Encode(l)
+	}
+	return nil
+}
+
+// decodeLine reads an AuditEvent leaf; ok is false unless it names the
+// patient as a patient entity (role 1).
+func decodeLine(leaf []byte, patient string) (reportLine, bool) {
+	var ae struct {
+		Subtype  []struct{ Code string }
+		Action   string
+		Outcome  string
+		Recorded string
+		Agent    []struct {
+			Who struct {
+				Identifier struct{ System, Value string }
+			}
+			Role         []struct{ Coding []struct{ Code string } }
+			PurposeOfUse []struct{ Coding []struct{ Code string } }
+		}
+		Entity []struct {
+			What struct{ Reference string }
+			Type struct{ Code string }
+			Role struct{ Code string }
+		}
+		Extension []struct {
+			URL          string
+			ValueCode    string
+			ValueBoolean bool
+		}
+	}
+	if err := json.Unmarshal(leaf, &ae); err != nil {
+		return reportLine{}, false
+	}
+	l := reportLine{Action: ae.Action, Outcome: ae.Outcome, Recorded: ae.Recorded, Leaf: leaf}
+	if len(ae.Subtype) > 0 {
+		l.Interaction = ae.Subtype[0].Code
+	}
+	for _, ag := range ae.Agent {
+		switch ag.Who.Identifier.System {
+		case "urn:phivault:user":
+			l.Who = ag.Who.Identifier.Value
+			for _, r := range ag.Role {
+				for _, cd := range r.Coding {
+					l.Roles = append(l.Roles, cd.Code)
+				}
+			}
+			for _, pu := range ag.PurposeOfUse {
+				for _, cd := range pu.Coding {
+					l.Why = cd.Code
+				}
+			}
+		case "urn:phivault:client":
+			l.Client = ag.Who.Identifier.Value
+		}
+	}
+	named := false
+	for _, e := range ae.Entity {
+		switch {
+		case e.Type.Code == "1" && e.Role.Code == "1":
+			named = named || e.What.Reference == "Patient/"+patient
+		case e.What.Reference != "":
+			l.What = append(l.What, e.What.Reference)
+		}
+	}
+	for _, x := range ae.Extension {
+		switch x.URL {
+		case "urn:phivault:decision":
+			l.Decision = x.ValueCode
+		case "urn:phivault:break-glass":
+			l.BreakGlass = x.ValueBoolean
+		}
+	}
+	return l, named
+}
