@@ -279,3 +279,23 @@ func TestDestroyWithFailing(t *testing.T) {
 		t.Error("companion write not committed")
 	}
 }
+
+// TestDestroyIDAfterRestore: a store restored from before an erasure still
+// holds the key; destroying the listed id makes the erasure hold again.
+func TestDestroyIDAfterRestore(t *testing.T) {
+	ctx := context.Background()
+	kek := newTestKEK(t)
+	st := openStore(t)
+	b := openBarrier(t, kek, st, 100)
+	s, _ := b.Seal(ctx, "patient/r", Context("r"), []byte("r"))
+	id, _ := b.KeyFor(ctx, "patient/r")
+	if found, err := b.DestroyID(ctx, id); err != nil || !found {
+		t.Fatalf("DestroyID = %v, %v", found, err)
+	}
+	if _, err := b.Open(ctx, Context("r"), s); !errors.Is(err, ErrKeyDestroyed) {
+		t.Errorf("Open after DestroyID = %v", err)
+	}
+	if found, err := b.DestroyID(ctx, KeyID{1, 2, 3}); err != nil || found {
+		t.Errorf("DestroyID of an unknown id = %v, %v", found, err)
+	}
+}
