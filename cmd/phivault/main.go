@@ -44,20 +44,22 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"init":    {"create a data directory and its keys", runInit},
-	"audit":   {"verify the audit log (verify) or sign a checkpoint now (checkpoint)", runAudit},
-	"serve":   {"run the server on a data directory", runServe},
-	"demo":    {"create a demo data directory with a synthetic population and serve it", runDemo},
-	"import":  {"import FHIR bundles and NDJSON files", runImport},
-	"token":   {"mint a short-lived bearer token (operator path)", runToken},
-	"check":   {"verify every stored version decrypts and matches (offline)", runCheck},
-	"version": {"print the version", runVersion},
-	"backup":  {"encrypted, deduplicated backups: create or verify", runBackup},
-	"restore": {"restore a backup into a new data directory and verify it", runRestore},
-	"keys":    {"split the key into shares, rotate, retire or show KEK versions", runKeys},
-	"patient": {"erase a patient (crypto-shredding) or place/release a legal hold", runPatient},
-	"unseal":  {"give one share to a sealed server", runUnseal},
-	"seal":    {"seal the running server: wipe its keys from memory", runSeal},
+	"init":     {"create a data directory and its keys", runInit},
+	"audit":    {"verify the audit log (verify) or sign a checkpoint now (checkpoint)", runAudit},
+	"serve":    {"run the server on a data directory", runServe},
+	"demo":     {"create a demo data directory with a synthetic population and serve it", runDemo},
+	"import":   {"import FHIR bundles and NDJSON files", runImport},
+	"token":    {"mint a short-lived bearer token (operator path)", runToken},
+	"check":    {"verify every stored version decrypts and matches (offline)", runCheck},
+	"version":  {"print the version", runVersion},
+	"keys":     {"split the key into shares, rotate, retire or show KEK versions", runKeys},
+	"patient":  {"erase a patient (crypto-shredding) or place/release a legal hold", runPatient},
+	"unseal":   {"give one share to a sealed server", runUnseal},
+	"seal":     {"seal the running server: wipe its keys from memory", runSeal},
+	"simulate": {"write a simulated hospital access log for monitoring tests", runSimulate},
+	"monitor":  {"privacy and threat monitoring over access logs: run, alerts, eval", runMonitor},
+	"backup":   {"encrypted, deduplicated backups: create or verify", runBackup},
+	"restore":  {"restore a backup into a new data directory and verify it", runRestore},
 }
 
 func main() {
