@@ -63,8 +63,9 @@ func keysSplit(dir string, n, t int, stdout, stderr io.Writer) error {
 		return fail(exitUsage, fmt.Sprintf("cannot make %d shares with threshold %d", n, t), "need 2 <= --threshold <= --shares <= 255")
 	}
 	path := filepath.Join(dir, keyFileName)
+	resplit := false
 	if kind, _, _, err := keys.Protection(path); err == nil && kind == "shamir" {
-		return fail(exitUsage, "the key file is already split into shares", "to change the shares, restore the pre-split key file from your key backup")
+		resplit = true // re-split: K current shares open it, then new shares replace them
 	}
 	lock, err := lockDir(dir)
 	if errors.Is(err, errLocked) {
@@ -87,6 +88,9 @@ func keysSplit(dir string, n, t int, stdout, stderr io.Writer) error {
 	for i, s := range shares {
 		fmt.Fprintf(stdout, "share %d: %s\n", i+1, string(s))
 		clear(s)
+	}
+	if resplit {
+		fmt.Fprintf(stdout, "\nThe previous shares no longer open the key file (backups of the old kek.json still do).\n")
 	}
 	fmt.Fprintf(stdout, "\n'phivault serve' now starts sealed; unseal it with 'phivault unseal --data %s', once per officer.\n", dir)
 	return nil

@@ -45,8 +45,16 @@ func TestSealShamirServe(t *testing.T) {
 	dir := keysDir(t)
 	shares := splitDir(t, dir)
 	other := splitDir(t, keysDir(t))
-	if code, _, errs := runOut("keys", "split", "--data", dir); code != exitUsage || !strings.Contains(errs, "already") {
-		t.Errorf("second split: exit %d %q", code, errs)
+	// Re-splitting needs K current shares and makes the old ones useless.
+	if code, _, _ := runOut("keys", "split", "--data", dir); code != exitKeys {
+		t.Errorf("re-split without shares: exit %d", code)
+	}
+	t.Setenv("PHIVAULT_SHARES", strings.Join(shares[:3], ","))
+	old := shares
+	shares = splitDir(t, dir)
+	t.Setenv("PHIVAULT_SHARES", strings.Join(old[2:], ","))
+	if code, _, _ := runOut("keys", "status", "--data", dir); code != exitKeys {
+		t.Errorf("old shares still open the re-split key file (exit %d)", code)
 	}
 	// Offline commands take the shares themselves.
 	t.Setenv("PHIVAULT_SHARES", strings.Join(shares[1:4], ","))
