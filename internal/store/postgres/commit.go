@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/phivault/phivault/internal/store"
 )
@@ -96,6 +96,9 @@ func (b *Backend) commitGroup(batch []*request) {
 			break
 		}
 		b.retries.Add(1)
+		if errors.Is(err, errConnLost) {
+			time.Sleep(retryBackoff << attempt) // let the pool reconnect
+		}
 	}
 	if err == nil {
 		b.commits.Add(1)
@@ -116,37 +119,41 @@ func (b *Backend) commitGroup(batch []*request) {
 	}
 }
 
-// retryable reports a serialization failure or deadlock: the transaction
-// was rolled back and may simply be run again.
-func retryable(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
-}
-
 // beginWrite starts a group transaction and takes the cluster-wide write
 // lock, the audit_head row. Taking it first in every group orders all
 // writing transactions of all nodes: audit indexes follow commit order and
 // groups never wait for each other's row locks in a cycle.
-func (b *Backend) beginWrite(ctx context.Context) (pgx.Tx, error) {
-	tx, err := b.wpool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+// It returns the transaction's id, to learn its outcome if the connection
+// is lost during COMMIT.
+func (b *Backend) beginWrite(ctx context.Context) (tx pgx.Tx, xid string, err error) {
+	tx, err = b.wpool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: begin: %w", err)
+		// Nothing ran: trying again is safe.
+		return nil, "", fmt.Errorf("postgres: begin: %w: %w", errConnLost, err)
 	}
-	if _, err := tx.Exec(ctx, `SELECT size FROM audit_head FOR UPDATE`); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT pg_current_xact_id()::text FROM audit_head FOR UPDATE`).Scan(&xid); err != nil {
 		_ = tx.Rollback(ctx)
-		return nil, fmt.Errorf("postgres: lock audit head: %w", err)
+		err = fmt.Errorf("postgres: lock audit head: %w", err)
+		if gerr := groupErr(tx, err); gerr != nil {
+			return nil, "", gerr
+		}
+		return nil, "", err
 	}
-	return tx, nil
+	return tx, xid, nil
 }
 
 // runGroup runs the group in one transaction and commits it. A nil error
 // means every fn whose result is nil is durable; otherwise nothing is.
 func (b *Backend) runGroup(ctx context.Context, live []*request, results []result) error {
-	tx, err := b.beginWrite(ctx)
+	tx, xid, err := b.beginWrite(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = tx.Rollback(ctx) }() // no-op once committed
+	defer func() {
+		if tx != nil {
+			_ = tx.Rollback(ctx) // no-op once committed
+		}
+	}()
 	ok, err := runFast(ctx, tx, live, results)
 	if err != nil {
 		return err
@@ -155,9 +162,10 @@ func (b *Backend) runGroup(ctx context.Context, live []*request, results []resul
 		// Some fn failed: start over with each fn in its own savepoint,
 		// so that only the failing ones lose their writes.
 		if err := tx.Rollback(ctx); err != nil {
-			return fmt.Errorf("postgres: rollback: %w", err)
+			// pgx closes a connection whose rollback failed.
+			return fmt.Errorf("postgres: rollback: %w: %w", errConnLost, err)
 		}
-		if tx, err = b.beginWrite(ctx); err != nil {
+		if tx, xid, err = b.beginWrite(ctx); err != nil {
 			return err
 		}
 		for i, r := range live {
@@ -167,19 +175,22 @@ func (b *Backend) runGroup(ctx context.Context, live []*request, results []resul
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("postgres: commit: %w", err)
+		return b.commitOutcome(xid, fmt.Errorf("postgres: commit: %w", err))
 	}
 	return nil
 }
 
 // groupErr returns the error that ends the whole group transaction: a
-// serialization failure or deadlock (retry) or a lost connection. Other
+// serialization failure or deadlock, or a lost connection (before COMMIT,
+// so the server rolled the transaction back); both are retried. Other
 // statement errors end only the fn that met them.
 func groupErr(tx pgx.Tx, err error) error {
-	if err == nil {
+	switch {
+	case err == nil:
 		return nil
-	}
-	if retryable(err) || tx.Conn().IsClosed() {
+	case tx.Conn().IsClosed():
+		return fmt.Errorf("%w: %w", errConnLost, err)
+	case retryable(err):
 		return err
 	}
 	return nil
@@ -218,7 +229,7 @@ func runFast(ctx context.Context, tx pgx.Tx, live []*request, results []result) 
 // unaffected. A non-nil error ends the whole group.
 func runOne(ctx context.Context, tx pgx.Tx, fn func(store.Writer) error) (res result, err error) {
 	if _, err := tx.Exec(ctx, "SAVEPOINT fn"); err != nil {
-		return res, fmt.Errorf("postgres: savepoint: %w", err)
+		return res, connErr(tx, fmt.Errorf("postgres: savepoint: %w", err))
 	}
 	w := &writer{reader: reader{ctx: ctx, tx: tx}}
 	func() {
@@ -239,11 +250,19 @@ func runOne(ctx context.Context, tx pgx.Tx, fn func(store.Writer) error) (res re
 	}
 	if res.err != nil || res.panicked {
 		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fn"); err != nil {
-			return res, fmt.Errorf("postgres: rollback to savepoint: %w", err)
+			return res, connErr(tx, fmt.Errorf("postgres: rollback to savepoint: %w", err))
 		}
 	}
 	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT fn"); err != nil {
-		return res, fmt.Errorf("postgres: release savepoint: %w", err)
+		return res, connErr(tx, fmt.Errorf("postgres: release savepoint: %w", err))
 	}
 	return res, nil
+}
+
+// connErr marks err as a lost connection if tx's connection is closed.
+func connErr(tx pgx.Tx, err error) error {
+	if tx.Conn().IsClosed() {
+		return fmt.Errorf("%w: %w", errConnLost, err)
+	}
+	return err
 }

@@ -31,6 +31,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -169,9 +170,19 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 	b.mu.RUnlock()
 	defer b.views.Done()
 
-	tx, err := b.rpool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return fmt.Errorf("postgres: begin read: %w", err)
+	var tx pgx.Tx
+	var err error
+	// A connection the server dropped (a restart, a terminated backend)
+	// fails at BEGIN and is discarded; fn has not run, so try another.
+	for attempt := 0; ; attempt++ {
+		tx, err = b.rpool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err == nil {
+			break
+		}
+		if attempt == maxRetries || ctx.Err() != nil {
+			return fmt.Errorf("postgres: begin read: %w", err)
+		}
+		time.Sleep(retryBackoff << attempt)
 	}
 	r := &reader{ctx: ctx, tx: tx}
 	err = fn(r)

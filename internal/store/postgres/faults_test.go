@@ -1,0 +1,118 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/phivault/phivault/internal/store"
+	"github.com/phivault/phivault/internal/store/postgres"
+	"github.com/phivault/phivault/internal/store/postgres/pgtest"
+)
+
+// TestReconnect cuts every connection of a node, as a database restart or
+// failover does, while writers and readers run. The node recovers by
+// itself, and the store keeps its promise: exactly the Updates that
+// returned nil are kept, each once (an Update whose outcome stayed unknown
+// says so with context.DeadlineExceeded).
+func TestReconnect(t *testing.T) {
+	ctx := context.Background()
+	const app = "phivault-reconnect-test"
+	dsn := pgtest.WithParam(pgtest.DSN(t), "application_name", app)
+	b := open(t, dsn, postgres.WithReaders(2))
+	defer b.Close()
+	kill := func() {
+		pgtest.Exec(t, pgtest.AdminDSN(t), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '`+app+`'`)
+	}
+	write := func(name string) error {
+		return b.Update(ctx, func(w store.Writer) error {
+			if _, err := w.Put(store.Version{Type: "Patient", ID: name, VID: 1, Body: []byte(name)}, nil); err != nil {
+				return err
+			}
+			_, err := w.AppendAudit([]byte(name))
+			return err
+		})
+	}
+	if err := write("before"); err != nil {
+		t.Fatal(err)
+	}
+	kill()
+	if err := write("after"); err != nil {
+		t.Fatalf("Update after the connections were cut: %v", err)
+	}
+	if err := b.View(ctx, func(r store.Reader) error { _, err := r.Current("Patient", "after"); return err }); err != nil {
+		t.Fatalf("View after the connections were cut: %v", err)
+	}
+
+	var mu sync.Mutex
+	ok, unknown := map[string]bool{"before": true, "after": true}, 0
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := fmt.Sprintf("g%d-%d", g, i)
+				err := write(name)
+				mu.Lock()
+				switch {
+				case err == nil:
+					ok[name] = true
+				case errors.Is(err, context.DeadlineExceeded):
+					unknown++
+				}
+				mu.Unlock()
+				_ = b.View(ctx, func(r store.Reader) error { _, err := r.AuditSize(); return err })
+			}
+		})
+	}
+	for range 5 {
+		time.Sleep(30 * time.Millisecond)
+		kill()
+	}
+	time.Sleep(30 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if err := write("last"); err != nil {
+		t.Fatalf("Update after the faults: %v", err)
+	}
+	ok["last"] = true
+	err := b.View(ctx, func(r store.Reader) error {
+		n, err := r.AuditSize()
+		if err != nil {
+			return err
+		}
+		leaves, err := r.AuditLeaves(0, n)
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, l := range leaves {
+			if seen[string(l)] {
+				t.Errorf("leaf %q kept twice", l)
+			}
+			seen[string(l)] = true
+			if !ok[string(l)] {
+				t.Errorf("leaf %q kept, but its Update failed", l)
+			}
+		}
+		for name := range ok {
+			if !seen[name] {
+				t.Errorf("Update %q returned nil, but its leaf is missing", name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := b.Stats()
+	t.Logf("%d updates kept, %d unknown; %d commits, %d group retries", len(ok), unknown, st.Commits, st.Retries)
+}
