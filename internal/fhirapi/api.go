@@ -135,6 +135,7 @@ func (a *API) wrap(fn func(*call) error) http.Handler {
 			SourceIP: clientIP(r), UserAgent: r.UserAgent(), AuthMethod: p.Method,
 			Outcome: audit.Success, Allowed: true,
 		}
+		c.ev.Purpose = c.purpose()
 		err := fn(c)
 		if err == nil {
 			return
@@ -157,7 +158,13 @@ func (a *API) wrap(fn func(*call) error) http.Handler {
 				c.ev.Outcome = audit.SeriousFail
 			}
 			c.ev.OutcomeDesc = fe.Msg
-			c.ev.Entities, c.ev.Patients = nil, nil
+			// A failed request returned nothing: no entities. A denial
+			// still names the patient whose record was asked for, so that
+			// it appears in that patient's access report.
+			c.ev.Entities = nil
+			if fe.Status != http.StatusForbidden {
+				c.ev.Patients = nil
+			}
 			if c.ev.Interaction == "" {
 				c.ev.Interaction = "unknown"
 			}
@@ -176,6 +183,7 @@ func (a *API) decide(c *call, act policy.Action, typ, id, patient string) error 
 	c.ev.Policies = d.Policies
 	if !d.Allow {
 		c.ev.Allowed = false
+		c.ev.Patients = appendPatient(c.ev.Patients, patient)
 		return errorf(http.StatusForbidden, "forbidden", "access denied: "+d.Reason)
 	}
 	return nil

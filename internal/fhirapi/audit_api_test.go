@@ -60,13 +60,13 @@ func auditCoverageExtra(t *testing.T, cv *coverage) {
 	cv.do(admin, "GET", "/fhir/_audit/proof/consistency?from=5&to=2", nil, 400, []evSummary{failed("audit-proof", "R")})
 	cv.do(admin, "GET", "/fhir/Patient/p2/$access-report", nil, 200, []evSummary{ev("access-report", "E", ps("p2"))})
 	cv.do(admin, "GET", "/fhir/Patient/bad%20id/$access-report", nil, 400, []evSummary{failed("access-report", "E")})
-	deny := func(i, a string) evSummary {
-		return evSummary{Interaction: i, Action: a, Outcome: "4", User: "doc", Decision: "deny"}
+	deny := func(i, a string, patients ...string) evSummary {
+		return evSummary{Interaction: i, Action: a, Outcome: "4", User: "doc", Decision: "deny", Patients: patients}
 	}
 	cv.do(doctor, "GET", "/fhir/_audit/checkpoint", nil, 403, []evSummary{deny("audit-checkpoint", "R")})
 	cv.do(doctor, "GET", "/fhir/_audit/leaf?index=0", nil, 403, []evSummary{deny("audit-leaf", "R")})
 	cv.do(doctor, "GET", "/fhir/_audit/proof/inclusion?index=0", nil, 403, []evSummary{deny("audit-proof", "R")})
-	cv.do(doctor, "GET", "/fhir/Patient/p2/$access-report", nil, 403, []evSummary{deny("access-report", "E")})
+	cv.do(doctor, "GET", "/fhir/Patient/p2/$access-report", nil, 403, []evSummary{deny("access-report", "E", "p2")})
 }
 
 // TestAuditAPIProofs fetches a checkpoint, a leaf and proofs over HTTP and
@@ -172,9 +172,8 @@ func TestAccessReport(t *testing.T) {
 			t.Errorf("line %d does not match its leaf: %+v vs %+v", l.Index, l, s)
 		}
 	}
-	// The doctor's denied read is in the log but names no patient (see
-	// TestAuditCoverage's denial TODO), so it is not in the report.
-	want := []string{"update/admin/0", "read/admin/0", "search-type/admin/0", "create/admin/0", "history-instance/admin/0"}
+	// The doctor's denied read names the patient, so the report shows it.
+	want := []string{"update/admin/0", "read/admin/0", "search-type/admin/0", "create/admin/0", "read/doc/4", "history-instance/admin/0"}
 	if strings.Join(got, " ") != strings.Join(want, " ") || hdr.Events != len(want) || hdr.Patient != "p1" {
 		t.Errorf("report lines %v (header %+v), want %v", got, hdr, want)
 	}

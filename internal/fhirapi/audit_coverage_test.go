@@ -224,11 +224,9 @@ func TestAuditCoverage(t *testing.T) {
 		t.Errorf("transaction event = %+v (%d events)", got, auditSize(t, env.db)-before)
 	}
 
-	// Deletes.
-	// KNOWN BUG (TestAuditDeleteNamesPatient): a delete's event does not
-	// name the patient whose compartment the resource was in.
-	cv.do(adm, "DELETE", "/fhir/Observation/"+oid, nil, 200, []evSummary{ev("delete", "D", nil, "Observation/"+oid+"/_history/2")})
-	cv.do(adm, "DELETE", "/fhir/Patient?identifier=urn:sys|p2", nil, 200, []evSummary{ev("delete", "D", nil, "Patient/p2/_history/3")})
+	// Deletes name the patient whose compartment the resource was in.
+	cv.do(adm, "DELETE", "/fhir/Observation/"+oid, nil, 200, []evSummary{ev("delete", "D", ps(pid), "Observation/"+oid+"/_history/2")})
+	cv.do(adm, "DELETE", "/fhir/Patient?identifier=urn:sys|p2", nil, 200, []evSummary{ev("delete", "D", ps("p2"), "Patient/p2/_history/3")})
 	cv.do(adm, "DELETE", "/fhir/Patient?identifier=urn:sys|nobody", nil, 200, []evSummary{ev("delete", "D", nil)})
 
 	// Failures: each audited, naming nothing that was not disclosed.
@@ -241,19 +239,18 @@ func TestAuditCoverage(t *testing.T) {
 	cv.do(adm, "GET", "/fhir/Patient/"+pid+"/_history?_since=yesterday", nil, 400, []evSummary{failed("history-instance", "R")})
 	cv.do(adm, "GET", "/fhir/Patient/"+pid+"/x/y/z", nil, 404, []evSummary{failed("unknown", "")})
 	cv.do(adm, "PATCH", "/fhir/Patient", nil, 405, []evSummary{failed("unknown", "")})
-	denied := func(interaction, action string) evSummary {
-		// TODO(audit): a denial names neither the patient nor the target;
-		// wrap clears them on every error. A patient's access report
-		// therefore cannot show denied attempts on their record.
-		return evSummary{Interaction: interaction, Action: action, Outcome: "4", User: "doc", Decision: "deny"}
+	denied := func(interaction, action string, patients ...string) evSummary {
+		// A denial names the patient whose record was asked for (so it
+		// shows in their access report), never the resources.
+		return evSummary{Interaction: interaction, Action: action, Outcome: "4", User: "doc", Decision: "deny", Patients: patients}
 	}
-	cv.do(doctor, "GET", "/fhir/Patient/"+pid, nil, 403, []evSummary{denied("read", "R")})
+	cv.do(doctor, "GET", "/fhir/Patient/"+pid, nil, 403, []evSummary{denied("read", "R", pid)})
 	deniedSearch := denied("search-type", "E")
 	deniedSearch.Query = true
 	cv.do(doctor, "GET", "/fhir/Patient?identifier=urn:sys|p1", nil, 403, []evSummary{deniedSearch})
-	cv.do(doctor, "DELETE", "/fhir/Patient/"+pid, nil, 403, []evSummary{denied("delete", "D")})
+	cv.do(doctor, "DELETE", "/fhir/Patient/"+pid, nil, 403, []evSummary{denied("delete", "D", pid)})
 	cv.do(doctor, "GET", "/fhir/_history", nil, 403, []evSummary{denied("history-system", "R")})
-	cv.do(doctor, "PUT", "/fhir/Patient/"+pid, patient(pid, "p1"), 403, []evSummary{denied("update", "U")})
+	cv.do(doctor, "PUT", "/fhir/Patient/"+pid, patient(pid, "p1"), 403, []evSummary{denied("update", "U", pid)})
 
 	// Without a principal the API refuses (the server layer audits it, below).
 	if w := raw(env.h, nil, "GET", "/fhir/Patient/"+pid, nil); w.Code != 401 || strings.Contains(w.Body.String(), "Test") {
@@ -326,9 +323,6 @@ func TestAuditDeleteNamesPatient(t *testing.T) {
 		t.Fatal(st)
 	}
 	got := summarize(t, leaves(t, env.db, auditSize(t, env.db)-1)[0])
-	if len(got.Patients) == 0 {
-		t.Skip("KNOWN BUG: the delete event names no patient (fhirapi/crud.go commit uses the delete marker's empty compartment)")
-	}
 	if !cmp.Equal(got.Patients, []string{"p1"}) {
 		t.Errorf("delete event patients = %v, want [p1]", got.Patients)
 	}

@@ -201,7 +201,7 @@ func (a *API) remove(c *call, typ, id string, ifMatch int64) error {
 	if err := a.decide(c, policy.Delete, typ, id, cur.Patient); err != nil {
 		return err
 	}
-	rs, err := a.commit(c, []records.Op{{Type: typ, ID: id, IfMatch: ifMatch}}, policy.Delete)
+	rs, err := a.commit(c, []records.Op{{Type: typ, ID: id, IfMatch: ifMatch, Patient: cur.Patient}}, policy.Delete)
 	if err != nil {
 		return err
 	}

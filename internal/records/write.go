@@ -23,6 +23,10 @@ type Op struct {
 	// MustCreate fails the op with ErrConflict if the resource exists (and
 	// is not deleted).
 	MustCreate bool
+	// Patient names, for a delete, the patient compartment the caller read
+	// the resource from (a delete marker has no body to learn it from); it
+	// is reported in the Result for the access decision and the audit.
+	Patient string
 	// Unless, when set, makes the commit fail with ErrConflict if any
 	// resource matches it inside the transaction (a conditional create
 	// decided earlier by a search that a concurrent write has since made
@@ -145,7 +149,7 @@ func (s *Store) prepare(ctx context.Context, op Op, cur store.Version, found boo
 			p.res.NoOp, p.res.VID = true, last
 			return p, nil
 		}
-		p.v.Deleted, p.res.Deleted = true, true
+		p.v.Deleted, p.res.Deleted, p.res.Patient = true, true, op.Patient
 		next[k] = p.v
 		return p, nil
 	}
