@@ -61,7 +61,13 @@ func AdminDSN(t testing.TB) string {
 // whose search_path selects it.
 func DSN(t testing.TB) string {
 	t.Helper()
-	admin := AdminDSN(t)
+	return SchemaIn(t, AdminDSN(t))
+}
+
+// SchemaIn is DSN for the database that admin (a DSN from AdminDSN, maybe
+// with another dbname) connects to.
+func SchemaIn(t testing.TB, admin string) string {
+	t.Helper()
 	schema := "t_" + randHex()
 	Exec(t, admin, "CREATE SCHEMA "+schema)
 	t.Cleanup(func() {
