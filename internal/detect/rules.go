@@ -34,6 +34,8 @@ var Rules = []Rule{
 	{"no-relationship", "no encounter, appointment, care team, order or department link between user and patient", 0.2, false},
 	{"co-worker-in-care", "the patient is a member of staff being treated elsewhere in the hospital, and nothing links this user to that care", 0.35, false},
 	{"same-postcode", "the patient lives in the user's postcode and no care relationship explains the access", 0.4, false},
+	{"restricted-patient-in-care", "the patient's record is restricted (VIP); they are in the hospital now but nothing links this user to their care", 0.35, false},
+	{"break-glass-in-care", "break-the-glass on a patient who is in the hospital now but not linked to this user", 0.35, false},
 }
 
 const (
@@ -57,6 +59,8 @@ const (
 	rNoRelationship
 	rCoworkerInCare
 	rSamePostcode
+	rRestrictedInCare
+	rBreakGlassInCare
 )
 
 // alertThreshold is the combined rule score from which a patient-level
@@ -170,12 +174,14 @@ func (e *Engine) check(ev *Event) {
 		if family {
 			mask |= 1 << rFamily
 		}
+		// A patient in the hospital now makes an unlinked clinician's
+		// access more plausible (consults, cover): weaker evidence.
+		inCare := e.dir.InCare(ev.Patient, ev.T, 24*time.Hour, 24*time.Hour)
 		if ev.Action == ActBreakGlass {
-			mask |= 1 << rBreakGlass
+			mask |= 1 << pick(inCare, rBreakGlassInCare, rBreakGlass)
 		}
 		if !admin {
 			mask |= 1 << rNoRelationship
-			inCare := e.dir.InCare(ev.Patient, ev.T, 24*time.Hour, 24*time.Hour) // in the hospital now
 			if !family && mask&(1<<rSelf) == 0 {
 				switch {
 				case samePost && street(s.Line) == street(p.Line) && !inCare:
@@ -191,7 +197,7 @@ func (e *Engine) check(ev *Event) {
 				}
 			}
 			if p.Restricted != "" {
-				mask |= 1 << rRestricted
+				mask |= 1 << pick(inCare, rRestrictedInCare, rRestricted)
 			}
 			if p.Deceased {
 				mask |= 1 << rDeceased
@@ -225,4 +231,11 @@ func (e *Engine) check(ev *Event) {
 func (e *Engine) bump(m *map[uint64]int32, k uint64) int32 {
 	(*m)[k]++
 	return (*m)[k]
+}
+
+func pick(c bool, a, b int) int {
+	if c {
+		return a
+	}
+	return b
 }
