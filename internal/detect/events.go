@@ -76,17 +76,28 @@ type Reader struct {
 	IPs   []string
 	Stats ImportStats
 	maxT  int64
+	depts map[string]int16 // raw department column -> index
+}
+
+func (r *Reader) dept(name string) int16 {
+	if i, ok := r.depts[name]; ok {
+		return i
+	}
+	i := r.dir.DeptIndex(name)
+	r.depts[strings.Clone(name)] = i
+	return i
 }
 
 // NewReader returns a Reader that resolves names against dir.
 func NewReader(dir *Directory) *Reader {
-	return &Reader{dir: dir, seen: map[uint64]struct{}{}, ips: map[string]int32{}}
+	return &Reader{dir: dir, seen: make(map[uint64]struct{}, 1<<16), ips: map[string]int32{}, depts: map[string]int16{}}
 }
 
 func (r *Reader) intern(s string) int32 {
 	if i, ok := r.ips[s]; ok {
 		return i
 	}
+	s = strings.Clone(s) // the CSV reader reuses its buffers
 	r.IPs = append(r.IPs, s)
 	r.ips[s] = int32(len(r.IPs) - 1)
 	return int32(len(r.IPs) - 1)
@@ -199,7 +210,7 @@ func (r *Reader) Read(in io.Reader, fn func(*Event)) error {
 			}
 		}
 		ev.User = ui
-		ev.Dept = r.dir.DeptIndex(get(6))
+		ev.Dept = r.dept(get(6))
 		if needsPatient {
 			if pi, ok := r.dir.patIdx[pid]; ok {
 				ev.Patient = pi
