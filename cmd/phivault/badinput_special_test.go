@@ -186,7 +186,7 @@ func (e *badEnv) queryCases() []badCase {
 	for _, q := range []string{"_since=yesterday", "_since=2020-01-01", "_cursor=0", "_cursor=x", "_sort=name", "foo=bar"} {
 		cs = append(cs, badCase{name: "history " + q, method: "GET", path: "/fhir/Patient/_history?" + q, want: 400})
 	}
-	for _, q := range []string{"_summary=bogus", "_summary=true", "_elements=nosuch", "_elements=name,,gender", "_elements=" + url.QueryEscape("name.family")} {
+	for _, q := range []string{"_summary=bogus", "_summary=TRUE", "_elements=nosuch", "_elements=name,,gender", "_elements=" + url.QueryEscape("name.family")} {
 		cs = append(cs, badCase{name: "read " + q, method: "GET", path: pk + "?" + q, want: 400})
 		cs = append(cs, badCase{name: "search " + q, method: "GET", path: "/fhir/Patient?" + q, want: 400})
 	}

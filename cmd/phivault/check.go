@@ -40,7 +40,7 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fail(exitFail, "the check could not finish: "+err.Error(), "is the store readable? see the error above")
 	}
-	fmt.Fprintf(stdout, "checked %d versions of %d resources (%d delete markers)\n", rep.Versions, rep.Resources, rep.Deleted)
+	fmt.Fprintf(stdout, "checked %d versions of %d resources (%d delete markers, %d erased by crypto-shredding)\n", rep.Versions, rep.Resources, rep.Deleted, rep.Erased)
 	if rep.OK() {
 		fmt.Fprintln(stdout, "ok: every version decrypts, authenticates and matches where it is stored")
 		return nil

@@ -127,6 +127,22 @@ func TestErasePatient(t *testing.T) {
 			t.Errorf("GET %s says %s; want 'erased'", path, body)
 		}
 	}
+	// A search that would find the erased patient's resources answers
+	// without them (never a 500), and history of an erased resource says 410.
+	for path, want := range map[string]int{"Observation?subject=Patient/pat1": 200, "Patient?_id=pat1,pat2": 200, "Observation/obs1/_history": 410} {
+		resp, err := c.Get("http://phivault/fhir/" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != want || bytes.Contains(body, []byte("Zebedeeshred")) || bytes.Contains(body, []byte("obs1")) && want == 200 {
+			t.Errorf("GET %s = %d %s; want %d without the erased data", path, resp.StatusCode, body, want)
+		}
+	}
+	// The integrity check counts erased versions apart from damage.
+	if rep, err := n.records.Check(ctx, 10, nil); err != nil || !rep.OK() || rep.Erased != 2 {
+		t.Errorf("check after erase: %+v, %v; want OK with 2 erased versions", rep, err)
+	}
 	// The audit log records who erased whom and why.
 	var leaves [][]byte
 	n.db.View(ctx, func(r store.Reader) error {

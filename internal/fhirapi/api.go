@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/phivault/phivault/internal/audit"
+	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/records"
 	"github.com/phivault/phivault/internal/store"
@@ -143,6 +144,8 @@ func (a *API) wrap(fn func(*call) error) http.Handler {
 		var fe *Error
 		if !errors.As(err, &fe) {
 			switch {
+			case errors.Is(err, barrier.ErrKeyDestroyed):
+				fe = errorf(http.StatusGone, "deleted", "the data was erased (crypto-shredded)")
 			case errors.Is(err, audit.ErrUnavailable):
 				fe = errorf(http.StatusServiceUnavailable, "transient", "the audit log is unavailable; nothing was returned or changed")
 			case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -18,6 +18,7 @@ type CheckReport struct {
 	Versions  int64 // versions read (delete markers included)
 	Resources int64 // distinct resources
 	Deleted   int64 // delete markers
+	Erased    int64 // versions sealed under a destroyed (crypto-shredded) key: unreadable by design
 	// Problems are the first problems found (at most the limit given to
 	// Check); ProblemCount counts all of them.
 	Problems     []Problem
@@ -122,7 +123,11 @@ func (s *Store) Check(ctx context.Context, maxProblems int, progress func(versio
 				problem(v.Type, v.ID, v.VID, fmt.Sprintf("version %d follows version %d: versions are not numbered without gaps", v.VID, st.next))
 			}
 			st.count++
-			if err := s.checkVersion(ctx, v, st, problem); err != nil {
+			erased, err := s.checkVersion(ctx, v, st, problem)
+			if erased {
+				rep.Erased++
+			}
+			if err != nil {
 				return rep, err
 			}
 			if v.Deleted {
@@ -142,7 +147,8 @@ func (s *Store) Check(ctx context.Context, maxProblems int, progress func(versio
 // checkVersion opens one version and checks its body against where it is
 // stored. It returns an error only for failures that are not the data's
 // fault (a destroyed key is reported as a problem: the data is gone).
-func (s *Store) checkVersion(ctx context.Context, v store.Version, st *resourceState, problem func(string, string, int64, string)) error {
+// It reports erased for a version whose data key was destroyed on purpose.
+func (s *Store) checkVersion(ctx context.Context, v store.Version, st *resourceState, problem func(string, string, int64, string)) (erased bool, err error) {
 	if v.Deleted {
 		if len(v.Body) != 0 {
 			problem(v.Type, v.ID, v.VID, "a delete marker carries a body")
@@ -150,15 +156,17 @@ func (s *Store) checkVersion(ctx context.Context, v store.Version, st *resourceS
 		if st.nextGone {
 			problem(v.Type, v.ID, v.VID+1, "a delete marker follows a delete marker")
 		}
-		return nil
+		return false, nil
 	}
 	e, err := s.open(ctx, v)
 	switch {
-	case errors.Is(err, ErrIntegrity), errors.Is(err, barrier.ErrKeyDestroyed):
+	case errors.Is(err, barrier.ErrKeyDestroyed):
+		return true, nil
+	case errors.Is(err, ErrIntegrity):
 		problem(v.Type, v.ID, v.VID, "does not decrypt and authenticate: "+describe(err))
-		return nil
+		return false, nil
 	case err != nil:
-		return fmt.Errorf("records: check: %w", err)
+		return false, fmt.Errorf("records: check: %w", err)
 	}
 	var body struct {
 		ResourceType *string `json:"resourceType"`
@@ -175,7 +183,7 @@ func (s *Store) checkVersion(ctx context.Context, v store.Version, st *resourceS
 		} else {
 			problem(v.Type, v.ID, v.VID, "the body is not a JSON object with string resourceType, id and meta.versionId")
 		}
-		return nil
+		return false, nil
 	}
 	switch {
 	case body.ResourceType == nil || *body.ResourceType != v.Type:
@@ -187,7 +195,7 @@ func (s *Store) checkVersion(ctx context.Context, v store.Version, st *resourceS
 	case body.Meta.LastUpdated == nil || !sameInstant(*body.Meta.LastUpdated, v.Updated):
 		problem(v.Type, v.ID, v.VID, "the body's meta.lastUpdated is not the stored time")
 	}
-	return nil
+	return false, nil
 }
 
 // finish checks what only the whole walk shows: every resource's versions

@@ -97,7 +97,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (Entry, er
 }
 
 // ReadMany returns the current, not deleted versions of ids in their order,
-// skipping ids that do not exist or are deleted.
+// skipping ids that do not exist, are deleted or were erased.
 func (s *Store) ReadMany(ctx context.Context, typ string, ids []string) ([]Entry, error) {
 	vs := make([]store.Version, 0, len(ids))
 	err := s.st.View(ctx, func(r store.Reader) error {
@@ -119,6 +119,9 @@ func (s *Store) ReadMany(ctx context.Context, typ string, ids []string) ([]Entry
 	out := make([]Entry, 0, len(vs))
 	for _, v := range vs {
 		e, err := s.open(ctx, v)
+		if errors.Is(err, barrier.ErrKeyDestroyed) {
+			continue // erased (crypto-shredded): gone, like a deleted resource
+		}
 		if err != nil {
 			return nil, err
 		}
