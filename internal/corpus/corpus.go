@@ -90,9 +90,11 @@ func Synthea(t testing.TB, set string, fn func(name string, data []byte) bool) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	defer func() {
+		_ = cmd.Process.Kill() // fn may stop early
+		_ = cmd.Wait()
+	}()
 	eachTar(t, out, fn)
-	io.Copy(io.Discard, out)
-	cmd.Wait()
 }
 
 // ExtractSynthea unpacks a Synthea set into dir and returns its JSON

@@ -9,21 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/phivault/phivault/internal/corpus"
 )
 
-// sharedData returns the path of a file in the shared test corpus (../shared/data beside the
-// repository). Without it the test is skipped, except under CI=true where it fails.
-func sharedData(t testing.TB, rel string) string {
-	t.Helper()
-	p := filepath.Join("..", "..", "..", "shared", "data", rel)
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("test corpus %s is missing (required when CI=true): %v", p, err)
-		}
-		t.Skipf("test corpus %s not present; skipping (it is required when CI=true)", p)
-	}
-	return p
-}
+// sharedData returns the path of a file in the shared test corpus
+// (internal/corpus: skipped when absent, a failure when CI=true).
+func sharedData(t testing.TB, rel string) string { return corpus.Path(t, rel) }
 
 // definitionTypes are conformance and definition resources, which are not examples of
 // patient or administrative data and are left out of the example test.

@@ -1,14 +1,12 @@
 package fhir
 
 import (
-	"archive/tar"
-	"io"
 	"os"
-	"os/exec"
 	"path"
 	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/phivault/phivault/internal/corpus"
 )
 
 // syntheaSample is how many bundles TestSyntheaBundles validates from each archive;
@@ -31,12 +29,11 @@ func TestSyntheaBundles(t *testing.T) {
 		"synthea/fhir-data-pipes-synthea-hiv.tar.xz",
 	} {
 		t.Run(path.Base(name), func(t *testing.T) {
-			archive := sharedData(t, name)
 			if testing.Short() {
 				t.Skip("skipping Synthea corpus in -short mode")
 			}
 			bundles, entries := 0, 0
-			readTarXZ(t, archive, func(file string, data []byte) bool {
+			corpus.Synthea(t, name, func(file string, data []byte) bool {
 				r, err := Parse(data)
 				if err != nil {
 					t.Errorf("%s: %v", file, err)
@@ -59,51 +56,5 @@ func TestSyntheaBundles(t *testing.T) {
 			}
 			t.Logf("validated %d bundles, %d entries", bundles, entries)
 		})
-	}
-}
-
-// readTarXZ streams the .json members of a .tar.xz archive to fn until fn returns false. It
-// needs the xz command (xz-utils); without it the test is skipped, or fails under CI=true.
-func readTarXZ(t *testing.T, archive string, fn func(name string, data []byte) bool) {
-	t.Helper()
-	xz, err := exec.LookPath("xz")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("xz is required to read the Synthea corpus (apt-get install xz-utils)")
-		}
-		t.Skip("xz not installed; skipping the Synthea corpus")
-	}
-	cmd := exec.Command(xz, "-dc", archive)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		out.Close()
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}()
-	tr := tar.NewReader(out)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag != tar.TypeReg || !strings.HasSuffix(h.Name, ".json") {
-			continue
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !fn(h.Name, data) {
-			return
-		}
 	}
 }

@@ -1,78 +1,26 @@
 package fhirapi
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/phivault/phivault/internal/corpus"
 	"github.com/phivault/phivault/internal/store"
 )
 
-// syntheaArchive returns the path of a Synthea corpus archive in the shared
-// data directory; it skips the test when the corpus or xz is absent, or
-// fails under CI=true.
-func syntheaArchive(t *testing.T, name string) string {
+// synthea streams the bundles of a Synthea set (internal/corpus) to keep;
+// the long corpus tests do not run under -short.
+func synthea(t *testing.T, set string, keep func(name string, data []byte) bool) {
 	t.Helper()
-	need := func(msg string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg + "; skipping")
-	}
-	p := filepath.Join("..", "..", "..", "shared", "data", "synthea", name)
-	if _, err := os.Stat(p); err != nil {
-		need("Synthea corpus " + p + " not found (see ../shared/data/README.md)")
-	}
-	if _, err := exec.LookPath("xz"); err != nil {
-		need("xz is required to read the Synthea corpus (apt-get install xz-utils)")
-	}
 	if testing.Short() {
 		t.Skip("skipping the Synthea corpus in -short mode")
 	}
-	return p
-}
-
-// tarMembers streams the .json members of a .tar.xz archive to keep; it
-// stops once keep returns false.
-func tarMembers(t *testing.T, archive string, keep func(name string, data []byte) bool) {
-	t.Helper()
-	cmd := exec.Command("xz", "-dc", archive)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	tr := tar.NewReader(out)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag != tar.TypeReg || !strings.HasSuffix(h.Name, ".json") {
-			continue
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !keep(filepath.Base(h.Name), data) {
-			return
-		}
-	}
+	corpus.Synthea(t, set, func(name string, data []byte) bool { return keep(filepath.Base(name), data) })
 }
 
 // postBundle posts a raw bundle and requires every entry to succeed.
@@ -101,10 +49,9 @@ func (env *testEnv) postBundle(name string, data []byte) {
 }
 
 func TestSyntheaSmartTransaction(t *testing.T) {
-	archive := syntheaArchive(t, "smart-generated-sample-data-R4-synthea.tar.xz")
 	env := newTestEnv(t)
 	n := 0
-	tarMembers(t, archive, func(name string, data []byte) bool {
+	synthea(t, corpus.SMART, func(name string, data []byte) bool {
 		env.postBundle(name, data)
 		n++
 		return false
@@ -119,11 +66,10 @@ func TestSyntheaSmartTransaction(t *testing.T) {
 // organizations, locations and practitioners (conditional creates), then
 // a patient transaction whose conditional references resolve to them.
 func TestSyntheaConditionalTransaction(t *testing.T) {
-	archive := syntheaArchive(t, "fhir-data-pipes-synthea-hiv.tar.xz")
 	env := newTestEnv(t)
 	var hospital, practitioners, patient []byte
 	var patientName string
-	tarMembers(t, archive, func(name string, data []byte) bool {
+	synthea(t, corpus.DataPipes, func(name string, data []byte) bool {
 		switch {
 		case strings.HasPrefix(name, "hospitalInformation"):
 			hospital = data
