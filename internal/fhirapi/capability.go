@@ -67,7 +67,7 @@ func (a *API) capabilities(c *call) error {
 				"description": "Bearer tokens (Authorization: Bearer ...). Every access is decided by policy and audited before data is returned.",
 			},
 			"resource":    resources,
-			"interaction": []any{code("history-system")},
+			"interaction": []any{code("transaction"), code("batch"), code("history-system")},
 		}},
 	}
 	if err := a.record(c); err != nil {
