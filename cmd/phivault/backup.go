@@ -60,6 +60,11 @@ func runBackupCreate(args []string, stdout, stderr io.Writer) error {
 	if err := needData(*data, "backup"); err != nil {
 		return err
 	}
+	if c, err := readStoreConfig(*data); err != nil {
+		return err
+	} else if c.Backend != "sqlite" {
+		return fail(exitUsage, "backups of a PostgreSQL store are not supported yet", "back up the database with PostgreSQL's own tools (pg_basebackup and WAL archiving), and the data directory's key file separately")
+	}
 	if *repo == "" {
 		return fail(exitUsage, "no repository given", "pass --repo PATH")
 	}

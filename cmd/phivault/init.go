@@ -17,6 +17,7 @@ import (
 func runInit(args []string, stdout, stderr io.Writer) error {
 	fs, data := newFlags("init", "--data DIR [--dev-key]", stderr)
 	devKey := fs.Bool("dev-key", false, "create an UNPROTECTED key file for development (no passphrase)")
+	db := fs.String("db", os.Getenv("PHIVAULT_DB"), "keep the store in this PostgreSQL database (postgres://...; env PHIVAULT_DB) instead of the embedded SQLite file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -31,6 +32,17 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 		}
 		if len(pass) < 12 {
 			return fail(exitUsage, "the passphrase is too short", "use at least 12 characters (a few random words work well)")
+		}
+	}
+	if *db != "" {
+		if _, err := os.Stat(filepath.Join(*data, keyFileName)); err == nil {
+			return fail(exitUsage, *data+" is already a phivault data directory", "use another directory")
+		}
+		if err := os.MkdirAll(*data, 0o700); err != nil {
+			return fail(exitFail, "cannot create "+*data+": "+err.Error(), "check the path and its permissions")
+		}
+		if err := writeStoreConfig(*data, *db); err != nil {
+			return err
 		}
 	}
 	tok, err := initDir(*data, pass, stderr)

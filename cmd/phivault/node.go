@@ -21,7 +21,7 @@ import (
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/records"
 	"github.com/phivault/phivault/internal/search"
-	"github.com/phivault/phivault/internal/store/sqlite"
+	"github.com/phivault/phivault/internal/store"
 )
 
 // Files in a data directory.
@@ -39,7 +39,7 @@ var errLocked = errors.New("data directory is in use by a running server")
 type node struct {
 	dir     string
 	lock    *os.File
-	db      *sqlite.Backend
+	db      store.Backend
 	barrier *barrier.Barrier
 	records *records.Store
 	audit   *audit.Log
@@ -97,8 +97,12 @@ func lockNode(dir string, log *slog.Logger) (*node, error) {
 		return nil, err
 	}
 	n := &node{dir: dir, lock: lock, log: log}
-	if n.db, err = sqlite.Open(dir); err != nil {
+	if n.db, err = openStore(context.Background(), dir); err != nil {
 		n.close()
+		var ce *cliError
+		if errors.As(err, &ce) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	n.audit = audit.NewLog(n.db, 5*time.Second)
