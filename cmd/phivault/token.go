@@ -91,7 +91,11 @@ func (n *node) adminTokenHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, err := n.mintAudited(r.Context(), q.Get("user"), q.Get("role"), ttl, "operator:admin-socket")
-	if err != nil {
+	switch {
+	case errors.Is(err, audit.ErrUnavailable):
+		http.Error(w, "the audit log is unavailable; no token was issued", http.StatusServiceUnavailable)
+		return
+	case err != nil:
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
