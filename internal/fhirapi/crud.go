@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/fhir"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/records"
@@ -43,17 +42,14 @@ func (a *API) vread(c *call) error {
 // answerRead decides, audits and writes the result of a read or vread.
 func (a *API) answerRead(c *call, typ, id string, e records.Entry, err error) error {
 	switch {
-	case errors.Is(err, records.ErrNotFound):
-		return errorf(http.StatusNotFound, "not-found", fmt.Sprintf("%s/%s is not known", typ, id))
 	case errors.Is(err, records.ErrDeleted):
+		// Whether a resource was deleted is itself guarded by policy.
 		if err := a.decide(c, policy.Read, typ, id, e.Patient); err != nil {
 			return err
 		}
-		return errorf(http.StatusGone, "deleted", fmt.Sprintf("%s/%s was deleted", typ, id))
-	case errors.Is(err, barrier.ErrKeyDestroyed): // crypto-shredded (phivault patient erase)
-		return errorf(http.StatusGone, "deleted", fmt.Sprintf("%s/%s was erased", typ, id))
+		return missing(typ, id, err)
 	case err != nil:
-		return err
+		return missing(typ, id, err)
 	}
 	if err := a.decide(c, policy.Read, typ, id, e.Patient); err != nil {
 		return err
@@ -129,11 +125,7 @@ func (a *API) create(c *call) error {
 
 func (a *API) update(c *call) error {
 	c.ev.Interaction, c.ev.Action = "update", "U"
-	typ, id, err := c.target(true)
-	if err != nil {
-		return err
-	}
-	ifMatch, err := c.ifMatch()
+	typ, id, ifMatch, err := c.instance()
 	if err != nil {
 		return err
 	}
@@ -179,11 +171,7 @@ func (a *API) checkMove(c *call, typ, id string, _ fhir.Resource) error {
 
 func (a *API) delete(c *call) error {
 	c.ev.Interaction, c.ev.Action = "delete", "D"
-	typ, id, err := c.target(true)
-	if err != nil {
-		return err
-	}
-	ifMatch, err := c.ifMatch()
+	typ, id, ifMatch, err := c.instance()
 	if err != nil {
 		return err
 	}
@@ -192,11 +180,8 @@ func (a *API) delete(c *call) error {
 
 func (a *API) remove(c *call, typ, id string, ifMatch int64) error {
 	cur, err := a.Records.Read(c.ctx, typ, id)
-	switch {
-	case errors.Is(err, records.ErrNotFound):
-		return errorf(http.StatusNotFound, "not-found", fmt.Sprintf("%s/%s is not known", typ, id))
-	case err != nil && !errors.Is(err, records.ErrDeleted):
-		return err
+	if err != nil && !errors.Is(err, records.ErrDeleted) { // deleting again is a no-op
+		return missing(typ, id, err)
 	}
 	if err := a.decide(c, policy.Delete, typ, id, cur.Patient); err != nil {
 		return err
@@ -349,6 +334,18 @@ func appendPatient(ps []string, p string) []string {
 		}
 	}
 	return append(ps, p)
+}
+
+// missing maps records' not-found and deleted errors to 404 and 410;
+// other errors pass through (wrap maps erased data to 410 for every path).
+func missing(typ, id string, err error) error {
+	switch {
+	case errors.Is(err, records.ErrNotFound):
+		return errorf(http.StatusNotFound, "not-found", fmt.Sprintf("%s/%s is not known", typ, id))
+	case errors.Is(err, records.ErrDeleted):
+		return errorf(http.StatusGone, "deleted", fmt.Sprintf("%s/%s was deleted", typ, id))
+	}
+	return err
 }
 
 // newID returns a random (version 4) UUID as a resource id.

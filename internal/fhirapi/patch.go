@@ -1,8 +1,6 @@
 package fhirapi
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -17,11 +15,7 @@ import (
 // lost update.
 func (a *API) patch(c *call) error {
 	c.ev.Interaction, c.ev.Action = "patch", "U"
-	typ, id, err := c.target(true)
-	if err != nil {
-		return err
-	}
-	ifMatch, err := c.ifMatch()
+	typ, id, ifMatch, err := c.instance()
 	if err != nil {
 		return err
 	}
@@ -34,13 +28,8 @@ func (a *API) patch(c *call) error {
 		return errorf(http.StatusBadRequest, "structure", "the body is not a JSON Patch document")
 	}
 	cur, err := a.Records.Read(c.ctx, typ, id)
-	switch {
-	case errors.Is(err, records.ErrNotFound):
-		return errorf(http.StatusNotFound, "not-found", fmt.Sprintf("%s/%s is not known", typ, id))
-	case errors.Is(err, records.ErrDeleted):
-		return errorf(http.StatusGone, "deleted", fmt.Sprintf("%s/%s was deleted", typ, id))
-	case err != nil:
-		return err
+	if err != nil {
+		return missing(typ, id, err)
 	}
 	if err := a.decide(c, policy.Update, typ, id, cur.Patient); err != nil {
 		return err

@@ -97,6 +97,16 @@ func parseResource(b []byte, typ string) (fhir.Resource, error) {
 	return res, nil
 }
 
+// instance returns the {type} and {id} of a request on one resource and
+// its If-Match version (0 when absent).
+func (c *call) instance() (typ, id string, ifMatch int64, err error) {
+	if typ, id, err = c.target(true); err != nil {
+		return "", "", 0, err
+	}
+	ifMatch, err = c.ifMatch()
+	return typ, id, ifMatch, err
+}
+
 // ifMatch parses If-Match (W/"3" or "3"); 0 when absent.
 func (c *call) ifMatch() (int64, error) {
 	return parseETag(c.r.Header.Get("If-Match"))
