@@ -28,6 +28,10 @@ type Authenticator interface {
 // Config is what Handler needs.
 type Config struct {
 	FHIR    http.Handler // the /fhir/ routes
+	// Routes are further public routes by ServeMux pattern (login, console,
+	// OAuth). They get the security headers, limits and metrics but no
+	// bearer-token check: each authenticates its callers itself.
+	Routes map[string]http.Handler
 	Auth    Authenticator
 	Audit   *audit.Log
 	Log     *slog.Logger
@@ -50,6 +54,9 @@ func Handler(c Config) http.Handler {
 	route("GET /metrics", c.Metrics.Handler())
 	route("/fhir/", authenticate(c, c.FHIR))
 	route("/fhir", authenticate(c, c.FHIR))
+	for pattern, h := range c.Routes {
+		route(pattern, h)
+	}
 	route("/", http.NotFoundHandler())
 	return gzhttp.GzipHandler(mux)
 }
