@@ -137,7 +137,15 @@ func (a *API) wrap(fn func(*call) error) http.Handler {
 			Outcome: audit.Success, Allowed: true,
 		}
 		c.ev.Purpose = c.purpose()
-		err := fn(c)
+		var err error
+		if p.UserID == "" {
+			// A credential that names no user (a token without a user
+			// claim) is denied everything here, before any policy runs.
+			c.ev.Allowed = false
+			err = errorf(http.StatusForbidden, "forbidden", "access denied: the credential names no user")
+		} else {
+			err = fn(c)
+		}
 		if err == nil {
 			return
 		}
@@ -182,11 +190,16 @@ func (a *API) wrap(fn func(*call) error) http.Handler {
 // decide asks the policy decision point and records the decision in the
 // event; a denial is returned as a 403 error (audited by wrap).
 func (a *API) decide(c *call, act policy.Action, typ, id, patient string) error {
-	d := a.Policy.Decide(c.ctx, policy.Request{Principal: c.who, Action: act, Type: typ, ID: id, Patient: patient, Purpose: c.purpose()})
+	return a.decideRequest(c, policy.Request{Principal: c.who, Action: act, Type: typ, ID: id, Patient: patient, Purpose: c.purpose()})
+}
+
+// decideRequest is decide for a request built by the caller.
+func (a *API) decideRequest(c *call, r policy.Request) error {
+	d := a.Policy.Decide(c.ctx, r)
 	c.ev.Policies = d.Policies
 	if !d.Allow {
 		c.ev.Allowed = false
-		c.ev.Patients = appendPatient(c.ev.Patients, patient)
+		c.ev.Patients = appendPatient(c.ev.Patients, r.Patient)
 		return errorf(http.StatusForbidden, "forbidden", "access denied: "+d.Reason)
 	}
 	return nil

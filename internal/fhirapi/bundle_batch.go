@@ -71,7 +71,7 @@ func (a *API) batchEntry(c *call, h http.Handler, e *bundleEntry, full map[strin
 		var err error
 		if e.method == "PATCH" {
 			body, err = binaryData(res)
-		} else if err = newRefResolver(c.ctx, a.Search, nil, full).rewrite(e, res); err == nil {
+		} else if err = newRefResolver(c.ctx, callerSearcher{a, c}, nil, full).rewrite(e, res); err == nil {
 			body, err = json.Marshal(res)
 		}
 		if err != nil {

@@ -124,7 +124,9 @@ func (a *API) txLeaf(c *call, p *txPlan, rs []records.Result) ([]byte, error) {
 		if p.acts[i] == policy.Delete {
 			pat = p.patient[i]
 		}
-		if err := a.decide(c, p.acts[i], r.Type, r.ID, pat); err != nil {
+		req := a.request(c, p.acts[i], r.Entry)
+		req.Type, req.ID, req.Patient = r.Type, r.ID, pat
+		if err := a.decideRequest(c, req); err != nil {
 			return nil, p.opEntry[i].wrapEntryErr(err)
 		}
 		if !r.NoOp {
@@ -173,7 +175,7 @@ func (a *API) planTx(c *call, b *bundleReq) (*txPlan, error) {
 			ids[e.fullURL] = o.target
 		}
 	}
-	refs := newRefResolver(c.ctx, a.Search, ids, nil)
+	refs := newRefResolver(c.ctx, callerSearcher{a, c}, ids, nil)
 	for _, e := range order {
 		if err := a.txOp(c, p, e, refs); err != nil {
 			return nil, err
@@ -212,7 +214,7 @@ func (a *API) txIdentity(c *call, e *bundleEntry, o *txOut) (string, error) {
 		}
 		return e.id, nil
 	}
-	found, check, err := a.Search.Find(c.ctx, e.typ, cond, 2)
+	found, check, err := a.find(c, e.typ, cond, 2)
 	if err != nil {
 		return "", e.wrapEntryErr(err)
 	}
@@ -224,7 +226,7 @@ func (a *API) txIdentity(c *call, e *bundleEntry, o *txOut) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if err := a.decide(c, policy.Read, e.typ, cur.ID, cur.Patient); err != nil {
+		if err := a.decideEntry(c, policy.Read, cur); err != nil {
 			return "", e.wrapEntryErr(err)
 		}
 		o.existing = &cur
@@ -276,7 +278,7 @@ func (a *API) txOp(c *call, p *txPlan, e *bundleEntry, refs *refResolver) error 
 			act = policy.Delete
 		}
 		if err == nil {
-			if err := a.decide(c, act, e.typ, id, cur.Patient); err != nil {
+			if err := a.decideEntry(c, act, cur); err != nil {
 				return e.wrapEntryErr(err)
 			}
 			if e.ifMatch != 0 && e.ifMatch != cur.VID {

@@ -51,7 +51,7 @@ func (a *API) answerRead(c *call, typ, id string, e records.Entry, err error) er
 	case err != nil:
 		return missing(typ, id, err)
 	}
-	if err := a.decide(c, policy.Read, typ, id, e.Patient); err != nil {
+	if err := a.decideEntry(c, policy.Read, e); err != nil {
 		return err
 	}
 	c.ev.Entities = []string{versionRef(e)}
@@ -84,7 +84,7 @@ func (a *API) create(c *call) error {
 		if err != nil || len(q) == 0 {
 			return errorf(http.StatusBadRequest, "invalid", "If-None-Exist must be a search query such as identifier=system|value")
 		}
-		ids, check, err := a.Search.Find(c.ctx, typ, q, 2)
+		ids, check, err := a.find(c, typ, q, 2)
 		if err != nil {
 			return err
 		}
@@ -97,7 +97,7 @@ func (a *API) create(c *call) error {
 				return err
 			}
 			c.ev.Interaction, c.ev.Action = "read", "R"
-			if err := a.decide(c, policy.Read, typ, e.ID, e.Patient); err != nil {
+			if err := a.decideEntry(c, policy.Read, e); err != nil {
 				return err
 			}
 			c.ev.Entities, c.ev.Patients = []string{versionRef(e)}, patients(e.Patient)
@@ -166,7 +166,7 @@ func (a *API) checkMove(c *call, typ, id string, _ fhir.Resource) error {
 	if err != nil {
 		return err
 	}
-	return a.decide(c, policy.Update, typ, id, cur.Patient)
+	return a.decideEntry(c, policy.Update, cur)
 }
 
 func (a *API) delete(c *call) error {
@@ -183,7 +183,9 @@ func (a *API) remove(c *call, typ, id string, ifMatch int64) error {
 	if err != nil && !errors.Is(err, records.ErrDeleted) { // deleting again is a no-op
 		return missing(typ, id, err)
 	}
-	if err := a.decide(c, policy.Delete, typ, id, cur.Patient); err != nil {
+	req := a.request(c, policy.Delete, cur)
+	req.Type, req.ID = typ, id
+	if err := a.decideRequest(c, req); err != nil {
 		return err
 	}
 	rs, err := a.commit(c, []records.Op{{Type: typ, ID: id, IfMatch: ifMatch, Patient: cur.Patient}}, policy.Delete)
@@ -211,7 +213,7 @@ func (a *API) conditionalUpdate(c *call) error {
 	if err != nil {
 		return err
 	}
-	ids, _, err := a.Search.Find(c.ctx, typ, q, 2)
+	ids, _, err := a.find(c, typ, q, 2)
 	if err != nil {
 		return err
 	}
@@ -244,7 +246,7 @@ func (a *API) conditionalDelete(c *call) error {
 	if len(q) == 0 {
 		return errorf(http.StatusBadRequest, "invalid", "a conditional delete needs search parameters in the URL")
 	}
-	ids, _, err := a.Search.Find(c.ctx, typ, q, 2)
+	ids, _, err := a.find(c, typ, q, 2)
 	if err != nil {
 		return err
 	}
@@ -273,7 +275,7 @@ func (a *API) commit(c *call, ops []records.Op, act policy.Action) ([]records.Re
 		rs, err := a.Records.Commit(c.ctx, ops, func(rs []records.Result) ([]byte, error) {
 			c.ev.Entities, c.ev.Patients = nil, nil
 			for _, r := range rs {
-				if err := a.decide(c, act, r.Type, r.ID, r.Patient); err != nil {
+				if err := a.decideEntry(c, act, r.Entry); err != nil {
 					return nil, err
 				}
 				c.ev.Entities = append(c.ev.Entities, versionRef(r.Entry))

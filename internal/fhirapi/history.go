@@ -80,9 +80,19 @@ func (a *API) history(c *call) error {
 		}
 		next = a.Base + c.r.URL.Path[len("/fhir"):] + "?" + p.Encode()
 	}
+	// Every version passes the read decision with its own compartment and
+	// labels. Instance history is one resource: a denied version denies
+	// the request. Type and system history leave out the versions the
+	// caller may not read (a page may then hold fewer than _count).
 	entries := make([]any, 0, len(es))
 	for _, e := range es {
-		if err := a.decide(c, policy.Read, e.Type, e.ID, e.Patient); err != nil {
+		req := a.request(c, policy.Read, e)
+		if q.ID == "" {
+			if d := a.Policy.Decide(c.ctx, req); !d.Allow {
+				continue
+			}
+		}
+		if err := a.decideRequest(c, req); err != nil {
 			return err
 		}
 		c.ev.Entities = append(c.ev.Entities, versionRef(e))

@@ -31,7 +31,7 @@ func (a *API) patch(c *call) error {
 	if err != nil {
 		return missing(typ, id, err)
 	}
-	if err := a.decide(c, policy.Update, typ, id, cur.Patient); err != nil {
+	if err := a.decideEntry(c, policy.Update, cur); err != nil {
 		return err
 	}
 	if ifMatch != 0 && ifMatch != cur.VID {

@@ -27,6 +27,15 @@ type SearchRequest struct {
 	Query   url.Values
 	Base    string // public base URL of the FHIR endpoint
 	Lenient bool   // Prefer: handling=lenient
+	// Visible, when set, is the caller's read decision: the searcher
+	// leaves out every resource it rejects from the matches, the total
+	// (also for _summary=count), the included resources and the inner
+	// sets of chains and _has, so that nothing hidden is disclosed or can
+	// be inferred. The handler always sets it.
+	Visible Visibility
+	// Caller is who searches; paging links are bound to its UserID and
+	// SessionID, so a link replayed by anyone else is refused (400).
+	Caller policy.Principal
 }
 
 // SearchPage is one page of a search.
@@ -75,20 +84,23 @@ func (a *API) search(c *call) error {
 	if ps, ok := a.Search.(PagedSearcher); ok {
 		return a.searchPaged(c, ps, typ, q)
 	}
+	// Without a paging searcher, every match is read and decided, so
+	// that the total counts only what the caller may see.
 	ids, _, err := a.Search.Find(c.ctx, typ, q, 0)
 	if err != nil {
 		return err
 	}
-	total := len(ids)
-	ids = ids[:min(len(ids), count)]
 	es, err := a.Records.ReadMany(c.ctx, typ, ids)
 	if err != nil {
 		return err
 	}
-	entries := make([]any, 0, len(es))
+	total := 0
+	entries := make([]any, 0, min(len(es), count))
 	for _, e := range es {
 		if !a.allowed(c, e) {
-			total--
+			continue
+		}
+		if total++; total > count {
 			continue
 		}
 		entry, err := a.searchEntry(c, q, e, "match")
@@ -115,7 +127,7 @@ func (a *API) searchPaged(c *call, ps PagedSearcher, typ string, q url.Values) e
 	for _, p := range c.r.Header.Values("Prefer") {
 		lenient = lenient || strings.Contains(p, "handling=lenient")
 	}
-	page, err := ps.Search(c.ctx, SearchRequest{Type: typ, Query: q, Base: a.Base, Lenient: lenient})
+	page, err := ps.Search(c.ctx, SearchRequest{Type: typ, Query: q, Base: a.Base, Lenient: lenient, Visible: a.visible(c), Caller: c.who})
 	if err != nil {
 		return err
 	}
@@ -171,9 +183,10 @@ func (a *API) searchPaged(c *call, ps PagedSearcher, typ string, q url.Values) e
 	return nil
 }
 
+// allowed is the read decision for a search result; the handler applies
+// it even to what a searcher already filtered with Visible.
 func (a *API) allowed(c *call, e records.Entry) bool {
-	d := a.Policy.Decide(c.ctx, policy.Request{Principal: c.who, Action: policy.Read, Type: e.Type, ID: e.ID, Patient: e.Patient, Purpose: c.purpose()})
-	return d.Allow
+	return a.visible(c)(c.ctx, e)
 }
 
 func (a *API) searchEntry(c *call, q url.Values, e records.Entry, mode string) (map[string]any, error) {

@@ -1,0 +1,136 @@
+package fhirapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+
+	"github.com/phivault/phivault/internal/policy"
+	"github.com/phivault/phivault/internal/records"
+	"github.com/phivault/phivault/internal/store"
+)
+
+// Visibility reports whether the caller of one request may read e (a
+// current version, decrypted). It is the read decision of the policy
+// decision point for that caller; a search engine applies it to every
+// resource whose existence or values could reach the caller: matches,
+// totals, included resources and the inner sets of chains and _has.
+type Visibility func(ctx context.Context, e records.Entry) bool
+
+// VisibleFinder is implemented by a Searcher that evaluates a query under
+// a caller's visibility: resources visible rejects neither match nor take
+// part in chains or _has. check is returned only when it gives the same
+// answer as the visible evaluation (no hidden resource matched). The API
+// uses it for conditional interactions and references; without it, the
+// API filters a plain Find's matches itself.
+type VisibleFinder interface {
+	FindVisible(ctx context.Context, typ string, query url.Values, limit int, visible Visibility) (ids []string, check *store.MatchQuery, err error)
+}
+
+// visible is the caller's read decision as a Visibility.
+func (a *API) visible(c *call) Visibility {
+	return func(ctx context.Context, e records.Entry) bool {
+		d := a.Policy.Decide(ctx, a.request(c, policy.Read, e))
+		return d.Allow
+	}
+}
+
+// find answers a conditional interaction's query under the caller's
+// visibility: resources the caller may not read are neither touched nor
+// counted, so a condition never reveals that a hidden resource exists.
+func (a *API) find(c *call, typ string, q url.Values, limit int) ([]string, *store.MatchQuery, error) {
+	if vf, ok := a.Search.(VisibleFinder); ok {
+		return vf.FindVisible(c.ctx, typ, q, limit, a.visible(c))
+	}
+	ids, check, err := a.Search.Find(c.ctx, typ, q, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	es, err := a.Records.ReadMany(c.ctx, typ, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	vis := a.visible(c)
+	out := ids[:0]
+	for _, e := range es {
+		if vis(c.ctx, e) {
+			out = append(out, e.ID)
+		}
+	}
+	if len(out) != len(ids) {
+		check = nil
+	}
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, check, nil
+}
+
+// callerSearcher is the Searcher a bundle's conditional references are
+// resolved with: the API's, under the caller's visibility.
+type callerSearcher struct {
+	a *API
+	c *call
+}
+
+func (s callerSearcher) Find(_ context.Context, typ string, q url.Values, limit int) ([]string, *store.MatchQuery, error) {
+	return s.a.find(s.c, typ, q, limit)
+}
+
+// request is the policy request for act on the stored entry e, with the
+// security labels and category codes of its body when it has one.
+func (a *API) request(c *call, act policy.Action, e records.Entry) policy.Request {
+	r := policy.Request{Principal: c.who, Action: act, Type: e.Type, ID: e.ID, Patient: e.Patient, Purpose: c.purpose()}
+	r.Labels, r.Category = labels(e.Body)
+	return r
+}
+
+// decideEntry is decide for an entry at hand (labels and category filled).
+func (a *API) decideEntry(c *call, act policy.Action, e records.Entry) error {
+	return a.decideRequest(c, a.request(c, act, e))
+}
+
+// labels returns the meta.security codes and the category codes (every
+// coding of category, whether one CodeableConcept or a list) of a
+// resource body; nothing for a body that is absent or not an object.
+func labels(body []byte) (security, category []string) {
+	if len(body) == 0 {
+		return nil, nil
+	}
+	var r struct {
+		Meta struct {
+			Security []struct {
+				Code string `json:"code"`
+			} `json:"security"`
+		} `json:"meta"`
+		Category json.RawMessage `json:"category"`
+	}
+	if json.Unmarshal(body, &r) != nil {
+		return nil, nil
+	}
+	for _, s := range r.Meta.Security {
+		if s.Code != "" {
+			security = append(security, s.Code)
+		}
+	}
+	type concept struct {
+		Coding []struct {
+			Code string `json:"code"`
+		} `json:"coding"`
+	}
+	var list []concept
+	if json.Unmarshal(r.Category, &list) != nil {
+		var one concept
+		if json.Unmarshal(r.Category, &one) == nil {
+			list = []concept{one}
+		}
+	}
+	for _, cc := range list {
+		for _, cd := range cc.Coding {
+			if cd.Code != "" {
+				category = append(category, cd.Code)
+			}
+		}
+	}
+	return security, category
+}
