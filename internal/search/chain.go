@@ -32,7 +32,7 @@ func (e *Engine) chainClause(ctx context.Context, typ, name, mod, rest, raw stri
 			continue
 		}
 		n++
-		pl, err := e.parse(ctx, t, url.Values{rest: {raw}}, parseOpts{base: o.base, depth: o.depth + 1})
+		pl, err := e.parse(ctx, t, url.Values{rest: {raw}}, parseOpts{base: o.base, depth: o.depth + 1, visible: o.visible})
 		if err != nil {
 			return clause{}, err
 		}
@@ -64,7 +64,7 @@ func (e *Engine) hasClause(ctx context.Context, typ, key, raw string, o parseOpt
 	if p, ok := e.reg.Lookup(src, ref); !ok || p.Type != searchparam.Reference {
 		return clause{}, badRequest("_has: " + clip(ref) + " is not a reference parameter of " + src)
 	}
-	pl, err := e.parse(ctx, src, url.Values{rest: {raw}}, parseOpts{base: o.base, depth: o.depth + 1})
+	pl, err := e.parse(ctx, src, url.Values{rest: {raw}}, parseOpts{base: o.base, depth: o.depth + 1, visible: o.visible})
 	if err != nil {
 		return clause{}, err
 	}

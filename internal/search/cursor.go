@@ -12,7 +12,8 @@ import (
 // keys and id of the last (first, for Prev) resource of the page that made
 // it. It travels sealed under a data key of its own and bound to the query,
 // so a link reveals nothing of the data and cannot be moved to another
-// query. Keyset paging keeps links correct while data changes: a page
+// query, and bound to the caller (user and session), so a link replayed by
+// another caller fails to open and gets a 400 and nothing else. Keyset paging keeps links correct while data changes: a page
 // holds the resources ordered after the cursor at the time it is read.
 type cursor struct {
 	Prev bool   `json:"p,omitempty"`
@@ -23,7 +24,8 @@ type cursor struct {
 const cursorKey = "search/cursor"
 
 func cursorContext(pl *plan) []byte {
-	return barrier.Context("search-cursor", pl.typ, pl.canon.Encode())
+	parts := append([]string{"search-cursor", pl.typ, pl.canon.Encode()}, pl.caller...)
+	return barrier.Context(parts...)
 }
 
 func (e *Engine) sealCursor(ctx context.Context, pl *plan, c cursor) (string, error) {

@@ -14,6 +14,7 @@ import (
 var (
 	_ fhirapi.Searcher      = (*Engine)(nil)
 	_ fhirapi.PagedSearcher = (*Engine)(nil)
+	_ fhirapi.VisibleFinder = (*Engine)(nil)
 )
 
 // readBatch is how many candidates are decrypted per store read.
@@ -54,9 +55,43 @@ func (e *Engine) Find(ctx context.Context, typ string, q url.Values, limit int) 
 	return ids, nil, nil
 }
 
+// FindVisible implements fhirapi.VisibleFinder: Find evaluated under
+// visible (chains and _has see only visible resources; hidden matches are
+// left out). Every candidate is decrypted and decided. check is returned
+// only when the token query alone gives the answer, the scan saw every
+// match and none was hidden.
+func (e *Engine) FindVisible(ctx context.Context, typ string, q url.Values, limit int, visible fhirapi.Visibility) ([]string, *store.MatchQuery, error) {
+	if visible == nil {
+		return e.Find(ctx, typ, q, limit)
+	}
+	pl, err := e.parse(ctx, typ, q, parseOpts{visible: visible})
+	if err != nil {
+		return nil, nil, err
+	}
+	pl.visible = nil // decided below, to learn whether anything was hidden
+	var ids []string
+	hidden := false
+	err = e.scan(ctx, pl, "", func(h hit) bool {
+		if !visible(ctx, *h.ent) {
+			hidden = true
+			return true
+		}
+		ids = append(ids, h.id)
+		return limit == 0 || len(ids) < limit
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if pl.tokensDecide() && !hidden && (limit == 0 || len(ids) < limit) {
+		mq := pl.positive()
+		return ids, &mq, nil
+	}
+	return ids, nil, nil
+}
+
 // ids returns all matches of pl in id order, at most limit (0: all).
 func (e *Engine) ids(ctx context.Context, pl *plan, limit int) ([]string, error) {
-	if pl.tokensDecide() {
+	if pl.tokensDecide() && pl.visible == nil {
 		mq := pl.positive()
 		mq.Limit = limit
 		return e.rec.Match(ctx, mq)
@@ -170,6 +205,9 @@ func (e *Engine) scan(ctx context.Context, pl *plan, after string, fn func(hit) 
 			if err != nil {
 				return err
 			}
+			if ok && pl.visible != nil && !pl.visible(ctx, es[i]) {
+				continue
+			}
 			if ok && !fn(h) {
 				return nil
 			}
@@ -246,7 +284,7 @@ func (e *Engine) run(ctx context.Context, pl *plan, cur *cursor) (result, error)
 	w := &window{pl: pl, cur: cur}
 	var r result
 	switch {
-	case !pl.needsValues() && pl.tokensDecide() && len(pl.sort) == 0 && (cur == nil || !cur.Prev):
+	case pl.visible == nil && !pl.needsValues() && pl.tokensDecide() && len(pl.sort) == 0 && (cur == nil || !cur.Prev):
 		// Fast path: the store pages by id.
 		mq := pl.positive()
 		if cur != nil {
@@ -270,7 +308,7 @@ func (e *Engine) run(ctx context.Context, pl *plan, cur *cursor) (result, error)
 			}
 			r.total, r.hasTotal = n, true
 		}
-	case !pl.needsValues():
+	case pl.visible == nil && !pl.needsValues():
 		ids, err := e.candidates(ctx, pl, "")
 		if err != nil {
 			return r, err
@@ -280,22 +318,32 @@ func (e *Engine) run(ctx context.Context, pl *plan, cur *cursor) (result, error)
 		}
 		r.total, r.hasTotal = len(ids), true
 	default:
-		early := len(pl.sort) == 0 && (cur == nil || !cur.Prev) && pl.total != "accurate" && !pl.summaryCount
+		// Under visibility the total is counted over what the caller may
+		// see, which takes a full scan: it is skipped only when the caller
+		// asks for no exact total (_total=none or estimate).
+		early := len(pl.sort) == 0 && (cur == nil || !cur.Prev) && pl.total != "accurate" && !pl.summaryCount &&
+			(pl.visible == nil || pl.total == "none" || pl.total == "estimate")
 		after := ""
 		if early && cur != nil {
 			after = cur.ID
 		}
-		n := 0
+		n, stopped := 0, false
 		err := e.scan(ctx, pl, after, func(h hit) bool {
 			n++
 			w.add(h)
-			return !early || len(w.hits) <= pl.count
+			stopped = early && len(w.hits) > pl.count
+			return !stopped
 		})
 		if err != nil {
 			return r, err
 		}
 		r.total, r.hasTotal = n, !early
-		if early && pl.total == "estimate" {
+		if pl.visible != nil && early && cur == nil && !stopped {
+			// Under visibility a total is only ever what the scan saw;
+			// a first page that holds every visible match has it exactly.
+			r.hasTotal = true
+		}
+		if early && pl.total == "estimate" && pl.visible == nil {
 			if c, err := e.rec.Count(ctx, pl.positive()); err == nil {
 				r.total, r.hasTotal = c, true
 			}

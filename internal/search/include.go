@@ -43,6 +43,11 @@ func (e *Engine) includes(ctx context.Context, pl *plan, page []hit) ([]records.
 					continue
 				}
 				seen[k] = true
+				// A hidden resource is neither included nor followed by
+				// :iterate, so no path through it shows.
+				if pl.visible != nil && !pl.visible(ctx, es[i]) {
+					continue
+				}
 				res, err := parseJSON(es[i].Body)
 				if err != nil {
 					return err

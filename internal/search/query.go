@@ -57,6 +57,11 @@ type plan struct {
 	cursor       string
 	ignored      []string
 	canon        url.Values // the query without _cursor, for links
+	// visible, when set, is the caller's read decision: a resource it
+	// rejects matches nothing, counts nowhere and feeds no chain, _has or
+	// _include (see scan and includes).
+	visible fhirapi.Visibility
+	caller  []string // user and session the paging links are bound to
 }
 
 // parseOpts carries what parsing needs besides the query.
@@ -64,6 +69,7 @@ type parseOpts struct {
 	base    string // public base URL (absolute references naming us)
 	lenient bool   // ignore unknown parameters
 	depth   int
+	visible fhirapi.Visibility // the caller's read decision; nil: everything
 }
 
 // control parameters that do not select resources.
@@ -80,7 +86,7 @@ func (e *Engine) parse(ctx context.Context, typ string, q url.Values, o parseOpt
 	if n := len(q.Encode()); n > maxQueryLen {
 		return nil, badRequest("the query is too long")
 	}
-	pl := &plan{typ: typ, count: defCount, canon: url.Values{}}
+	pl := &plan{typ: typ, count: defCount, canon: url.Values{}, visible: o.visible}
 	keys := make([]string, 0, len(q))
 	nvals := 0
 	for k, vs := range q {

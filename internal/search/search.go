@@ -12,10 +12,11 @@ import (
 // requested order, the included resources, the total when it is known or
 // asked for, and links that continue from a sealed cursor.
 func (e *Engine) Search(ctx context.Context, req fhirapi.SearchRequest) (*fhirapi.SearchPage, error) {
-	pl, err := e.parse(ctx, req.Type, req.Query, parseOpts{base: req.Base, lenient: req.Lenient})
+	pl, err := e.parse(ctx, req.Type, req.Query, parseOpts{base: req.Base, lenient: req.Lenient, visible: req.Visible})
 	if err != nil {
 		return nil, err
 	}
+	pl.caller = []string{req.Caller.UserID, req.Caller.SessionID}
 	cur, err := e.openCursor(ctx, pl)
 	if err != nil {
 		return nil, err
