@@ -49,6 +49,12 @@ type Account struct {
 	Training []Training `json:"training,omitempty"`
 	// MFAEnrolled lists the second factors set up ("totp", "passkey").
 	MFAEnrolled []string `json:"mfaEnrolled,omitempty"`
+	// LockedUntil is set by repeated failed logins: until then no password
+	// logs in (Unlock clears it).
+	LockedUntil time.Time `json:"lockedUntil,omitzero"`
+	// Reviewed and ReviewedBy record the last access review (Recertify).
+	Reviewed   time.Time `json:"reviewed,omitzero"`
+	ReviewedBy string    `json:"reviewedBy,omitempty"`
 }
 
 // Training is one completed course (the HIPAA privacy and security
