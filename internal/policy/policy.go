@@ -62,6 +62,9 @@ const (
 	Delete Action = "delete"
 	Export Action = "export"
 	Admin  Action = "admin" // operator actions: keys, users, configuration
+	// AuditRead reads the audit log: events, proofs, checkpoints, and a
+	// patient's access report (Request.Patient names the patient).
+	AuditRead Action = "audit-read"
 )
 
 // Request is one access to decide.

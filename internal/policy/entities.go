@@ -1,0 +1,250 @@
+package policy
+
+import (
+	"strings"
+	"time"
+
+	"github.com/cedar-policy/cedar-go"
+)
+
+// The Cedar model the policies see (documented at the top of
+// default.cedar). Everything is computed here, in Go, from the Request and
+// the Facts, so that a policy is a plain boolean formula over named
+// attributes and evaluating it needs no entity store.
+
+// Resource kinds (resource.kind).
+const (
+	kindPatient   = "patient"   // patient data, type-level patient data, unknown types
+	kindReference = "reference" // shared directory and terminology data
+	kindAudit     = "audit"     // the audit log
+)
+
+// referenceTypes are the resource types outside any patient compartment
+// that hold no patient data: the directory, terminology and conformance
+// resources, and schedules. Any type not listed is treated as patient data
+// (deny by default: a new type is protected until someone lists it here).
+var referenceTypes = map[string]bool{
+	"Practitioner": true, "PractitionerRole": true, "Organization": true,
+	"OrganizationAffiliation": true, "Location": true, "HealthcareService": true,
+	"Endpoint": true, "Medication": true, "MedicationKnowledge": true,
+	"Substance": true, "DeviceDefinition": true, "DeviceMetric": true,
+	"ValueSet": true, "CodeSystem": true, "ConceptMap": true, "NamingSystem": true,
+	"StructureDefinition": true, "StructureMap": true, "SearchParameter": true,
+	"OperationDefinition": true, "CompartmentDefinition": true,
+	"CapabilityStatement": true, "ImplementationGuide": true, "Questionnaire": true,
+	"PlanDefinition": true, "ActivityDefinition": true, "Library": true,
+	"Measure": true, "ObservationDefinition": true, "SpecimenDefinition": true,
+	"ChargeItemDefinition": true, "Schedule": true, "Slot": true,
+}
+
+// kindOf classifies a request's target. A request that names a patient is
+// always patient data, whatever its type.
+func kindOf(typ, patient string) string {
+	switch {
+	case patient != "":
+		return kindPatient
+	case typ == "AuditEvent":
+		return kindAudit
+	case referenceTypes[typ]:
+		return kindReference
+	default:
+		return kindPatient
+	}
+}
+
+// purposeCodes maps the plain words callers may use to v3 ActReason codes;
+// codes themselves are accepted in any case.
+var purposeCodes = map[string]string{
+	"treatment": "TREAT", "payment": "HPAYMT", "operations": "HOPERAT",
+	"research": "HRESCH", "emergency": "ETREAT",
+}
+
+// normalizePurpose returns the v3 code for a purpose of use ("" stays "").
+func normalizePurpose(p string) string {
+	if c, ok := purposeCodes[strings.ToLower(p)]; ok {
+		return c
+	}
+	return strings.ToUpper(p)
+}
+
+// operatorMethods are the local operator paths: they need the data
+// directory and its key.
+func operatorMethod(m string) bool {
+	return m == "operator-token" || m == "local-cli" || m == "admin-socket"
+}
+
+// interactiveMethod reports an interactive login, where MFA is required.
+func interactiveMethod(m string) bool {
+	return strings.HasPrefix(m, "password") || strings.HasPrefix(m, "sso")
+}
+
+// workforce reports whether p holds any role other than the non-workforce
+// roles patient, device and vendor.
+func workforce(p Principal) bool {
+	for _, r := range p.Roles {
+		if r != "patient" && r != "device" && r != "vendor" {
+			return true
+		}
+	}
+	return false
+}
+
+func restricted(labels []string) bool {
+	for _, l := range labels {
+		if l == "R" || l == "V" {
+			return true
+		}
+	}
+	return false
+}
+
+// facts are what Decide learned about the request before evaluating it.
+type facts struct {
+	purpose         string
+	relationship    bool
+	own             bool
+	consentDeny     []string // ids of the matching deny consents
+	researchConsent bool
+	breakGlass      bool
+	scopeOK         bool
+}
+
+var (
+	typeUser     = cedar.EntityType("User")
+	typeRole     = cedar.EntityType("Role")
+	typeAction   = cedar.EntityType("Action")
+	typeResource = cedar.EntityType("Resource")
+)
+
+// cedarRequest builds the Cedar request and the two entities it needs.
+func cedarRequest(r Request, f *facts) (cedar.Request, entities) {
+	p := r.Principal
+	parents := make([]cedar.EntityUID, len(p.Roles))
+	for i, role := range p.Roles {
+		parents[i] = cedar.NewEntityUID(typeRole, cedar.String(role))
+	}
+	principal := cedar.Entity{
+		UID:     cedar.NewEntityUID(typeUser, cedar.String(p.UserID)),
+		Parents: cedar.NewEntityUIDSet(parents...),
+		Attributes: cedar.NewRecord(cedar.RecordMap{
+			"mfa":            cedar.Boolean(p.MFA),
+			"trained":        cedar.Boolean(p.Trained),
+			"interactive":    cedar.Boolean(interactiveMethod(p.Method)),
+			"operatorMethod": cedar.Boolean(operatorMethod(p.Method)),
+			"workforce":      cedar.Boolean(workforce(p)),
+		}),
+	}
+	kind := kindOf(r.Type, r.Patient)
+	resource := cedar.Entity{
+		UID: cedar.NewEntityUID(typeResource, cedar.String(r.Type+"/"+r.ID)),
+		Attributes: cedar.NewRecord(cedar.RecordMap{
+			"type":       cedar.String(r.Type),
+			"kind":       cedar.String(kind),
+			"restricted": cedar.Boolean(restricted(r.Labels)),
+		}),
+	}
+	ctx := cedar.NewRecord(cedar.RecordMap{
+		"purpose":         cedar.String(f.purpose),
+		"typeLevel":       cedar.Boolean(kind == kindPatient && r.Patient == ""),
+		"relationship":    cedar.Boolean(f.relationship),
+		"own":             cedar.Boolean(f.own),
+		"consentDeny":     cedar.Boolean(len(f.consentDeny) > 0),
+		"researchConsent": cedar.Boolean(f.researchConsent),
+		"breakGlass":      cedar.Boolean(f.breakGlass),
+		"scopeOK":         cedar.Boolean(f.scopeOK),
+	})
+	req := cedar.Request{
+		Principal: principal.UID,
+		Action:    cedar.NewEntityUID(typeAction, cedar.String(r.Action)),
+		Resource:  resource.UID,
+		Context:   ctx,
+	}
+	return req, entities{principal: principal, resource: resource}
+}
+
+// entities is the whole entity store of one request: the caller and the
+// target. Roles and actions have no attributes or parents of their own.
+type entities struct {
+	principal, resource cedar.Entity
+}
+
+// Get implements cedar.EntityGetter.
+func (e entities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
+	switch uid {
+	case e.principal.UID:
+		return e.principal, true
+	case e.resource.UID:
+		return e.resource, true
+	}
+	return cedar.Entity{}, false
+}
+
+// consentCovers reports whether provision c applies to request r from the
+// practitioner/department at now with the normalized purpose.
+func consentCovers(c Consent, r Request, purpose string, now time.Time) bool {
+	if !c.Start.IsZero() && now.Before(c.Start) {
+		return false
+	}
+	if !c.End.IsZero() && !now.Before(c.End) {
+		return false
+	}
+	if len(c.Actors) > 0 && !actorMatches(c.Actors, r.Principal) {
+		return false
+	}
+	if len(c.Classes) > 0 && !contains(c.Classes, r.Type) {
+		return false
+	}
+	if len(c.Labels) > 0 && !intersects(c.Labels, r.Labels) && !intersects(c.Labels, r.Category) {
+		return false
+	}
+	if len(c.Purpose) > 0 {
+		ok := false
+		for _, cp := range c.Purpose {
+			if normalizePurpose(cp) == purpose {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// actorMatches reports whether one of the consent's actor references names
+// the caller: its Practitioner, its department's Organization, or (for
+// patients and related persons acting for them) its Patient.
+func actorMatches(actors []string, p Principal) bool {
+	for _, a := range actors {
+		typ, id, ok := strings.Cut(a, "/")
+		if !ok || id == "" {
+			continue
+		}
+		switch {
+		case typ == "Practitioner" && id == p.Practitioner,
+			typ == "Organization" && id == p.Department,
+			typ == "Patient" && id == p.Patient && p.Has("patient"):
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		if contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
