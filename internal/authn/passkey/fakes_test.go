@@ -14,6 +14,8 @@ import (
 
 	"github.com/phivault/phivault/internal/audit"
 	"github.com/phivault/phivault/internal/authn/account"
+	"github.com/phivault/phivault/internal/authn/session"
+	"github.com/phivault/phivault/internal/policy"
 )
 
 // directory is an in-memory Directory and Handles.
@@ -21,6 +23,7 @@ type directory struct {
 	mu    sync.Mutex
 	accts map[string]account.Account
 	mfa   map[string]account.MFA
+	lists int // calls of List
 }
 
 func newDirectory(accts ...account.Account) *directory {
@@ -61,7 +64,24 @@ func (d *directory) UpdateMFA(_ context.Context, id string, fn func(*account.MFA
 		return err
 	}
 	d.mfa[id] = m
+	a := d.accts[id]
+	a.MFAEnrolled = nil
+	if len(m.Passkeys) > 0 {
+		a.MFAEnrolled = []string{"passkey"}
+	}
+	d.accts[id] = a
 	return nil
+}
+
+func (d *directory) List(context.Context) ([]account.Account, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lists++
+	var out []account.Account
+	for _, a := range d.accts {
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 func (d *directory) UserByHandle(_ context.Context, handle []byte) (string, error) {
@@ -88,16 +108,19 @@ func clone(m account.MFA) account.MFA {
 	return c
 }
 
-// sessions reads the signed-in and pending user from test headers and
-// remembers completed logins.
+// sessions reads the signed-in user (X-Test-User, with X-Test-MFA "1" if
+// the session proved a second factor) and the pending login
+// (X-Test-Pending) from test headers, and remembers completed logins with
+// the method session.Manager would give them.
 type sessions struct {
 	mu        sync.Mutex
 	completed []string // "user method"
+	failAudit bool     // Complete fails as if the audit log were down
 }
 
-func (*sessions) User(r *http.Request) (string, bool) {
+func (*sessions) Principal(r *http.Request) (policy.Principal, bool) {
 	u := r.Header.Get("X-Test-User")
-	return u, u != ""
+	return policy.Principal{UserID: u, MFA: r.Header.Get("X-Test-MFA") == "1"}, u != ""
 }
 
 func (*sessions) Pending(r *http.Request) (string, bool) {
@@ -105,9 +128,19 @@ func (*sessions) Pending(r *http.Request) (string, bool) {
 	return u, u != ""
 }
 
-func (s *sessions) Complete(_ http.ResponseWriter, _ *http.Request, user, method string) error {
+func (s *sessions) Complete(_ http.ResponseWriter, r *http.Request, user, method string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failAudit {
+		return session.ErrAudit
+	}
+	switch p := r.Header.Get("X-Test-Pending"); p {
+	case user:
+		method = "password+" + method
+	case "":
+	default:
+		return session.ErrMismatch
+	}
 	s.completed = append(s.completed, user+" "+method)
 	return nil
 }
@@ -224,7 +257,7 @@ func (r *rig) begin(path string, hdr map[string]string) ([]byte, string) {
 // register gives user the passkey k.
 func (r *rig) register(user string, k *softKey) {
 	r.t.Helper()
-	as := map[string]string{"X-Test-User": user}
+	as := map[string]string{"X-Test-User": user, "X-Test-MFA": "1"}
 	opts, cookie := r.begin("/passkey/register/begin", as)
 	code, body, _ := r.do(call{path: "/passkey/register/finish", body: string(k.create(opts)), cookie: cookie, hdr: as})
 	if code != http.StatusCreated {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/phivault/phivault/internal/audit"
 	"github.com/phivault/phivault/internal/authn/account"
+	"github.com/phivault/phivault/internal/authn/session"
 )
 
 const (
@@ -23,10 +24,8 @@ const (
 	// cross-origin page cannot add it without a CORS preflight, which
 	// these routes never grant.
 	CSRFHeader = "X-Phivault-Passkey"
-	// Method names a session proved by password then passkey, and by
-	// passkey alone. Both are multi-factor (user verification required).
-	MethodSecondFactor = "password+passkey"
-	MethodPasswordless = "passkey"
+	// Method is the sign-in method handed to Sessions.Complete.
+	Method = "passkey"
 
 	maxBody     = 64 << 10 // a WebAuthn response is a few KiB
 	maxPasskeys = 20       // per account
@@ -100,9 +99,9 @@ func (s *Service) sameOrigin(r *http.Request) error {
 }
 
 func (s *Service) registerBegin(w http.ResponseWriter, r *http.Request) error {
-	id, ok := s.c.Sessions.User(r)
-	if !ok {
-		return errSignIn
+	id, err := s.registrant(r)
+	if err != nil {
+		return err
 	}
 	ctx := r.Context()
 	if _, err := s.ensureHandle(ctx, id); err != nil {
@@ -126,10 +125,30 @@ func (s *Service) registerBegin(w http.ResponseWriter, r *http.Request) error {
 	return s.begin(w, pending{kind: kindRegister, user: id, session: *sess}, creation)
 }
 
-func (s *Service) registerFinish(w http.ResponseWriter, r *http.Request) error {
-	id, ok := s.c.Sessions.User(r)
+// registrant returns the signed-in user of r who may add a passkey: any
+// signed-in user, but one who already has a second factor must have
+// proved it in this session (a stolen password alone adds no passkey).
+func (s *Service) registrant(r *http.Request) (string, error) {
+	p, ok := s.c.Sessions.Principal(r)
 	if !ok {
-		return errSignIn
+		return "", errSignIn
+	}
+	if !p.MFA {
+		m, err := s.c.Directory.MFA(r.Context(), p.UserID)
+		if err != nil {
+			return "", err
+		}
+		if len(m.TOTPSecret) > 0 || len(m.Passkeys) > 0 {
+			return "", fail(http.StatusForbidden, "sign in with your second factor before adding a passkey")
+		}
+	}
+	return p.UserID, nil
+}
+
+func (s *Service) registerFinish(w http.ResponseWriter, r *http.Request) error {
+	id, err := s.registrant(r)
+	if err != nil {
+		return err
 	}
 	p, body, err := s.finish(w, r)
 	if err != nil {
@@ -222,9 +241,8 @@ func (s *Service) loginFinish(w http.ResponseWriter, r *http.Request) error {
 		return s.refuse(ctx, r, p.user, "malformed passkey response", errMalformed)
 	}
 	var (
-		u      *user
-		cred   *webauthn.Credential
-		method string
+		u    *user
+		cred *webauthn.Credential
 	)
 	switch p.kind {
 	case kindSecondFactor:
@@ -234,7 +252,6 @@ func (s *Service) loginFinish(w http.ResponseWriter, r *http.Request) error {
 		if u, err = s.load(ctx, p.user); err == nil {
 			cred, err = s.wa.ValidateLogin(u, p.session, parsed)
 		}
-		method = MethodSecondFactor
 	case kindPasswordless:
 		var vu webauthn.User
 		vu, cred, err = s.wa.ValidatePasskeyLogin(func(_, handle []byte) (webauthn.User, error) {
@@ -247,7 +264,6 @@ func (s *Service) loginFinish(w http.ResponseWriter, r *http.Request) error {
 		if err == nil {
 			u = vu.(*user)
 		}
-		method = MethodPasswordless
 	default:
 		return errWrongUser
 	}
@@ -264,14 +280,14 @@ func (s *Service) loginFinish(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	acct, err := s.c.Directory.Get(ctx, u.id)
-	if err != nil {
-		return err
-	}
-	if err := s.record(ctx, r, &audit.Event{Interaction: "login", Action: "E", Outcome: audit.Success, UserID: u.id, Roles: acct.Roles, AuthMethod: method, Allowed: true}); err != nil {
-		return err
-	}
-	if err := s.c.Sessions.Complete(w, r, u.id, method); err != nil {
+	switch err := s.c.Sessions.Complete(w, r, u.id, Method); {
+	case errors.Is(err, session.ErrMismatch):
+		return s.refuse(ctx, r, u.id, "passkey of another user than the pending login", errWrongUser)
+	case errors.Is(err, session.ErrAudit):
+		return fail(http.StatusServiceUnavailable, "the audit log is unavailable; try again later")
+	case errors.Is(err, session.ErrFull):
+		return errBusy
+	case err != nil:
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"redirect": s.c.Redirect})

@@ -10,11 +10,13 @@ import (
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/phivault/phivault/internal/authn/account"
 )
 
 var (
-	asAlice      = map[string]string{"X-Test-User": "alice"}
-	asBob        = map[string]string{"X-Test-User": "bob"}
+	asAlice      = map[string]string{"X-Test-User": "alice", "X-Test-MFA": "1"}
+	asBob        = map[string]string{"X-Test-User": "bob", "X-Test-MFA": "1"}
 	alicePending = map[string]string{"X-Test-Pending": "alice"}
 	bobPending   = map[string]string{"X-Test-Pending": "bob"}
 )
@@ -48,11 +50,12 @@ func TestRegisterStoresADiscoverableVerifiedCredential(t *testing.T) {
 		t.Errorf("audit %+v", e)
 	}
 	// The same authenticator is excluded next time, and refused if it tries.
-	opts, cookie := r.begin("/passkey/register/begin", asAlice)
+	withMFA := map[string]string{"X-Test-User": "alice", "X-Test-MFA": "1"}
+	opts, cookie := r.begin("/passkey/register/begin", withMFA)
 	if !strings.Contains(string(opts), b64(k.id)) {
 		t.Errorf("second registration does not exclude the first passkey: %s", opts)
 	}
-	if code, _, _ := r.do(call{path: "/passkey/register/finish", body: string(k.create(opts)), cookie: cookie, hdr: asAlice}); code != http.StatusConflict {
+	if code, _, _ := r.do(call{path: "/passkey/register/finish", body: string(k.create(opts)), cookie: cookie, hdr: withMFA}); code != http.StatusConflict {
 		t.Errorf("registering the same passkey twice: %d, want 409", code)
 	}
 	if n := len(r.dir.passkeys("alice")); n != 1 {
@@ -65,8 +68,8 @@ func TestLogin(t *testing.T) {
 		name, method string
 		hdr          map[string]string
 	}{
-		{"passwordless", MethodPasswordless, nil},
-		{"second factor", MethodSecondFactor, alicePending},
+		{"passwordless", "passkey", nil},
+		{"second factor", "password+passkey", alicePending},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t)
@@ -80,9 +83,10 @@ func TestLogin(t *testing.T) {
 			if diff := cmp.Diff([]string{"alice " + tc.method}, r.sess.completed); diff != "" {
 				t.Errorf("completed logins (-want +got):\n%s", diff)
 			}
-			e := r.audit.last()
-			if e.Interaction != "login" || e.UserID != "alice" || e.AuthMethod != tc.method || !cmp.Equal(e.Roles, []string{"physician"}) {
-				t.Errorf("audit %+v", e)
+			var c webauthn.Credential
+			json.Unmarshal(r.dir.passkeys("alice")[0], &c)
+			if c.Authenticator.SignCount != 1 {
+				t.Errorf("stored counter %d, want 1", c.Authenticator.SignCount)
 			}
 		})
 	}
@@ -171,6 +175,13 @@ func TestFinishErrors(t *testing.T) {
 			body := r.refused(call{path: "/passkey/register/finish", body: `{}`, cookie: cookie, hdr: asAlice}, 400)
 			wantWrongUser(t, body)
 		}},
+		{"passwordless passkey of another user than the pending login", func(r *rig, k *softKey) {
+			bobKey := newSoftKey(t, origin)
+			r.register("bob", bobKey)
+			opts, cookie := r.begin("/passkey/login/begin", nil)
+			body := r.refused(call{path: "/passkey/login/finish", body: string(bobKey.get(opts)), cookie: cookie, hdr: alicePending}, 400)
+			wantWrongUser(t, body)
+		}},
 		{"another user's passkey as second factor", func(r *rig, k *softKey) {
 			bobKey := newSoftKey(t, origin)
 			r.register("bob", bobKey)
@@ -203,9 +214,15 @@ func TestFinishErrors(t *testing.T) {
 			_, cookie := r.begin("/passkey/login/begin", nil)
 			r.refused(call{path: "/passkey/login/finish", body: `"` + strings.Repeat("a", maxBody) + `"`, cookie: cookie}, 413)
 		}},
-		{"audit unavailable", func(r *rig, k *softKey) {
+		{"audit unavailable for a refused login", func(r *rig, k *softKey) {
 			opts, cookie := r.begin("/passkey/login/begin", nil)
 			r.audit.fail = true
+			k.noUV = true
+			r.refused(call{path: "/passkey/login/finish", body: string(k.get(opts)), cookie: cookie}, 503)
+		}},
+		{"audit unavailable for a sign-in", func(r *rig, k *softKey) {
+			opts, cookie := r.begin("/passkey/login/begin", nil)
+			r.sess.failAudit = true
 			r.refused(call{path: "/passkey/login/finish", body: string(k.get(opts)), cookie: cookie}, 503)
 		}},
 	}
@@ -257,6 +274,8 @@ func TestClonedAuthenticatorIsRefused(t *testing.T) {
 
 func TestBeginErrors(t *testing.T) {
 	r := newRig(t)
+	r.dir.accts["dave"] = account.Account{ID: "dave"}
+	r.register("dave", newSoftKey(t, origin)) // registers with X-Test-MFA: 1
 	tests := []struct {
 		name string
 		c    call
@@ -266,6 +285,7 @@ func TestBeginErrors(t *testing.T) {
 		{"register with only a pending login", call{path: "/passkey/register/begin", hdr: alicePending}, 401},
 		{"second factor without a passkey", call{path: "/passkey/login/begin", hdr: bobPending}, 400},
 		{"disabled account", call{path: "/passkey/register/begin", hdr: map[string]string{"X-Test-User": "carol"}}, 401},
+		{"another passkey without a second factor", call{path: "/passkey/register/begin", hdr: map[string]string{"X-Test-User": "dave"}}, 403},
 		{"no CSRF header", call{path: "/passkey/login/begin", hdr: map[string]string{CSRFHeader: ""}}, 403},
 		{"wrong CSRF header", call{path: "/passkey/login/begin", hdr: map[string]string{CSRFHeader: "yes"}}, 403},
 		{"no origin", call{path: "/passkey/login/begin", hdr: map[string]string{"Origin": ""}}, 403},

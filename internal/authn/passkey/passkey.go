@@ -33,6 +33,7 @@ import (
 
 	"github.com/phivault/phivault/internal/audit"
 	"github.com/phivault/phivault/internal/authn/account"
+	"github.com/phivault/phivault/internal/policy"
 )
 
 // Directory is the part of the account directory passkeys need.
@@ -49,20 +50,27 @@ type Directory interface {
 
 // Handles finds the account that owns a WebAuthn user handle
 // (account.MFA.WebAuthnID), for passwordless sign-in. It returns an error
-// wrapping account.ErrNotFound when no account holds handle.
+// wrapping account.ErrNotFound when no account holds handle. If it also
+// has a method Remember(handle []byte, user string), the Service tells it
+// of every handle it makes. HandleIndex implements it over
+// account.Directory.
 type Handles interface {
 	UserByHandle(ctx context.Context, handle []byte) (string, error)
 }
 
-// Sessions is the console's sign-in state.
+// Sessions is the console's sign-in state (session.Manager).
 type Sessions interface {
-	// User returns the user of r's fully signed-in session.
-	User(r *http.Request) (user string, ok bool)
+	// Principal returns the caller of r's fully signed-in session.
+	Principal(r *http.Request) (policy.Principal, bool)
 	// Pending returns the user of r's first-step login (password
 	// accepted, second factor outstanding).
 	Pending(r *http.Request) (user string, ok bool)
-	// Complete ends a login: it signs user in on w with method
-	// ("password+passkey" or "passkey"; both are multi-factor).
+	// Complete ends a login proved by a passkey (method "passkey"): with
+	// a pending login for user the session is "password+passkey", with
+	// none it is a passwordless "passkey" session; both count as MFA. It
+	// records the "login" audit event (failing with session.ErrAudit if
+	// it cannot) and returns session.ErrMismatch when the browser's
+	// pending login is another user's.
 	Complete(w http.ResponseWriter, r *http.Request, user, method string) error
 }
 
@@ -218,6 +226,9 @@ func (s *Service) ensureHandle(ctx context.Context, id string) ([]byte, error) {
 		handle = m.WebAuthnID
 		return nil
 	})
+	if r, ok := s.c.Handles.(interface{ Remember([]byte, string) }); ok && err == nil {
+		r.Remember(handle, id)
+	}
 	return handle, err
 }
 
