@@ -152,6 +152,7 @@ func TestRules(t *testing.T) {
 		{"front desk has no break-glass", with(who("front-desk"), func(p *Principal) { p.BreakGlass = bg }), obs(Read, "p9", "ETREAT"), false, []string{"default-deny"}},
 		{"administrator reads no patient data", who("administrator"), obs(Read, "p1", "TREAT"), false, []string{"default-deny"}},
 		{"administrator administers", who("administrator"), Request{Action: Admin}, true, []string{"administration"}},
+		{"untrained administrator administers", with(who("administrator"), func(p *Principal) { p.Trained = false; p.MFA = false }), Request{Action: Admin}, true, []string{"administration"}},
 		{"administrator maintains directory", who("administrator"), Request{Action: Update, Type: "Organization", ID: "o"}, true, []string{"reference-admin"}},
 		{"security officer administers", who("security-officer"), Request{Action: Admin}, true, []string{"administration"}},
 		{"privacy officer administers not", who("privacy-officer"), Request{Action: Admin}, false, []string{"default-deny"}},

@@ -17,6 +17,7 @@ const (
 	kindPatient   = "patient"   // patient data, type-level patient data, unknown types
 	kindReference = "reference" // shared directory and terminology data
 	kindAudit     = "audit"     // the audit log
+	kindAdmin     = "admin"     // users, keys, configuration (the admin action)
 )
 
 // referenceTypes are the resource types outside any patient compartment
@@ -38,11 +39,13 @@ var referenceTypes = map[string]bool{
 }
 
 // kindOf classifies a request's target. A request that names a patient is
-// always patient data, whatever its type.
-func kindOf(typ, patient string) string {
+// always patient data, whatever its type or action.
+func kindOf(a Action, typ, patient string) string {
 	switch {
 	case patient != "":
 		return kindPatient
+	case a == Admin:
+		return kindAdmin
 	case typ == "AuditEvent":
 		return kindAudit
 	case referenceTypes[typ]:
@@ -134,7 +137,7 @@ func cedarRequest(r Request, f *facts) (cedar.Request, entities) {
 			"workforce":      cedar.Boolean(workforce(p)),
 		}),
 	}
-	kind := kindOf(r.Type, r.Patient)
+	kind := kindOf(r.Action, r.Type, r.Patient)
 	resource := cedar.Entity{
 		UID: cedar.NewEntityUID(typeResource, cedar.String(r.Type+"/"+r.ID)),
 		Attributes: cedar.NewRecord(cedar.RecordMap{
