@@ -111,7 +111,7 @@ func TestParsePHCRejects(t *testing.T) {
 		good + "$",
 		formatPHC(testArgon, make([]byte, 16), make([]byte, 8)), // key too short
 		formatPHC(testArgon, make([]byte, 4), make([]byte, 32)), // salt too short
-		strings.TrimSuffix(good, "A") + "B",                    // non-canonical base64
+		strings.TrimSuffix(good, "A") + "B",                     // non-canonical base64
 		strings.Replace(good, "$AAAA", "$!AAA", 1),
 	}
 	for _, s := range bad {

@@ -54,8 +54,8 @@ func (d *Directory) Review(ctx context.Context) ([]ReviewRow, error) {
 		}
 		rows = append(rows, ReviewRow{
 			ID: a.ID, Name: a.Name, Roles: a.Roles, Created: a.Created, LastLogin: a.LastLogin, MFA: a.MFAEnrolled,
-			Dormant:    now.Sub(last) >= d.opts.Dormant,
-			Privileged: slices.ContainsFunc(a.Roles, func(r string) bool { return slices.Contains(PrivilegedRoles, r) }),
+			Dormant:        now.Sub(last) >= d.opts.Dormant,
+			Privileged:     slices.ContainsFunc(a.Roles, func(r string) bool { return slices.Contains(PrivilegedRoles, r) }),
 			BreakGlassUses: btg[a.ID], Training: status, TrainingExpires: exp, Disabled: a.Disabled,
 			Locked: now.Before(a.LockedUntil), Reviewed: a.Reviewed, ReviewedBy: a.ReviewedBy,
 		})

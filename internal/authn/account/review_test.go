@@ -159,7 +159,12 @@ func BenchmarkLogin(b *testing.B) {
 // Login of an unknown user: compare with BenchmarkLogin (same hash cost).
 func BenchmarkLoginUnknown(b *testing.B) {
 	e := newEnv(b)
-	d := e.open(b, func(o *Options) { o.argon = defaultArgon; o.DelayAfter = 1 << 30; o.LockAfter = 1 << 30; o.SourceLimit = 1 << 30 })
+	d := e.open(b, func(o *Options) {
+		o.argon = defaultArgon
+		o.DelayAfter = 1 << 30
+		o.LockAfter = 1 << 30
+		o.SourceLimit = 1 << 30
+	})
 	b.ReportAllocs()
 	for b.Loop() {
 		d.Login(ctx, "mallory", goodPW, "10.0.0.1")
@@ -169,7 +174,12 @@ func BenchmarkLoginUnknown(b *testing.B) {
 // A wrong password for a known user: compare with BenchmarkLoginUnknown.
 func BenchmarkLoginWrong(b *testing.B) {
 	e := newEnv(b)
-	d := e.open(b, func(o *Options) { o.argon = defaultArgon; o.DelayAfter = 1 << 30; o.LockAfter = 1 << 30; o.SourceLimit = 1 << 30 })
+	d := e.open(b, func(o *Options) {
+		o.argon = defaultArgon
+		o.DelayAfter = 1 << 30
+		o.LockAfter = 1 << 30
+		o.SourceLimit = 1 << 30
+	})
 	mustCreate(b, d, "alice", "nurse")
 	b.ReportAllocs()
 	for b.Loop() {
