@@ -15,6 +15,8 @@ import (
 	"github.com/cedar-policy/cedar-go"
 )
 
+//go:generate go run matrix_gen.go
+
 //go:embed default.cedar
 var defaultPolicies []byte
 
