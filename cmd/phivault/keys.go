@@ -75,9 +75,14 @@ func keysSplit(dir string, n, t int, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer lock.Close()
-	f, err := openKEK(dir, stderr)
+	kek, err := openKEK(dir, stderr)
 	if err != nil {
 		return err
+	}
+	f, ok := kek.(*keys.File)
+	if !ok {
+		closeKEK(kek)
+		return fail(exitUsage, "keys split applies to a key file; the KEK of "+dir+" is in a PKCS#11 token", "the token's PIN and the HSM's own controls protect it")
 	}
 	shares, err := f.Split(n, t)
 	if err != nil {
@@ -176,9 +181,9 @@ func keysOp(dir, op string, version int, stdout, stderr io.Writer) error {
 
 // keysOp does the work of keysOp on an open node and returns the report.
 func (n *node) keysOp(ctx context.Context, op string, version int, by string) (string, error) {
-	f, ok := n.kek.(*keys.File)
+	f, ok := n.kek.(rotatingKEK)
 	if s, isSealable := n.kek.(*keys.Sealable); isSealable {
-		f, ok = s.Held().(*keys.File)
+		f, ok = s.Held().(rotatingKEK)
 	}
 	if !ok {
 		return "", fail(exitKeys, "the keys are sealed or not held by a key file", "unseal first")
@@ -223,11 +228,15 @@ func (n *node) keysOp(ctx context.Context, op string, version int, by string) (s
 	if err != nil {
 		return "", err
 	}
-	kind, t, sh, _ := keys.Protection(filepath.Join(n.dir, keyFileName))
-	if kind == "shamir" {
-		kind = fmt.Sprintf("shamir (%d of %d shares)", t, sh)
+	if d, isHSM := f.(interface{ Describe() string }); isHSM {
+		fmt.Fprintf(&b, "KEK: %s\n", d.Describe())
+	} else {
+		kind, t, sh, _ := keys.Protection(filepath.Join(n.dir, keyFileName))
+		if kind == "shamir" {
+			kind = fmt.Sprintf("shamir (%d of %d shares)", t, sh)
+		}
+		fmt.Fprintf(&b, "key file: %s, protection: %s\n", filepath.Join(n.dir, keyFileName), kind)
 	}
-	fmt.Fprintf(&b, "key file: %s, protection: %s\n", filepath.Join(n.dir, keyFileName), kind)
 	vs := f.Versions()
 	sort.Sort(sort.Reverse(sort.IntSlice(vs)))
 	for _, v := range vs {
@@ -241,7 +250,7 @@ func (n *node) keysOp(ctx context.Context, op string, version int, by string) (s
 	fmt.Fprintf(&b, "destroyed data keys: %d\n", u["destroyed"])
 	delete(u, "destroyed")
 	for k, c := range u {
-		fmt.Fprintf(&b, "  WARNING: %d data keys wrapped by %s, which this key file does not hold\n", c, k)
+		fmt.Fprintf(&b, "  WARNING: %d data keys wrapped by %s, which this KEK provider does not hold\n", c, k)
 	}
 	return b.String(), nil
 }

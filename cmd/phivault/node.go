@@ -80,6 +80,7 @@ func openNode(ctx context.Context, dir string, log *slog.Logger, stderr io.Write
 		return nil, err
 	}
 	if err := n.open(ctx, kek); err != nil {
+		closeKEK(kek)
 		n.close()
 		return nil, err
 	}
@@ -89,7 +90,7 @@ func openNode(ctx context.Context, dir string, log *slog.Logger, stderr io.Write
 // lockNode locks dir and opens its store and audit log, but no keys: a
 // sealed server starts here and calls open once it is unsealed.
 func lockNode(dir string, log *slog.Logger) (*node, error) {
-	if _, err := os.Stat(filepath.Join(dir, keyFileName)); err != nil {
+	if !isDataDir(dir) {
 		return nil, fail(exitUsage, fmt.Sprintf("%s is not a phivault data directory", dir), "create one with 'phivault init --data "+dir+"'")
 	}
 	lock, err := lockDir(dir)
@@ -113,6 +114,9 @@ func lockNode(dir string, log *slog.Logger) (*node, error) {
 func (n *node) open(ctx context.Context, kek barrier.KEK) error {
 	var err error
 	if n.barrier, err = barrier.Open(ctx, kek, n.db, 10_000); err != nil {
+		if _, isFile := kek.(*keys.File); !isFile && (errors.Is(err, keys.ErrUnknownKEK) || errors.Is(err, keys.ErrCorrupt)) {
+			return fail(exitKeys, "the KEK provider cannot unwrap this store's keys: "+err.Error(), "is this the token and key created with this data directory?")
+		}
 		if errors.Is(err, keys.ErrUnknownKEK) || errors.Is(err, keys.ErrCorrupt) {
 			return fail(exitKeys, "the key file cannot unwrap this store's keys", "is this the key file created with this data directory?")
 		}
@@ -128,7 +132,19 @@ func (n *node) open(ctx context.Context, kek barrier.KEK) error {
 	return nil
 }
 
-func openKEK(dir string, stderr io.Writer) (*keys.File, error) {
+// openKEK opens the KEK provider of dir: the PKCS#11 token named in
+// DIR/kek-provider.json (PIN from PHIVAULT_PKCS11_PIN), or the key file.
+func openKEK(dir string, stderr io.Writer) (barrier.KEK, error) {
+	if c, ok, err := readKEKConfig(dir); err != nil || ok {
+		if err != nil {
+			return nil, err
+		}
+		pin, err := pkcs11PIN()
+		if err != nil {
+			return nil, err
+		}
+		return openPKCS11(c.pkcs11(pin))
+	}
 	path := filepath.Join(dir, keyFileName)
 	kind, threshold, _, err := keys.Protection(path)
 	if err != nil {
@@ -191,7 +207,15 @@ func (n *node) api(base string) *fhirapi.API {
 	})
 }
 
+// closeKEK releases a provider that holds a resource (a PKCS#11 session).
+func closeKEK(k barrier.KEK) {
+	if c, ok := k.(interface{ Close() error }); ok {
+		c.Close()
+	}
+}
+
 func (n *node) close() {
+	closeKEK(n.kek)
 	if n.db != nil {
 		n.db.Close()
 	}
