@@ -19,6 +19,7 @@ const (
 	kindRegister     kind = iota + 1 // a signed-in user adds a passkey
 	kindSecondFactor                 // a pending login proves its second factor
 	kindPasswordless                 // anyone proves a discoverable passkey
+	kindStepUp                       // a signed-in user proves a passkey again
 )
 
 // maxChallenges bounds the memory unfinished ceremonies may take.

@@ -116,11 +116,13 @@ type sessions struct {
 	mu        sync.Mutex
 	completed []string // "user method"
 	failAudit bool     // Complete fails as if the audit log were down
+	elevated  []string // "user method" of Elevate calls
+	stepups   []string // "user method" of Reauthenticated calls
 }
 
 func (*sessions) Principal(r *http.Request) (policy.Principal, bool) {
 	u := r.Header.Get("X-Test-User")
-	return policy.Principal{UserID: u, MFA: r.Header.Get("X-Test-MFA") == "1"}, u != ""
+	return policy.Principal{UserID: u, Method: "password", MFA: r.Header.Get("X-Test-MFA") == "1"}, u != ""
 }
 
 func (*sessions) Pending(r *http.Request) (string, bool) {
@@ -142,6 +144,20 @@ func (s *sessions) Complete(_ http.ResponseWriter, r *http.Request, user, method
 		return session.ErrMismatch
 	}
 	s.completed = append(s.completed, user+" "+method)
+	return nil
+}
+
+func (s *sessions) Elevate(_ http.ResponseWriter, r *http.Request, method string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.elevated = append(s.elevated, r.Header.Get("X-Test-User")+" "+method)
+	return nil
+}
+
+func (s *sessions) Reauthenticated(r *http.Request, method string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stepups = append(s.stepups, r.Header.Get("X-Test-User")+" "+method)
 	return nil
 }
 

@@ -236,6 +236,64 @@ func TestFinishErrors(t *testing.T) {
 	}
 }
 
+func TestRegisterElevatesASessionWithoutSecondFactor(t *testing.T) {
+	r := newRig(t)
+	k := newSoftKey(t, origin)
+	noMFA := map[string]string{"X-Test-User": "alice"}
+	opts, cookie := r.begin("/passkey/register/begin", noMFA)
+	if code, body, _ := r.do(call{path: "/passkey/register/finish", body: string(k.create(opts)), cookie: cookie, hdr: noMFA}); code != http.StatusCreated {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	r.register("alice", newSoftKey(t, origin)) // a session with MFA is left alone
+	if diff := cmp.Diff([]string{"alice password+passkey"}, r.sess.elevated); diff != "" {
+		t.Errorf("elevations (-want +got):\n%s", diff)
+	}
+}
+
+func TestStepUp(t *testing.T) {
+	r := newRig(t)
+	k := newSoftKey(t, origin)
+	r.register("alice", k)
+	opts, cookie := r.begin("/passkey/stepup/begin", asAlice)
+	if code, body, _ := r.do(call{path: "/passkey/stepup/finish", body: string(k.get(opts)), cookie: cookie, hdr: asAlice}); code != http.StatusOK {
+		t.Fatalf("step-up: %d %s", code, body)
+	}
+	if diff := cmp.Diff([]string{"alice passkey"}, r.sess.stepups); diff != "" {
+		t.Errorf("step-ups (-want +got):\n%s", diff)
+	}
+	if e := r.audit.last(); e.Interaction != "step-up" || e.Outcome != "0" || e.UserID != "alice" {
+		t.Errorf("audit %+v", e)
+	}
+	r.sess.stepups = nil
+	for _, tc := range []struct {
+		name  string
+		begin map[string]string
+		path  string
+		hdr   map[string]string
+		want  int
+	}{
+		{"without a session", asAlice, "/passkey/stepup/finish", nil, 401},
+		{"another user's session", asAlice, "/passkey/stepup/finish", asBob, 400},
+		{"a login challenge", nil, "/passkey/stepup/finish", asAlice, 400},
+		{"a step-up challenge used to sign in", asAlice, "/passkey/login/finish", nil, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := "/passkey/login/begin"
+			if tc.begin != nil {
+				path = "/passkey/stepup/begin"
+			}
+			opts, cookie := r.begin(path, tc.begin)
+			r.refused(call{path: tc.path, body: string(k.get(opts)), cookie: cookie, hdr: tc.hdr}, tc.want)
+			if len(r.sess.stepups) != 0 {
+				t.Errorf("stepped up: %v", r.sess.stepups)
+			}
+		})
+	}
+	if code, _, _ := r.do(call{path: "/passkey/stepup/begin", hdr: asBob}); code != 400 {
+		t.Errorf("step-up for a user without passkeys: %d, want 400", code)
+	}
+}
+
 func wantWrongUser(t *testing.T, body []byte) {
 	t.Helper()
 	if !strings.Contains(string(body), "another user") {

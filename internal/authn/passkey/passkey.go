@@ -72,6 +72,12 @@ type Sessions interface {
 	// it cannot) and returns session.ErrMismatch when the browser's
 	// pending login is another user's.
 	Complete(w http.ResponseWriter, r *http.Request, user, method string) error
+	// Elevate marks r's session as proved with a second factor (after a
+	// passkey was registered in it), under a new cookie.
+	Elevate(w http.ResponseWriter, r *http.Request, method string) error
+	// Reauthenticated records that r's signed-in user just proved who
+	// they are again, by method (step-up).
+	Reauthenticated(r *http.Request, method string) error
 }
 
 // Auditor records security events durably; an error means the event was
