@@ -1,0 +1,160 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/phivault/phivault/internal/audit"
+	"github.com/phivault/phivault/internal/authn/account"
+	"github.com/phivault/phivault/internal/authn/session"
+	"github.com/phivault/phivault/internal/barrier"
+	"github.com/phivault/phivault/internal/keys"
+	"github.com/phivault/phivault/internal/server"
+	"github.com/phivault/phivault/internal/store/sqlite"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// needChromium skips when Chromium is absent, and fails under CI=true.
+func needChromium(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("Chromium is required under CI=true: %v", err)
+		}
+		t.Skipf("Chromium not installed at %s; skipping the browser test", chromiumPath)
+	}
+}
+
+// realConsole serves the console through server.Handler (its security
+// headers included) over a real account directory in a temporary SQLite
+// store, and returns its URL and the directory.
+func realConsole(t *testing.T) (string, *account.Directory) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	kp := filepath.Join(dir, "kek.json")
+	if err := keys.CreateFile(kp, nil); err != nil {
+		t.Fatal(err)
+	}
+	kek, err := keys.OpenFile(kp, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(filepath.Join(dir, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	b, err := barrier.Open(ctx, kek, st, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := audit.NewLog(st, 0)
+	d, err := account.Open(ctx, st, b, account.DefaultOptions(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := session.New(session.Options{Accounts: d, Audit: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := Handler(Options{Sessions: m, Accounts: d, Audit: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := server.Handler(server.Config{FHIR: http.NotFoundHandler(), Routes: routes, Audit: log,
+		Log: slog.New(slog.DiscardHandler), Metrics: server.NewMetrics()})
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL, d
+}
+
+func browserContext(t *testing.T) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck, chromedp.IgnoreCertErrors, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelC := chromedp.NewContext(actx)
+	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
+	return ctx
+}
+
+// TestChromiumPasswordAndTOTP signs in through the real pages in headless
+// Chromium: password, then a TOTP code computed from the secret, landing
+// on /console/ with the second factor proved and the style sheet applied
+// under the page's CSP; then signs out.
+func TestChromiumPasswordAndTOTP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test; run without -short")
+	}
+	needChromium(t)
+	url, d := realConsole(t)
+	ctx := context.Background()
+	const user, pw = "dr.grey", "seven silent harbours 42"
+	if err := d.Create(ctx, account.Account{ID: user, Name: "Dr Grey", Roles: []string{"physician"}}, pw, "test"); err != nil {
+		t.Fatal(err)
+	}
+	secret := make([]byte, 20)
+	rand.Read(secret)
+	if err := d.UpdateMFA(ctx, user, func(m *account.MFA) error { m.TOTPSecret = secret; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	bctx := browserContext(t)
+	start := time.Now()
+	err := chromedp.Do(bctx,
+		chromedp.Navigate(url+"/login"),
+		chromedp.WaitVisible("#user"),
+		chromedp.SendKeys("#user", user),
+		chromedp.SendKeys("#password", pw),
+		chromedp.Click("#submit"),
+		chromedp.WaitVisible("#code"),
+	)
+	if err != nil {
+		t.Fatalf("password step: %v", err)
+	}
+	if loc, _ := chromedp.Run(bctx, chromedp.Location()); !strings.HasSuffix(loc, "/login/totp") {
+		t.Fatalf("after the password at %s", loc)
+	}
+	code, err := totp.GenerateCode(b32.EncodeToString(secret), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.SendKeys("#code", code), chromedp.Click("#submit"), chromedp.WaitVisible("#signout")); err != nil {
+		t.Fatalf("TOTP step: %v", err)
+	}
+	t.Logf("sign-in with password and TOTP in Chromium took %v", time.Since(start).Round(time.Millisecond))
+	loc, _ := chromedp.Run(bctx, chromedp.Location())
+	mfa, _ := chromedp.Run(bctx, chromedp.Text("#mfa"))
+	who, _ := chromedp.Run(bctx, chromedp.Text("#user"))
+	bg, err := chromedp.Run(bctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("header")).backgroundColor`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(loc, "/console/") || mfa != "proved" || who != user || bg != "rgb(18, 38, 58)" {
+		t.Fatalf("landed at %s: user %q, mfa %q, header colour %q (style sheet applied?)", loc, who, mfa, bg)
+	}
+	if err := chromedp.Do(bctx, chromedp.Click("#signout"), chromedp.WaitVisible("#login")); err != nil {
+		t.Fatalf("sign-out: %v", err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Navigate(url+"/console/"), chromedp.WaitVisible("#login")); err != nil {
+		t.Fatalf("console after sign-out did not send to sign-in: %v", err)
+	}
+}
