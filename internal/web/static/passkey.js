@@ -3,8 +3,11 @@
 // Content-Security-Policy "script-src 'self'" allows it). It binds to the
 // buttons with ids "passkey-login" and "passkey-register" when present,
 // talks JSON to /passkey/{login,register}/{begin,finish} and goes to
-// /console/ on success. Errors are shown in the element with id
-// "passkey-status" (created after the button when missing).
+// /console/ on success. The button "passkey-stepup" (break-the-glass page)
+// re-proves a passkey through /passkey/stepup/{begin,finish} and stays on
+// the page, whose form is then submitted without a code. Messages are
+// shown in the element with id "passkey-status" (created after the button
+// when missing).
 (function () {
   "use strict";
 
@@ -95,7 +98,7 @@
     el.textContent = text;
   }
 
-  function bind(id, run) {
+  function bind(id, run, done) {
     var button = document.getElementById(id);
     if (!button) return;
     button.addEventListener("click", function (ev) {
@@ -106,20 +109,30 @@
       }
       button.disabled = true;
       status(button, "Waiting for your passkey...");
-      run().then(function (data) { go(data.redirect); }, function (err) {
+      run().then(function (data) {
+        if (done) done(button); else go(data.redirect);
+      }, function (err) {
         button.disabled = false;
         status(button, err && err.name === "NotAllowedError" ? "The passkey request was cancelled or timed out." : "Passkey failed: " + (err && err.message || err));
       });
     });
   }
 
-  function start() {
-    bind("passkey-login", function () {
-      return post("/passkey/login/begin").then(function (o) {
+  function assertion(kind) {
+    return function () {
+      return post("/passkey/" + kind + "/begin").then(function (o) {
         return navigator.credentials.get(requestOptions(o));
       }).then(function (c) {
-        return post("/passkey/login/finish", credentialJSON(c));
+        return post("/passkey/" + kind + "/finish", credentialJSON(c));
       });
+    };
+  }
+
+  function start() {
+    bind("passkey-login", assertion("login"));
+    bind("passkey-stepup", assertion("stepup"), function (button) {
+      status(button, "Passkey confirmed. Now submit the form (no code needed).");
+      button.dataset.confirmed = "true";
     });
     bind("passkey-register", function () {
       return post("/passkey/register/begin").then(function (o) {
