@@ -312,7 +312,7 @@ func TestPKCS11FailClosed(t *testing.T) {
 }
 
 // TestPKCS11TokenGone: with the token directory moved away (the token
-// pulled) a restart finds no token, and pointing SOFTHSM2_CONF elsewhere
+// pulled) a running provider fails every call, a restart finds no token, and pointing SOFTHSM2_CONF elsewhere
 // does the same; putting it back restores access.
 func TestPKCS11TokenGone(t *testing.T) {
 	tok := softhsmtest.New(t, "gone", "1234-user")
@@ -321,9 +321,9 @@ func TestPKCS11TokenGone(t *testing.T) {
 	ctx := context.Background()
 	dek := bytes.Repeat([]byte{5}, 32)
 	w, _ := p.Wrap(ctx, dek)
-	p.Close()
 
-	// Pull the token: its own directory inside the token directory.
+	// Pull the token (its own directory inside the token directory) while
+	// the provider is open: every later call fails with ErrTokenGone.
 	sub, err := filepath.Glob(filepath.Join(tok.Dir, "*"))
 	if err != nil || len(sub) != 1 {
 		t.Fatalf("token directory holds %v, %v; want one token", sub, err)
@@ -332,6 +332,13 @@ func TestPKCS11TokenGone(t *testing.T) {
 	if err := os.Rename(sub[0], away); err != nil {
 		t.Fatal(err)
 	}
+	if got, err := p.Unwrap(ctx, w); !errors.Is(err, ErrTokenGone) || got != nil {
+		t.Fatalf("Unwrap with the token pulled = %x, %v; want ErrTokenGone", got, err)
+	}
+	if _, err := p.Wrap(ctx, dek); !errors.Is(err, ErrTokenGone) {
+		t.Fatalf("Wrap with the token pulled = %v; want ErrTokenGone", err)
+	}
+	p.Close()
 	if q, err := Open(cfg); !errors.Is(err, ErrNoToken) {
 		t.Fatalf("Open with the token pulled = %v, %v; want ErrNoToken", q, err)
 	} else {
