@@ -1,6 +1,7 @@
 package sso
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -284,5 +285,100 @@ func TestInjectedIDToken(t *testing.T) {
 			resp, body := r.browser().login("alice@example.org")
 			r.refused(resp, body, sessions, tc.want)
 		})
+	}
+}
+
+func TestAuditUnavailableNoSession(t *testing.T) {
+	r := newRig(t, testUsers()...)
+	r.mount(r.handler("phivault", r.tap()))
+	r.audit.fail = true
+	resp, body := r.browser().login("alice@example.org")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "unavailable") {
+		t.Errorf("login with audit down = %d, want 503 and the generic page", resp.StatusCode)
+	}
+	if n := len(r.sessions.all()); n != 0 {
+		t.Errorf("a login that could not be audited started %d sessions", n)
+	}
+}
+
+func TestLandingAfterLogin(t *testing.T) {
+	r := newRig(t, testUsers()...)
+	r.mount(r.handler("phivault", r.tap()))
+	tests := []struct{ next, want string }{
+		{"", "/console/"},
+		{"?next=%2Fconsole%2Fusers%3Fpage%3D2", "/console/users?page=2"},
+		{"?next=%2F%2Fevil.example%2F", "/console/"},
+		{"?next=https%3A%2F%2Fevil.example%2F", "/console/"},
+	}
+	for _, tc := range tests {
+		b := r.browser()
+		cb := b.authorize("alice@example.org", tc.next)
+		resp, _ := b.deliver(cb, b.loginCookie())
+		if got := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || got != tc.want {
+			t.Errorf("next %q: %d to %q, want 302 to %q", tc.next, resp.StatusCode, got, tc.want)
+		}
+	}
+}
+
+func TestLoginCookieAttributes(t *testing.T) {
+	r := newRig(t, testUsers()...)
+	r.mount(r.handler("phivault", r.tap()))
+	c := &http.Client{Transport: r.idp.srv.Client().Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(r.rp.URL + "/sso/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	q := loc.Query()
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), r.idp.srv.URL) ||
+		q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || q.Get("nonce") == "" || q.Get("state") == "" ||
+		q.Get("client_id") != "phivault" || !strings.Contains(q.Get("scope"), "openid") {
+		t.Fatalf("login redirect = %d %s", resp.StatusCode, loc)
+	}
+	var lc *http.Cookie
+	for _, x := range resp.Cookies() {
+		if x.Name == cookieName {
+			lc = x
+		}
+	}
+	if lc == nil || !lc.HttpOnly || !lc.Secure || lc.SameSite != http.SameSiteLaxMode || lc.Path != "/" || lc.MaxAge <= 0 || lc.MaxAge > 600 {
+		t.Fatalf("login cookie = %+v", lc)
+	}
+	if strings.Contains(lc.Value, q.Get("code_challenge")) {
+		t.Error("cookie holds the challenge instead of the verifier")
+	}
+}
+
+// TestNoTokensLeak: after logins and refusals, neither the log nor the
+// audit records hold a code, a token or the client secret.
+func TestNoTokensLeak(t *testing.T) {
+	r := newRig(t, testUsers()...)
+	tap := r.tap()
+	r.mount(r.handler("phivault", tap))
+	var codes []string
+	for _, u := range []string{"alice@example.org", "bob@example.org", "dave@example.org"} {
+		b := r.browser()
+		cb := b.authorize(u, "")
+		cu, _ := url.Parse(cb)
+		codes = append(codes, cu.Query().Get("code"))
+		b.deliver(cb, b.loginCookie())
+		b.deliver(cb, b.loginCookie()) // replay: refused and logged
+	}
+	tap.inject([]byte(`{"access_token":"a","token_type":"Bearer","id_token":"eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."}`))
+	r.browser().login("alice@example.org")
+	var records strings.Builder
+	for _, e := range r.audit.all() {
+		fmt.Fprintf(&records, "%+v\n", e)
+	}
+	for where, text := range map[string]string{"log": r.logText(), "audit": records.String()} {
+		for _, secret := range append(codes, "eyJ", "secret-phivault") {
+			if secret != "" && strings.Contains(text, secret) {
+				t.Errorf("%s contains %q:\n%s", where, secret, text)
+			}
+		}
+	}
+	if !strings.Contains(r.logText(), "login refused") {
+		t.Error("refusals were not logged")
 	}
 }
