@@ -125,8 +125,17 @@ func (h *handler) second(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/console/", http.StatusSeeOther)
 }
 
+// logout ends the session. A browser whose session already ended (its
+// form token died with it) is simply sent to sign in: there is nothing
+// left for a forged request to change.
 func (h *handler) logout(w http.ResponseWriter, r *http.Request) {
-	if !h.csrf(w, r) {
+	if err := h.o.Sessions.Check(r); err != nil {
+		if _, ok := h.o.Sessions.Principal(r); ok {
+			h.message(w, r, http.StatusForbidden, "This form has expired or came from another site. Reload the page and try again.")
+			return
+		}
+		h.o.Sessions.End(w, r, "signed out")
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return
 	}
 	h.o.Sessions.End(w, r, "signed out")

@@ -321,3 +321,16 @@ func regexpFind(t *testing.T, s, re string) string {
 	}
 	return m[1]
 }
+
+func TestSignOutAfterIdleExpiry(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	b.signIn("aud")
+	e.clk.Add(16 * time.Minute)
+	if st := b.post("/logout", url.Values{}); st != 200 || b.path != "/login" {
+		t.Fatalf("sign-out of an expired session = %d at %s", st, b.path)
+	}
+	if ev := e.log.find("logout"); len(ev) != 1 || ev[0].OutcomeDesc != "automatic logoff: idle" {
+		t.Errorf("logout events = %+v, want only the automatic logoff", ev)
+	}
+}

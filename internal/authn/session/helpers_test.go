@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -15,8 +16,9 @@ import (
 
 // memAccounts is an in-memory Accounts.
 type memAccounts struct {
-	mu    sync.Mutex
-	accts map[string]account.Account
+	mu     sync.Mutex
+	accts  map[string]account.Account
+	outage bool // Valid fails as if the store were down
 }
 
 func (a *memAccounts) Get(_ context.Context, id string) (account.Account, error) {
@@ -32,6 +34,9 @@ func (a *memAccounts) Get(_ context.Context, id string) (account.Account, error)
 func (a *memAccounts) Valid(_ context.Context, id string, epoch int) (policy.Principal, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.outage {
+		return policy.Principal{}, errors.New("store unavailable")
+	}
 	acct, ok := a.accts[id]
 	if !ok || acct.Disabled || acct.Epoch != epoch {
 		return policy.Principal{}, account.ErrDisabled
@@ -157,4 +162,3 @@ func (f *fixture) signIn(t *testing.T, user string, mfa bool) *browser {
 	b.keep(w)
 	return b
 }
-

@@ -54,7 +54,8 @@ type Accounts interface {
 	// Get returns the account (for its roles and current epoch).
 	Get(ctx context.Context, id string) (account.Account, error)
 	// Valid returns the current principal of id if the account is
-	// enabled and its epoch is still epoch; any error ends the session.
+	// enabled and its epoch is still epoch (see Manager.Principal for
+	// which errors end the session).
 	Valid(ctx context.Context, id string, epoch int) (policy.Principal, error)
 }
 
@@ -249,7 +250,8 @@ func (m *Manager) Elevate(w http.ResponseWriter, r *http.Request, method string)
 }
 
 // End signs the browser out: the session is removed, the cookie cleared
-// and, for a full session, a "logout" event records why.
+// and, for a full session, a "logout" event records why (or, if the
+// session had already expired, the automatic logoff's reason).
 func (m *Manager) End(w http.ResponseWriter, r *http.Request, why string) {
 	m.mu.Lock()
 	k, rec := m.lookup(r)
@@ -259,13 +261,17 @@ func (m *Manager) End(w http.ResponseWriter, r *http.Request, why string) {
 	m.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	if rec != nil && !rec.pending {
+		if expired := m.expiry(rec, m.o.Now()); expired != "" {
+			why = expired // it had ended already; record why
+		}
 		m.logoff(r.Context(), rec, why)
 	}
 }
 
 // Principal returns the signed-in caller of r, resolved afresh through
-// Accounts.Valid (so a disabled account or a revoked epoch ends the session
-// at once), and restarts the idle timer. A session past its idle timeout or
+// Accounts.Valid, and restarts the idle timer. A disabled, revoked or
+// deleted account (account.ErrDisabled, ErrRevoked, ErrNotFound) ends the
+// session at once; any other Valid error refuses only this request. A session past its idle timeout or
 // absolute lifetime is ended and its automatic logoff audited.
 func (m *Manager) Principal(r *http.Request) (policy.Principal, bool) {
 	now := m.o.Now()
@@ -285,6 +291,12 @@ func (m *Manager) Principal(r *http.Request) (policy.Principal, bool) {
 	s := *rec
 	m.mu.Unlock()
 	p, err := m.o.Accounts.Valid(r.Context(), s.user, s.epoch)
+	if err != nil && !errors.Is(err, account.ErrDisabled) && !errors.Is(err, account.ErrRevoked) && !errors.Is(err, account.ErrNotFound) {
+		// The directory could not answer: refuse this request, keep
+		// the session.
+		m.o.Log.Error("session: account check failed", "err", err)
+		return policy.Principal{}, false
+	}
 	if err != nil {
 		m.mu.Lock()
 		if m.recs[k] == rec {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/phivault/phivault/internal/policy"
 )
 
 func TestCookieAttributesAndHashOnly(t *testing.T) {
@@ -282,4 +284,55 @@ func FuzzParseCookie(f *testing.F) {
 			t.Fatalf("accepted a second spelling %q", v)
 		}
 	})
+}
+
+func TestDirectoryOutageKeepsSession(t *testing.T) {
+	f := newFixture(t, Options{})
+	b := f.signIn(t, "alice", true)
+	f.accts.outage = true
+	if _, ok := f.m.Principal(b.req("GET")); ok {
+		t.Fatal("a principal without an answer from the directory")
+	}
+	f.accts.outage = false
+	if _, ok := f.m.Principal(b.req("GET")); !ok {
+		t.Fatal("a directory outage ended the session")
+	}
+	if n := len(f.log.find("logout")); n != 0 {
+		t.Errorf("%d logouts audited", n)
+	}
+}
+
+func TestRequire(t *testing.T) {
+	f := newFixture(t, Options{})
+	var seen string
+	h := f.m.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _ := policy.PrincipalFrom(r.Context())
+		seen = p.UserID
+	}))
+	b := f.signIn(t, "alice", true)
+	tok := f.m.Token(httptest.NewRecorder(), b.req("GET"))
+	for _, tt := range []struct {
+		name   string
+		br     *browser
+		method string
+		tok    string
+		status int
+		user   string
+	}{
+		{"GET signed in", b, "GET", "", 200, "alice"},
+		{"POST with token", b, "POST", tok, 200, "alice"},
+		{"POST without token", b, "POST", "", 403, ""},
+		{"GET anonymous", newBrowser(), "GET", "", 303, ""},
+	} {
+		seen = ""
+		r := tt.br.req(tt.method)
+		if tt.tok != "" {
+			r.Header.Set(CSRFHeader, tt.tok)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tt.status || seen != tt.user {
+			t.Errorf("%s: %d as %q, want %d as %q", tt.name, w.Code, seen, tt.status, tt.user)
+		}
+	}
 }
