@@ -158,3 +158,62 @@ func TestChromiumPasswordAndTOTP(t *testing.T) {
 		t.Fatalf("console after sign-out did not send to sign-in: %v", err)
 	}
 }
+
+// TestChromiumEnrolmentAndRecovery: a nurse (a role that needs a second
+// factor) with none set up is sent to enrolment after the password, sets
+// up TOTP with a code computed from the key shown on the page, receives 10
+// recovery codes and reaches the console with the second factor proved;
+// the next sign-in asks for the second factor, and a recovery code works.
+func TestChromiumEnrolmentAndRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test; run without -short")
+	}
+	needChromium(t)
+	url, d := realConsole(t)
+	const user, pw = "nurse.joy", "amber lantern quietly 93"
+	if err := d.Create(context.Background(), account.Account{ID: user, Roles: []string{"nurse"}}, pw, "test"); err != nil {
+		t.Fatal(err)
+	}
+	bctx := browserContext(t)
+	signIn := func(next string) {
+		t.Helper()
+		if err := chromedp.Do(bctx, chromedp.Navigate(url+"/login"), chromedp.WaitVisible("#user"),
+			chromedp.SendKeys("#user", user), chromedp.SendKeys("#password", pw), chromedp.Click("#submit"),
+			chromedp.WaitVisible(next)); err != nil {
+			t.Fatalf("sign-in waiting for %s: %v", next, err)
+		}
+	}
+	signIn("#secret")
+	key, err := chromedp.Run(bctx, chromedp.Text("#secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := totp.GenerateCode(key, time.Now())
+	if err != nil {
+		t.Fatalf("key %q on the page: %v", key, err)
+	}
+	if err := chromedp.Do(bctx, chromedp.SendKeys("#code", code), chromedp.Click("#submit"), chromedp.WaitVisible("#codes")); err != nil {
+		t.Fatalf("enrolment: %v", err)
+	}
+	codes, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#codes li")).map(e => e.textContent)`))
+	if err != nil || len(codes) != 10 {
+		t.Fatalf("recovery codes %q, %v", codes, err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Click("#continue"), chromedp.WaitVisible("#signout")); err != nil {
+		t.Fatal(err)
+	}
+	if mfa, _ := chromedp.Run(bctx, chromedp.Text("#mfa")); mfa != "proved" {
+		t.Fatalf("after enrolment the console says the second factor is %q", mfa)
+	}
+	if err := chromedp.Do(bctx, chromedp.Click("#signout"), chromedp.WaitVisible("#login")); err != nil {
+		t.Fatal(err)
+	}
+	signIn("#code")
+	if err := chromedp.Do(bctx, chromedp.SendKeys("#code", codes[7]), chromedp.Click("#submit"), chromedp.WaitVisible("#signout")); err != nil {
+		t.Fatalf("recovery code: %v", err)
+	}
+	m, err := d.MFA(context.Background(), user)
+	if err != nil || len(m.Recovery) != 9 {
+		t.Fatalf("stored recovery codes after one use: %d, %v", len(m.Recovery), err)
+	}
+}
