@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/phivault/phivault/internal/keys/pkcs11/softhsmtest"
 )
 
@@ -43,9 +45,13 @@ func TestPKCS11Acceptance(t *testing.T) {
 	if code, _, errs := runOut("import", "--data", dir, b); code != exitOK {
 		t.Fatalf("import: exit %d %s", code, errs)
 	}
-	read := func(when string) {
+	read := func(when string, dirs ...string) {
 		t.Helper()
-		n, err := openNode(ctx, dir, slog.New(slog.DiscardHandler), io.Discard)
+		d := dir
+		if len(dirs) > 0 {
+			d = dirs[0]
+		}
+		n, err := openNode(ctx, d, slog.New(slog.DiscardHandler), io.Discard)
 		if err != nil {
 			t.Fatalf("%s: open: %v", when, err)
 		}
@@ -72,6 +78,26 @@ func TestPKCS11Acceptance(t *testing.T) {
 		strings.Contains(out, "wraps 0 data keys") || strings.Contains(out, "WARNING") {
 		t.Fatalf("status: %s", out)
 	}
+
+	// A backup holds the provider record and no key material; its restore
+	// reads with the same token.
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, idFile := filepath.Join(t.TempDir(), "repo"), filepath.Join(t.TempDir(), "officer.key")
+	os.WriteFile(idFile, []byte(id.String()+"\n"), 0o600)
+	if code, out, errs := runOut("backup", "create", "--data", dir, "--repo", repo, "--recipient", id.Recipient().String()); code != exitOK {
+		t.Fatalf("backup create: exit %d\n%s%s", code, out, errs)
+	}
+	restored := filepath.Join(t.TempDir(), "restored")
+	if code, out, errs := runOut("restore", "--repo", repo, "--identity", idFile, "--to", restored); code != exitOK || !strings.Contains(out, "OK:") {
+		t.Fatalf("restore: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(restored, keyFileName)); err == nil {
+		t.Fatal("the restored PKCS#11 directory has a key file")
+	}
+	read("after restore", restored)
 
 	// Wrong PIN, no PIN, wrong token: refused, and the message says why.
 	for _, c := range []struct {

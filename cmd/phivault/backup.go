@@ -201,7 +201,11 @@ func createSnapshot(ctx context.Context, data string, r *backup.Repo) (*backup.M
 		return nil, backup.Stats{}, fail(exitFail, "the audit log does not verify, not backing it up as good: "+rep.Problems[0].String(),
 			"run 'phivault audit verify' and keep this directory as evidence")
 	}
-	srcs := []backup.Source{{Path: sqlite.FileName, Local: dbCopy}, {Path: keyFileName, Local: filepath.Join(data, keyFileName)}}
+	kek := keyFileName // or, for a KEK in an HSM, the record naming it (no key material)
+	if _, hsm, _ := readKEKConfig(data); hsm {
+		kek = kekConfigName
+	}
+	srcs := []backup.Source{{Path: sqlite.FileName, Local: dbCopy}, {Path: kek, Local: filepath.Join(data, kek)}}
 	for _, d := range []string{tlsDirName, backupKeysDir, shreddedKeysName, auditVKeyFile} {
 		s, err := walkSources(data, d)
 		if err != nil {
