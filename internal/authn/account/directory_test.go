@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -502,3 +503,46 @@ func TestDirectoryNeedsAudit(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// Parallel guesses cannot overtake the count: however many arrive at
+// once, no more passwords are checked than the sequential limits allow.
+func TestParallelGuesses(t *testing.T) {
+	e := newEnv(t)
+	d := e.open(t)
+	mustCreate(t, d, "alice", "nurse")
+	e.hashes.Store(0)
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() { d.Login(ctx, "alice", "wrong-password-guess", "192.0.2."+itoa(i)) })
+	}
+	wg.Wait()
+	if got := e.hashes.Load(); got > 5 {
+		t.Errorf("%d passwords checked in one burst, want at most 5 (the delay threshold)", got)
+	}
+	e.hashes.Store(0)
+	for i := range 200 {
+		wg.Go(func() { d.Login(ctx, "user"+itoa(i), "wrong-password-guess", "203.0.113.5") })
+	}
+	wg.Wait()
+	if got := e.hashes.Load(); got > 21 {
+		t.Errorf("%d passwords checked from one source in one burst, want at most 21", got)
+	}
+}
+
+// Ids that cannot exist share one throttle key and cost the same hash.
+func TestLoginOddIDs(t *testing.T) {
+	e := newEnv(t)
+	d := e.open(t)
+	e.hashes.Store(0)
+	for _, id := range []string{"", strings.Repeat("x", 1<<20), "bad id", "\x00"} {
+		if _, err := d.Login(ctx, id, goodPW, "192.0.2.1"); !errors.Is(err, ErrBadCredentials) {
+			t.Errorf("Login(%.10q) = %v", id, err)
+		}
+	}
+	if got := e.hashes.Load(); got != 4 {
+		t.Errorf("%d hashes for 4 attempts", got)
+	}
+	if n := len(d.thr.users); n != 1 {
+		t.Errorf("%d throttle entries for invalid ids, want 1", n)
+	}
+}

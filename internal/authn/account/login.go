@@ -17,11 +17,26 @@ import (
 // the audit log cannot record the attempt, Login fails.
 func (d *Directory) Login(ctx context.Context, id string, pw Password, source string) (Account, error) {
 	now := d.now()
-	if d.thr.blocked(id, source, now) {
+	// Throttle keys are bounded: an id that cannot exist shares one key,
+	// and a source is cut to the length of an IPv6 address with zone.
+	key := id
+	if ValidID(id) != nil {
+		key = "\x00invalid"
+	}
+	if len(source) > 64 {
+		source = source[:64]
+	}
+	if !d.thr.acquire(key, source, now) {
 		return Account{}, d.failed(ctx, id, false, source, "throttled", ErrThrottled)
 	}
+	defer d.thr.release(key, source)
 	var rec record
-	_, err := d.load(ctx, d.accountKey(id), &rec)
+	var err error
+	if key == id {
+		_, err = d.load(ctx, d.accountKey(id), &rec)
+	} else {
+		err = ErrNotFound
+	}
 	known := err == nil
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Account{}, err
@@ -38,7 +53,7 @@ func (d *Directory) Login(ctx context.Context, id string, pw Password, source st
 	case match && now.Before(a.LockedUntil):
 		return Account{}, d.failed(ctx, id, known, source, "account locked", ErrBadCredentials)
 	case !match:
-		lock, srcBlocked := d.thr.failure(id, source, now)
+		lock, srcBlocked := d.thr.failure(key, source, now)
 		why := "wrong password"
 		if !known {
 			why = "unknown user"

@@ -17,7 +17,8 @@ type throttle struct {
 }
 
 type counter struct {
-	fails int
+	fails    int
+	inflight int // attempts being checked now
 	start time.Time // first failure of the current window
 	last  time.Time // last failure
 	until time.Time // attempts before this are refused (throttled)
@@ -27,12 +28,33 @@ func newThrottle(o Options) throttle {
 	return throttle{o: o, users: map[string]*counter{}, sources: map[string]*counter{}}
 }
 
-// blocked reports whether attempts for id or from source must wait.
-func (t *throttle) blocked(id, source string, now time.Time) bool {
+// acquire admits one attempt for id from source, or reports false when
+// it must wait: the account or source is blocked, the account has an
+// attempt in flight (so parallel guesses cannot overtake the count), or
+// the source's failures and attempts in flight reach its limit. An
+// admitted attempt ends with release.
+func (t *throttle) acquire(id, source string, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	u, s := t.users[id], t.sources[source]
-	return (u != nil && now.Before(u.until)) || (s != nil && now.Before(s.until))
+	if (u != nil && (now.Before(u.until) || u.inflight > 0)) ||
+		(s != nil && (now.Before(s.until) || (now.Sub(s.start) <= t.o.SourceWindow && s.fails+s.inflight > t.o.SourceLimit))) {
+		return false
+	}
+	t.get(t.users, id, now).inflight++
+	t.get(t.sources, source, now).inflight++
+	return true
+}
+
+// release ends an attempt admitted by acquire.
+func (t *throttle) release(id, source string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range []*counter{t.users[id], t.sources[source]} {
+		if c != nil && c.inflight > 0 {
+			c.inflight--
+		}
+	}
 }
 
 // failure records a failed attempt and reports whether it made the
@@ -52,9 +74,6 @@ func (t *throttle) failure(id, source string, now time.Time) (lock, sourceBlocke
 	case u.fails >= t.o.DelayAfter:
 		u.until = now.Add(min(time.Second<<min(u.fails-t.o.DelayAfter, 20), t.o.LockFor))
 	}
-	if source == "" {
-		return lock, false
-	}
 	s := t.get(t.sources, source, now)
 	if now.Sub(s.start) > t.o.SourceWindow {
 		s.fails, s.start = 0, now
@@ -72,7 +91,9 @@ func (t *throttle) failure(id, source string, now time.Time) (lock, sourceBlocke
 func (t *throttle) reset(id string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.users, id)
+	if u := t.users[id]; u != nil {
+		u.fails, u.until = 0, time.Time{}
+	}
 }
 
 // get returns m's counter for k, making room if m is full.
@@ -89,7 +110,7 @@ func (t *throttle) get(m map[string]*counter, k string, now time.Time) *counter 
 }
 
 func (t *throttle) expired(c *counter, now time.Time) bool {
-	return now.After(c.until) && now.Sub(c.last) > max(t.o.FailureWindow, t.o.SourceWindow)
+	return c.inflight == 0 && now.After(c.until) && now.Sub(c.last) > max(t.o.FailureWindow, t.o.SourceWindow)
 }
 
 func (t *throttle) evict(m map[string]*counter, now time.Time) {
@@ -107,7 +128,7 @@ func (t *throttle) evict(m map[string]*counter, now time.Time) {
 	var oldest time.Time
 	n := 0
 	for k, c := range m {
-		if now.Before(c.until) {
+		if now.Before(c.until) || c.inflight > 0 {
 			continue
 		}
 		if victim == "" || c.last.Before(oldest) {
