@@ -29,7 +29,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	}
 	dir, _ = filepath.Abs(dir)
 	firstPatient := ""
-	if _, err := os.Stat(filepath.Join(dir, keyFileName)); err != nil {
+	if !isDataDir(dir) {
 		fmt.Fprintf(stdout, "Creating demo data directory %s with %d synthetic patients (seed %d)...\n", dir, *patients, *seed)
 		if _, err := initDir(dir, nil, stderr); err != nil {
 			return err
