@@ -63,3 +63,22 @@ func TestBreakGlass(t *testing.T) {
 		t.Fatalf("break-glass after 60 min:\n%s", b.body)
 	}
 }
+
+func TestBreakGlassGuessingEndsSession(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	b.signIn("alice")
+	for i := range 5 {
+		b.get("/breakglass")
+		if b.path != "/breakglass" {
+			t.Fatalf("attempt %d: signed out early (at %s)", i+1, b.path)
+		}
+		b.post("/breakglass", url.Values{"category": {"other"}, "reason": {"a long enough reason"}, "password": {"pwalice"}, "code": {"000000"}})
+	}
+	if !strings.Contains(b.body, "signed out") {
+		t.Fatalf("after 5 wrong codes:\n%s", b.body)
+	}
+	if b.get("/console/"); b.path != "/login" {
+		t.Error("the session survived 5 wrong step-up codes")
+	}
+}

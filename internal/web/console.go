@@ -74,6 +74,10 @@ func (h *handler) breakGlass(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	again := func(status int, msg string) {
+		if status == http.StatusUnauthorized && h.o.Sessions.FailStepUp(r) == 0 {
+			h.render(w, r, status, "login", page{Title: "Sign in", Error: "Too many failed confirmations: you have been signed out.", Passkeys: true})
+			return
+		}
 		pg := h.home(p)
 		pg.Title, pg.Categories, pg.Passkeys, pg.Error = "Emergency access", h.o.Categories, true, msg
 		h.render(w, r, status, "breakglass", pg)

@@ -81,3 +81,26 @@ func (m *Manager) OpenBreakGlass(r *http.Request, category, reason string) (poli
 	rec.bg = &bg
 	return bg, nil
 }
+
+// FailStepUp counts a failed re-authentication (wrong password or code on
+// a step-up form) against r's session and reports how many tries are
+// left. At zero the session is ended and the sign-out audited, so that a
+// stolen session cannot be used to guess a second factor.
+func (m *Manager) FailStepUp(r *http.Request) (left int) {
+	m.mu.Lock()
+	k, rec := m.lookup(r)
+	if rec == nil || rec.pending {
+		m.mu.Unlock()
+		return 0
+	}
+	rec.fails++
+	if rec.fails < m.o.MaxFailures {
+		left = m.o.MaxFailures - rec.fails
+		m.mu.Unlock()
+		return left
+	}
+	delete(m.recs, k)
+	m.mu.Unlock()
+	m.logoff(r.Context(), rec, "session ended: too many failed re-authentications")
+	return 0
+}

@@ -69,3 +69,19 @@ func TestBreakGlassNotOpenedWithoutAudit(t *testing.T) {
 		t.Error("window open although its audit event failed")
 	}
 }
+
+func TestFailStepUpEndsSession(t *testing.T) {
+	f := newFixture(t, Options{MaxFailures: 3})
+	b := f.signIn(t, "alice", true)
+	for want := 2; want >= 0; want-- {
+		if left := f.m.FailStepUp(b.req("POST")); left != want {
+			t.Fatalf("FailStepUp left = %d, want %d", left, want)
+		}
+	}
+	if _, ok := f.m.Principal(b.req("GET")); ok {
+		t.Fatal("session survived too many failed step-ups")
+	}
+	if ev := f.log.find("logout"); len(ev) != 1 || !strings.Contains(ev[0].OutcomeDesc, "failed re-authentications") {
+		t.Errorf("logout events = %+v", ev)
+	}
+}

@@ -81,7 +81,8 @@ type Options struct {
 	// past it, new sign-ins fail with ErrFull rather than evict anyone.
 	MaxSessions int
 	// MaxFailures is how many wrong second factors a pending login
-	// survives (default 5); then the password must be given again.
+	// survives (default 5); then the password must be given again. A
+	// session is likewise ended after MaxFailures failed step-ups.
 	MaxFailures int
 	// ReasonKey keys the hash of break-the-glass reasons in audit
 	// events. Empty: a random key per process (hashes then only compare
@@ -101,7 +102,7 @@ type Manager struct {
 // record is one session or pending login.
 type record struct {
 	pending  bool   // password given, second factor not yet
-	fails    int    // wrong second factors (pending only)
+	fails    int    // wrong second factors (pending) or failed step-ups (session)
 	user     string // user id
 	roles    []string
 	epoch    int    // account epoch at sign-in
