@@ -18,10 +18,10 @@ type throttle struct {
 
 type counter struct {
 	fails    int
-	inflight int // attempts being checked now
-	start time.Time // first failure of the current window
-	last  time.Time // last failure
-	until time.Time // attempts before this are refused (throttled)
+	inflight int       // attempts being checked now
+	start    time.Time // first failure of the current window
+	last     time.Time // last failure
+	until    time.Time // attempts before this are refused (throttled)
 }
 
 func newThrottle(o Options) throttle {
