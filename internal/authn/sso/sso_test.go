@@ -252,6 +252,15 @@ func TestInjectedIDToken(t *testing.T) {
 	r := newRig(t, testUsers()...)
 	tap := r.tap()
 
+	// A genuine token response from another provider (same client id).
+	r2 := newRig(t, testUsers()...)
+	tap2 := r2.tap()
+	r2.mount(r2.handler("phivault", tap2))
+	if resp, _ := r2.browser().login("alice@example.org"); resp.StatusCode != http.StatusFound {
+		t.Fatalf("login at the other provider = %d", resp.StatusCode)
+	}
+	otherIssuer := tap2.lastResponse()
+
 	// A genuine token response for another client of the same provider.
 	r.mount(r.handler("other", tap))
 	if resp, _ := r.browser().login("alice@example.org"); resp.StatusCode != http.StatusFound {
@@ -274,6 +283,7 @@ func TestInjectedIDToken(t *testing.T) {
 	}{
 		{"ID token for another audience", otherAudience, refusal{http.StatusForbidden, "token", ""}},
 		{"ID token with another login's nonce", earlier, refusal{http.StatusForbidden, "nonce", ""}},
+		{"ID token from another provider", otherIssuer, refusal{http.StatusForbidden, "token", ""}},
 		{"no ID token", []byte(`{"access_token":"a","token_type":"Bearer","expires_in":60}`), refusal{http.StatusBadGateway, "token", ""}},
 		{"ID token not a JWT", []byte(`{"access_token":"a","token_type":"Bearer","id_token":"not.a.jwt"}`), refusal{http.StatusForbidden, "token", ""}},
 	}
@@ -380,5 +390,19 @@ func TestNoTokensLeak(t *testing.T) {
 	}
 	if !strings.Contains(r.logText(), "login refused") {
 		t.Error("refusals were not logged")
+	}
+}
+
+func TestExpiredIDToken(t *testing.T) {
+	r := newRig(t, testUsers()...)
+	h := r.handler("phivault", r.tap())
+	// phivault's clock is two hours ahead: its own cookie is fresh, the
+	// provider's one-hour ID token is not.
+	h.deps.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	r.mount(h)
+	resp, body := r.browser().login("alice@example.org")
+	r.refused(resp, body, 0, refusal{http.StatusForbidden, "token", ""})
+	if !strings.Contains(r.logText(), "ID token expired") {
+		t.Errorf("log does not say why: %s", r.logText())
 	}
 }
