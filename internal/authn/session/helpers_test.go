@@ -106,7 +106,7 @@ type fixture struct {
 	clk   *clock
 }
 
-func newFixture(t *testing.T, o Options) *fixture {
+func newFixture(t testing.TB, o Options) *fixture {
 	t.Helper()
 	f := &fixture{
 		accts: &memAccounts{accts: map[string]account.Account{
