@@ -35,9 +35,10 @@ const (
 // Engine is the Cedar policy decision point. It is safe for concurrent
 // use; Replace swaps the policy set atomically while decisions run.
 type Engine struct {
-	facts Facts
-	now   func() time.Time
-	set   atomic.Pointer[policySet]
+	facts  Facts
+	now    func() time.Time
+	set    atomic.Pointer[policySet]
+	caches *caches
 }
 
 var _ Decider = (*Engine)(nil)
@@ -57,7 +58,7 @@ func NewEngine(policies []byte, facts Facts, opts ...Option) (*Engine, error) {
 	if facts == nil {
 		return nil, errors.New("policy: no facts source")
 	}
-	e := &Engine{facts: facts, now: time.Now}
+	e := &Engine{facts: facts, now: time.Now, caches: newCaches()}
 	for _, o := range opts {
 		o(e)
 	}
@@ -138,6 +139,7 @@ func compile(src []byte) (*policySet, error) {
 // probe evaluates the set against sample requests covering every kind,
 // action and fact, and reports the first evaluation error.
 func probe(ps *policySet) error {
+	c := newCaches()
 	roles := []string{"physician", "patient", "operator"}
 	for _, kind := range []struct{ typ, patient string }{{"Observation", "p1"}, {"Observation", ""}, {"Practitioner", ""}, {"AuditEvent", ""}} {
 		for _, a := range []Action{Read, Search, Create, Update, Delete, Export, Admin, AuditRead} {
@@ -149,7 +151,7 @@ func probe(ps *policySet) error {
 				if on {
 					f.consentDeny = []string{"c"}
 				}
-				req, ents := cedarRequest(r, &f)
+				req, ents := cedarRequest(c, r, &f)
 				_, diag := cedar.Authorize(ps, ents, req)
 				if len(diag.Errors) > 0 {
 					d := diag.Errors[0]
@@ -186,7 +188,7 @@ func (e *Engine) Decide(ctx context.Context, r Request) (d Decision) {
 			return Decision{Policies: []string{idFactsError}, Reason: "access facts could not be checked; try again"}
 		}
 	}
-	req, ents := cedarRequest(r, &f)
+	req, ents := cedarRequest(e.caches, r, &f)
 	dec, diag := cedar.Authorize(ps, ents, req)
 	if len(diag.Errors) > 0 {
 		ids := []string{idPolicyError}

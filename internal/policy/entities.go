@@ -113,71 +113,92 @@ type facts struct {
 }
 
 var (
-	typeUser     = cedar.EntityType("User")
-	typeRole     = cedar.EntityType("Role")
-	typeAction   = cedar.EntityType("Action")
-	typeResource = cedar.EntityType("Resource")
+	typeUser   = cedar.EntityType("User")
+	typeRole   = cedar.EntityType("Role")
+	typeAction = cedar.EntityType("Action")
+	typeSystem = cedar.EntityType("System") // the resource of whole-system requests
 )
 
 // cedarRequest builds the Cedar request and the two entities it needs.
-func cedarRequest(r Request, f *facts) (cedar.Request, entities) {
+// Records are taken from c: building a Cedar record sorts and hashes its
+// keys, which would otherwise dominate the cost of a decision.
+func cedarRequest(c *caches, r Request, f *facts) (cedar.Request, entities) {
 	p := r.Principal
-	parents := make([]cedar.EntityUID, len(p.Roles))
-	for i, role := range p.Roles {
-		parents[i] = cedar.NewEntityUID(typeRole, cedar.String(role))
+	var pbits uint8
+	for i, b := range []bool{p.MFA, p.Trained, interactiveMethod(p.Method), operatorMethod(p.Method), workforce(p)} {
+		if b {
+			pbits |= 1 << i
+		}
 	}
 	principal := cedar.Entity{
-		UID:     cedar.NewEntityUID(typeUser, cedar.String(p.UserID)),
-		Parents: cedar.NewEntityUIDSet(parents...),
-		Attributes: cedar.NewRecord(cedar.RecordMap{
-			"mfa":            cedar.Boolean(p.MFA),
-			"trained":        cedar.Boolean(p.Trained),
-			"interactive":    cedar.Boolean(interactiveMethod(p.Method)),
-			"operatorMethod": cedar.Boolean(operatorMethod(p.Method)),
-			"workforce":      cedar.Boolean(workforce(p)),
-		}),
+		UID:        cedar.NewEntityUID(typeUser, cedar.String(p.UserID)),
+		Parents:    c.roles(p.Roles),
+		Attributes: c.principal[pbits],
 	}
 	kind := kindOf(r.Action, r.Type, r.Patient)
-	resource := cedar.Entity{
-		UID: cedar.NewEntityUID(typeResource, cedar.String(r.Type+"/"+r.ID)),
-		Attributes: cedar.NewRecord(cedar.RecordMap{
-			"type":       cedar.String(r.Type),
-			"kind":       cedar.String(kind),
-			"restricted": cedar.Boolean(restricted(r.Labels)),
-		}),
+	etype := cedar.EntityType(r.Type)
+	if r.Type == "" {
+		etype = typeSystem
 	}
-	ctx := cedar.NewRecord(cedar.RecordMap{
-		"purpose":         cedar.String(f.purpose),
-		"typeLevel":       cedar.Boolean(kind == kindPatient && r.Patient == ""),
-		"relationship":    cedar.Boolean(f.relationship),
-		"own":             cedar.Boolean(f.own),
-		"consentDeny":     cedar.Boolean(len(f.consentDeny) > 0),
-		"researchConsent": cedar.Boolean(f.researchConsent),
-		"breakGlass":      cedar.Boolean(f.breakGlass),
-		"scopeOK":         cedar.Boolean(f.scopeOK),
-	})
+	resource := cedar.Entity{
+		UID:        cedar.NewEntityUID(etype, cedar.String(r.ID)),
+		Attributes: c.resource(resourceKey{r.Type, kind, restricted(r.Labels)}),
+	}
+	var cbits uint8
+	for i, b := range []bool{kind == kindPatient && r.Patient == "", f.relationship, f.own,
+		len(f.consentDeny) > 0, f.researchConsent, f.breakGlass, f.scopeOK} {
+		if b {
+			cbits |= 1 << i
+		}
+	}
 	req := cedar.Request{
 		Principal: principal.UID,
 		Action:    cedar.NewEntityUID(typeAction, cedar.String(r.Action)),
 		Resource:  resource.UID,
-		Context:   ctx,
+		Context:   c.context(contextKey{f.purpose, cbits}),
 	}
 	return req, entities{principal: principal, resource: resource}
 }
 
-// entities is the whole entity store of one request: the caller and the
-// target. Roles and actions have no attributes or parents of their own.
+// actionGroups are the parents of each action, so policies can say
+// `action in Action::"view"`: a parent lookup, where a set literal such as
+// [Action::"read", Action::"search"] is rebuilt on every evaluation.
+var actionGroups = func() map[cedar.EntityUID]cedar.Entity {
+	groups := map[Action][]string{
+		Read:   {"view", "disclose"},
+		Search: {"view", "disclose"},
+		Export: {"disclose"},
+		Create: {"write"},
+		Update: {"write"},
+	}
+	m := map[cedar.EntityUID]cedar.Entity{}
+	for a, gs := range groups {
+		uid := cedar.NewEntityUID(typeAction, cedar.String(a))
+		parents := make([]cedar.EntityUID, len(gs))
+		for i, g := range gs {
+			parents[i] = cedar.NewEntityUID(typeAction, cedar.String(g))
+		}
+		m[uid] = cedar.Entity{UID: uid, Parents: cedar.NewEntityUIDSet(parents...)}
+	}
+	return m
+}()
+
+// entities is the whole entity store of one request: the caller, the
+// target, and the static action groups. Roles have no parents.
 type entities struct {
 	principal, resource cedar.Entity
 }
 
 // Get implements cedar.EntityGetter.
 func (e entities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
-	switch uid {
-	case e.principal.UID:
+	switch {
+	case uid == e.principal.UID:
 		return e.principal, true
-	case e.resource.UID:
+	case uid == e.resource.UID:
 		return e.resource, true
+	case uid.Type == typeAction:
+		a, ok := actionGroups[uid]
+		return a, ok
 	}
 	return cedar.Entity{}, false
 }
