@@ -63,7 +63,7 @@ func (t *tokenTap) inject(body []byte) {
 
 // rig is phivault's SSO routes on a TLS server, in front of a real provider.
 type rig struct {
-	t        *testing.T
+	t        testing.TB
 	idp      *testIDP
 	rp       *httptest.Server
 	rpH      *lazyHandler
@@ -83,7 +83,7 @@ var testRoleMap = map[string][]string{
 
 var testCookieKey = account.Secret(bytes.Repeat([]byte{7}, 32))
 
-func newRig(t *testing.T, users ...*idpUser) *rig {
+func newRig(t testing.TB, users ...*idpUser) *rig {
 	t.Helper()
 	rpH := &lazyHandler{}
 	rp := httptest.NewTLSServer(rpH)
@@ -150,7 +150,7 @@ func (r *rig) logText() string {
 // browser is a user agent with a cookie jar that trusts the test servers
 // (they share httptest's certificate).
 type browser struct {
-	t   *testing.T
+	t   testing.TB
 	r   *rig
 	jar *cookiejar.Jar
 	c   *http.Client

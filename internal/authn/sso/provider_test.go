@@ -149,7 +149,7 @@ func (l *lazyHandler) set(h http.Handler) { l.h.Store(&h) }
 
 // startIDP starts the provider with the given clients (id -> redirect URL;
 // the secret is "secret-"+id) and users.
-func startIDP(t *testing.T, clients map[string]string, users ...*idpUser) *testIDP {
+func startIDP(t testing.TB, clients map[string]string, users ...*idpUser) *testIDP {
 	t.Helper()
 	lh := &lazyHandler{}
 	srv := httptest.NewTLSServer(lh)

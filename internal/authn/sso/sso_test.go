@@ -406,3 +406,16 @@ func TestExpiredIDToken(t *testing.T) {
 		t.Errorf("log does not say why: %s", r.logText())
 	}
 }
+
+// BenchmarkLogin measures a whole login: /sso/login, the provider's login
+// form, the callback (code exchange, ID token verification, account and
+// session), all over TLS on loopback.
+func BenchmarkLogin(b *testing.B) {
+	r := newRig(b, testUsers()...)
+	r.mount(r.handler("phivault", r.tap()))
+	for b.Loop() {
+		if resp, _ := r.browser().login("alice@example.org"); resp.StatusCode != http.StatusFound {
+			b.Fatalf("login = %d", resp.StatusCode)
+		}
+	}
+}
