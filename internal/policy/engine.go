@@ -238,21 +238,28 @@ func (e *Engine) lookup(ctx context.Context, r Request, now time.Time, f *facts)
 	if err != nil {
 		return err
 	}
-	// A permit provision of a Consent that also matches excepts the request
-	// from that Consent's deny provisions ("deny all, permit these"); a
-	// deny in another Consent still applies.
-	permitted := map[string]bool{}
+	// Within one Consent the last matching provision decides: Facts lists
+	// a Consent's nested provisions after the one they refine, so an
+	// exception ("deny all, permit these"; "permit all, deny these")
+	// overrides its parent. Across Consents any deciding deny denies.
+	var order []string
+	last := map[string]Consent{}
 	for _, c := range consents {
-		if c.Permit && consentCovers(c, r, f.purpose, now) {
-			permitted[c.ID] = true
-			if len(c.Purpose) > 0 && f.purpose == "HRESCH" { // covers checked the purpose
-				f.researchConsent = true
-			}
+		if !consentCovers(c, r, f.purpose, now) {
+			continue
 		}
+		if _, seen := last[c.ID]; !seen {
+			order = append(order, c.ID)
+		}
+		last[c.ID] = c
 	}
-	for _, c := range consents {
-		if !c.Permit && !permitted[c.ID] && consentCovers(c, r, f.purpose, now) && !slices.Contains(f.consentDeny, c.ID) {
-			f.consentDeny = append(f.consentDeny, c.ID)
+	for _, id := range order {
+		c := last[id]
+		switch {
+		case !c.Permit:
+			f.consentDeny = append(f.consentDeny, id)
+		case len(c.Purpose) > 0 && f.purpose == "HRESCH": // covers checked the purpose
+			f.researchConsent = true
 		}
 	}
 	return nil

@@ -79,6 +79,7 @@ func TestRules(t *testing.T) {
 			{"pr-nurse", "p1"}:     {"encounter"},
 			{"pr-physician", "p4"}: {"general-practitioner"},
 			{"pr-physician", "p5"}: {"careteam"},
+			{"pr-physician", "p7"}: {"careteam"},
 		},
 		consents: map[string][]Consent{
 			"p2": {{ID: "c-deny-all", Permit: false}},
@@ -88,6 +89,9 @@ func TestRules(t *testing.T) {
 			"p5": { // deny all, permit treatment by one physician
 				{ID: "c-mixed", Permit: false},
 				{ID: "c-mixed", Permit: true, Actors: []string{"Practitioner/pr-physician"}, Purpose: []string{"TREAT"}}},
+			"p7": { // permit all, deny conditions (a nested exception)
+				{ID: "c-nested", Permit: true},
+				{ID: "c-nested", Permit: false, Classes: []string{"Condition"}}},
 			"p6": {{ID: "c-expired", End: t0.Add(-time.Hour)}, {ID: "c-future", Start: t0.Add(time.Hour)}},
 		},
 	}
@@ -141,6 +145,8 @@ func TestRules(t *testing.T) {
 		{"deny all, permit one physician", who("front-desk"), Request{Action: Read, Type: "Patient", ID: "p5"}, false, []string{"consent-deny", "consent:c-mixed"}},
 		{"deny all, the permitted physician", who("physician"), Request{Action: Read, Type: "Patient", ID: "p5", Purpose: "TREAT"}, true, []string{"clinical-care"}},
 		{"deny all, permitted physician, other purpose", who("physician"), Request{Action: Read, Type: "Patient", ID: "p5", Purpose: "ETREAT"}, false, []string{"consent-deny", "consent:c-mixed"}},
+		{"permit all, deny nested: other class", who("physician"), Request{Action: Read, Type: "Observation", Patient: "p7", Purpose: "TREAT"}, true, []string{"clinical-care"}},
+		{"permit all, deny nested: the denied class", who("physician"), Request{Action: Read, Type: "Condition", Patient: "p7", Purpose: "TREAT"}, false, []string{"consent-deny", "consent:c-nested"}},
 		{"patient sees own record despite own consent", with(patient, func(p *Principal) { p.Patient = "p2" }), Request{Action: Read, Type: "Patient", ID: "p2"}, true, []string{"patient-own"}},
 
 		{"break-glass reads anyone", with(who("physician"), func(p *Principal) { p.BreakGlass = bg }), obs(Read, "p9", "ETREAT"), true, []string{"break-the-glass"}},

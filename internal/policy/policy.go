@@ -103,7 +103,10 @@ type Facts interface {
 	// and a patient ("careteam", "encounter", "appointment",
 	// "general-practitioner", "practitioner-role", "assignment"); none: nil.
 	Relationships(ctx context.Context, practitioner, patient string) ([]string, error)
-	// Consents returns the patient's active Consent provisions.
+	// Consents returns the patient's active Consent provisions, each
+	// Consent's in document order: a provision before the nested
+	// provisions that refine it (depth first), so that the last matching
+	// provision of a Consent is the most specific.
 	Consents(ctx context.Context, patient string) ([]Consent, error)
 }
 
