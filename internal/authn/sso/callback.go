@@ -47,15 +47,19 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.deps.Log.Warn("sso: login refused", "reason", f.reason, "user", f.user, "err", f.detail)
-	ev := h.event(r, "login-failed", audit.MinorFailure, "single sign-on refused: "+f.reason, f.user, nil, false)
+	outcome := audit.MinorFailure
+	if f.status >= 500 {
+		outcome = audit.SeriousFail
+	}
+	ev := h.event(r, "login-failed", outcome, "single sign-on refused: "+f.reason, f.user, nil, false)
 	if err := h.deps.Audit.Record(ctx, ev); err != nil {
 		h.deps.Log.Error("sso: audit of a refused login failed", "err", err)
 	}
 	msg := "Sign-in failed. Start again from the login page."
-	switch f.status {
-	case http.StatusForbidden:
+	switch {
+	case f.reason == "no-mapped-role" || f.reason == "role-conflict" || f.reason == "disabled":
 		msg = "Your account may not sign in to phivault. Ask your security officer for access."
-	case http.StatusBadGateway, http.StatusServiceUnavailable:
+	case f.status >= 500:
 		msg = "Sign-in is unavailable right now. Try again in a moment."
 	}
 	h.page(w, f.status, msg)

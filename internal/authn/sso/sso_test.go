@@ -59,8 +59,12 @@ func (r *rig) refused(resp *http.Response, body string, sessionsBefore int, want
 	if diff := cmp.Diff(want, got); diff != "" {
 		r.t.Errorf("refusal (-want +got):\n%s", diff)
 	}
-	if ev.Interaction != "login-failed" || ev.Outcome != audit.MinorFailure || ev.Allowed {
-		r.t.Errorf("audit event = %s/%s allowed=%v, want login-failed/%s denied", ev.Interaction, ev.Outcome, ev.Allowed, audit.MinorFailure)
+	wantOutcome := audit.MinorFailure
+	if want.Status >= 500 {
+		wantOutcome = audit.SeriousFail
+	}
+	if ev.Interaction != "login-failed" || ev.Outcome != wantOutcome || ev.Allowed {
+		r.t.Errorf("audit event = %s/%s allowed=%v, want login-failed/%s denied", ev.Interaction, ev.Outcome, ev.Allowed, wantOutcome)
 	}
 	if !strings.Contains(body, "Sign-in failed") || strings.Contains(body, "eyJ") {
 		r.t.Errorf("error page is not the generic one: %q", body)
