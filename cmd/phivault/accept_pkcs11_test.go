@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"filippo.io/age"
 
+	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/keys/pkcs11/softhsmtest"
 )
 
@@ -62,6 +64,34 @@ func TestPKCS11Acceptance(t *testing.T) {
 		}
 	}
 	read("after restart") // every command is a new start of the node
+
+	// The data-key cache keeps the HSM off the request path: 1,000 reads
+	// after a start cost one unwrap per data key used, not one per read.
+	n, err := lockNode(dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hsm, err := openKEK(dir, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := &countingKEK{KEK: hsm}
+	if err := n.open(ctx, counted); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		ref := [][2]string{{"Patient", "pat1"}, {"Observation", "obs1"}, {"Patient", "pat2"}}[i%3]
+		if _, err := n.records.Read(ctx, ref[0], ref[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := counted.unwraps.Load()
+	closeKEK(hsm)
+	n.close()
+	if calls > 10 {
+		t.Errorf("1,000 reads made %d HSM unwraps; want one per data key used (a handful)", calls)
+	}
+	t.Logf("HSM unwraps for 1,000 reads after a start: %d", calls)
 
 	code, out, errs = runOut("keys", "rotate", "--data", dir)
 	if code != exitOK || !strings.Contains(out, "KEK version 2 created") || !strings.Contains(out, "version 1: wraps 0 data keys") ||
@@ -143,4 +173,15 @@ func TestPKCS11Acceptance(t *testing.T) {
 		t.Errorf("serve with the token removed: exit %d %q", code, errs)
 	}
 	t.Logf("serve with the token removed says: %s", strings.TrimSpace(errs))
+}
+
+// countingKEK counts the unwraps that reach the provider.
+type countingKEK struct {
+	barrier.KEK
+	unwraps atomic.Int64
+}
+
+func (c *countingKEK) Unwrap(ctx context.Context, w barrier.Wrapped) ([]byte, error) {
+	c.unwraps.Add(1)
+	return c.KEK.Unwrap(ctx, w)
 }

@@ -376,3 +376,44 @@ func TestPKCS11TokenGone(t *testing.T) {
 		t.Fatalf("Unwrap with the token back: %v", err)
 	}
 }
+
+// BenchmarkPKCS11 measures one wrap and one unwrap in SoftHSM2 against the
+// file provider's in-process AES-GCM, in one run (report the ratio).
+func BenchmarkPKCS11(b *testing.B) {
+	tok := softhsmtest.New(b, "bench", "1234-user")
+	p, _, err := Create(config(tok))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	path := filepath.Join(b.TempDir(), "kek.json")
+	if err := keys.CreateFile(path, nil); err != nil {
+		b.Fatal(err)
+	}
+	f, err := keys.OpenFile(path, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	dek := bytes.Repeat([]byte{3}, 32)
+	for _, c := range []struct {
+		name string
+		kek  barrier.KEK
+	}{{"pkcs11", p}, {"file", f}} {
+		w, _ := c.kek.Wrap(ctx, dek)
+		b.Run(c.name+"/wrap", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := c.kek.Wrap(ctx, dek); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/unwrap", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := c.kek.Unwrap(ctx, w); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
