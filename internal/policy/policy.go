@@ -3,6 +3,12 @@
 // the caller, the action, the target and the purpose, and deny unless a
 // policy allows. The decision names the policies that made it, for the
 // audit record.
+//
+// Engine is the decision point: Cedar policies (DefaultPolicies, or a set
+// the security officer supplies through Replace) over facts computed in Go
+// from the request, the caller's care relationships and the patient's
+// consents (Facts), the break-the-glass window and the SMART scopes
+// (ParseScope). Bootstrap remains for code not yet wired to the Engine.
 package policy
 
 import (
