@@ -49,7 +49,9 @@ func (h *handler) console(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	h.render(w, r, http.StatusOK, "console", h.home(p))
+	pg := h.home(p)
+	pg.Passkeys = true // the "Add a passkey" button, shown when Options.Passkeys
+	h.render(w, r, http.StatusOK, "console", pg)
 }
 
 func (h *handler) breakGlassPage(w http.ResponseWriter, r *http.Request) {
