@@ -8,6 +8,7 @@ import (
 
 	"github.com/pquerna/otp/totp"
 
+	"github.com/phivault/phivault/internal/audit"
 	"github.com/phivault/phivault/internal/authn/account"
 )
 
@@ -46,7 +47,9 @@ func (h *handler) fillKey(pg *page, user string, secret []byte) error {
 
 // enrol stores the secret once the user proves their app has it (a
 // first valid code), with fresh recovery codes that are shown once; the
-// session then counts as proved with a second factor.
+// session then counts as proved with a second factor. The enrolment is
+// audited ("mfa-enrol") before anything is stored: if it cannot be,
+// nothing changes.
 func (h *handler) enrol(w http.ResponseWriter, r *http.Request) {
 	if !h.csrf(w, r) {
 		return
@@ -69,6 +72,14 @@ func (h *handler) enrol(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.render(w, r, http.StatusBadRequest, "enrol", pg)
+		return
+	}
+	ev := &audit.Event{Time: h.o.Now(), Interaction: "mfa-enrol", Action: "U", Outcome: audit.Success,
+		OutcomeDesc: "TOTP authenticator and 10 recovery codes set up", UserID: p.UserID, Roles: p.Roles,
+		SourceIP: sourceOf(r), UserAgent: r.UserAgent(), AuthMethod: p.Method, Allowed: true, Policies: []string{"authentication"}}
+	if err := h.o.Audit.Record(r.Context(), ev); err != nil {
+		h.o.Log.Error("web: audit of TOTP enrolment failed", "err", err)
+		h.message(w, r, http.StatusServiceUnavailable, "The audit log is unavailable; nothing was changed.")
 		return
 	}
 	shown, hashes := newRecoveryCodes()

@@ -133,10 +133,11 @@ type env struct {
 	clk  *clock
 	m    *session.Manager
 	srv  *httptest.Server
+	mux  *http.ServeMux
 	opts Options
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	rec := sha256.Sum256([]byte("abcdefghij"))
 	e := &env{
@@ -166,13 +167,14 @@ func newEnv(t *testing.T) *env {
 	for p, h := range routes {
 		mux.Handle(p, h)
 	}
+	e.mux = mux
 	e.srv = httptest.NewTLSServer(mux)
 	t.Cleanup(e.srv.Close)
 	return e
 }
 
 // code returns the TOTP code of secret at the env's clock plus off steps.
-func (e *env) code(t *testing.T, secret []byte, off int) string {
+func (e *env) code(t testing.TB, secret []byte, off int) string {
 	t.Helper()
 	c, err := totp.GenerateCodeCustom(b32.EncodeToString(secret), e.clk.Now().Add(time.Duration(off)*30*time.Second),
 		totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
@@ -198,7 +200,7 @@ func (e *env) browser(t *testing.T) *browser {
 	return &browser{t: t, e: e, c: &c}
 }
 
-var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+var csrfRE = regexp.MustCompile(`name="csrf(?:" value|-token" content)="([^"]+)"`)
 
 func (b *browser) do(req *http.Request) int {
 	b.t.Helper()

@@ -178,6 +178,16 @@ func TestMFARequiredRoleWithoutFactor(t *testing.T) {
 	if !strings.Contains(b.body, `id="mfa">proved<`) {
 		t.Fatalf("console after enrolment:\n%s", b.body)
 	}
+	if ev := e.log.find("mfa-enrol"); len(ev) != 1 || ev[0].UserID != "nora" {
+		t.Errorf("enrolment events = %+v", ev)
+	}
+	b.get("/account/totp")
+	if !strings.Contains(b.body, `id="enrolled"`) || strings.Contains(b.body, `id="secret"`) {
+		t.Error("the enrolment page offers a new key to an enrolled user")
+	}
+	if st := b.post("/account/totp", url.Values{"secret": {secret}, "code": {e.code(t, raw, 1)}}); st != 409 {
+		t.Errorf("second enrolment = %d, want 409", st)
+	}
 	// A role that reaches no patient data lands on the console directly.
 	a := e.browser(t)
 	a.signIn("aud")
