@@ -11,7 +11,7 @@ import (
 type noFacts struct{}
 
 func (noFacts) Relationships(context.Context, string, string) ([]string, error) { return nil, nil }
-func (noFacts) Consents(context.Context, string) ([]policy.Consent, error)       { return nil, nil }
+func (noFacts) Consents(context.Context, string) ([]policy.Consent, error)      { return nil, nil }
 
 func ExampleNewEngine() {
 	e, err := policy.NewEngine(policy.DefaultPolicies(), noFacts{})

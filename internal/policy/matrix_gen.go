@@ -23,6 +23,7 @@ package main
 
 import (
 	"encoding/csv"
+	"flag"
 	"log"
 	"os"
 	"slices"
@@ -148,7 +149,9 @@ func cells() []cell {
 }
 
 func main() {
-	f, err := os.Create("testdata/matrix.csv")
+	out := flag.String("o", "testdata/matrix.csv", "the file to write")
+	flag.Parse()
+	f, err := os.Create(*out)
 	if err != nil {
 		log.Fatal(err)
 	}

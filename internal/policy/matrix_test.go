@@ -1,9 +1,12 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -164,4 +167,29 @@ func policyIDs(t *testing.T) []string {
 		ids[i] = string(id)
 	}
 	return ids
+}
+
+// TestMatrixIsGenerated: testdata/matrix.csv is exactly what matrix_gen.go
+// writes, so the expected column always comes from its stated rules (edit
+// the rules and run go generate, never the file).
+func TestMatrixIsGenerated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the generator with the go command")
+	}
+	out := filepath.Join(t.TempDir(), "matrix.csv")
+	cmd := exec.Command("go", "run", "matrix_gen.go", "-o", out)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go run matrix_gen.go: %v\n%s", err, msg)
+	}
+	want, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("testdata/matrix.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("testdata/matrix.csv differs from what matrix_gen.go writes; run go generate ./internal/policy")
+	}
 }
