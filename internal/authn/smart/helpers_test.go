@@ -20,6 +20,7 @@ import (
 	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/keys"
 	"github.com/phivault/phivault/internal/policy"
+	"github.com/phivault/phivault/internal/store"
 	"github.com/phivault/phivault/internal/store/sqlite"
 )
 
@@ -108,6 +109,12 @@ var (
 )
 
 func newHarness(t testing.TB, tweak ...func(*Config)) *harness {
+	return newHarnessOn(t, "sqlite", tweak...)
+}
+
+// newHarnessOn runs the server over a SQLite store, or an in-memory one
+// when backend is "mem".
+func newHarnessOn(t testing.TB, backend string, tweak ...func(*Config)) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	kp := filepath.Join(dir, "kek.json")
@@ -118,9 +125,11 @@ func newHarness(t testing.TB, tweak ...func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlite.Open(filepath.Join(dir, "db"))
-	if err != nil {
-		t.Fatal(err)
+	var st store.Backend = newMemStore()
+	if backend == "sqlite" {
+		if st, err = sqlite.Open(filepath.Join(dir, "db")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() { st.Close() })
 	b, err := barrier.Open(context.Background(), kek, st, 100)
