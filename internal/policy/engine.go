@@ -83,8 +83,19 @@ func (e *Engine) Replace(policies []byte) error {
 	return nil
 }
 
+// Validate reports whether policies would be accepted by Replace, without
+// replacing anything (for a "check before you deploy" command).
+func Validate(policies []byte) error {
+	_, err := compile(policies)
+	return err
+}
+
+// Source returns the Cedar source of the set in force (a copy).
+func (e *Engine) Source() []byte { return bytes.Clone(e.set.Load().src) }
+
 // policySet is a compiled, immutable policy set in source order.
 type policySet struct {
+	src      []byte
 	ids      []cedar.PolicyID
 	policies []*cedar.Policy
 	reasons  map[cedar.PolicyID]string
@@ -109,7 +120,7 @@ func compile(src []byte) (*policySet, error) {
 	if len(list) == 0 {
 		return nil, errors.New("policy: the policy set is empty")
 	}
-	ps := &policySet{reasons: map[cedar.PolicyID]string{}}
+	ps := &policySet{src: bytes.Clone(src), reasons: map[cedar.PolicyID]string{}}
 	seen := map[string]bool{}
 	for _, p := range list {
 		ann := p.Annotations()

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"regexp"
@@ -269,6 +270,9 @@ func TestReplace(t *testing.T) {
 		"misspelt ctx":    `@id("a") forbid (principal, action, resource) when { context.breakglass };`,
 	}
 	for name, src := range bad {
+		if Validate([]byte(src)) == nil {
+			t.Errorf("%s: Validate accepted an invalid set", name)
+		}
 		if err := e.Replace([]byte(src)); err == nil {
 			t.Errorf("%s: Replace accepted an invalid set", name)
 		}
@@ -280,8 +284,17 @@ func TestReplace(t *testing.T) {
 @id("audit-only")
 permit (principal, action == Action::"audit-read", resource);
 `
+	if !bytes.Equal(e.Source(), DefaultPolicies()) {
+		t.Error("after refused replacements, Source is not the default set")
+	}
+	if err := Validate([]byte(lockdown)); err != nil {
+		t.Fatalf("Validate(valid): %v", err)
+	}
 	if err := e.Replace([]byte(lockdown)); err != nil {
 		t.Fatalf("Replace(valid): %v", err)
+	}
+	if string(e.Source()) != lockdown {
+		t.Errorf("Source after Replace = %q", e.Source())
 	}
 	if d := e.Decide(context.Background(), adminReq); d.Allow || !cmp.Equal(d.Policies, []string{"default-deny"}) {
 		t.Errorf("after Replace, admin = %+v; want the new set's default deny", d)
