@@ -546,3 +546,24 @@ func TestLoginOddIDs(t *testing.T) {
 		t.Errorf("%d throttle entries for invalid ids, want 1", n)
 	}
 }
+
+// A hash made under weaker parameters is upgraded at the next login.
+func TestHashUpgradedAtLogin(t *testing.T) {
+	e := newEnv(t)
+	mustCreate(t, e.open(t), "alice", "nurse") // testArgon
+	stronger := argonParams{Memory: 128, Time: 2, Threads: 1}
+	d := e.open(t, func(o *Options) { o.argon = stronger })
+	if _, err := d.Login(ctx, "alice", goodPW, "192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	var rec record
+	if _, err := d.load(ctx, d.accountKey("alice"), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if p, _, _, _ := parsePHC(rec.Hash); p != stronger {
+		t.Fatalf("hash parameters after login %+v, want %+v", p, stronger)
+	}
+	if _, err := d.Login(ctx, "alice", goodPW, "192.0.2.1"); err != nil {
+		t.Fatalf("login with the upgraded hash: %v", err)
+	}
+}

@@ -69,10 +69,26 @@ func (d *Directory) Login(ctx context.Context, id string, pw Password, source st
 		return Account{}, err
 	}
 	d.thr.reset(id)
+	// Hashes made under older (weaker) parameters are upgraded now that
+	// the password is at hand.
+	upgrade := ""
+	if p, _, _, err := parsePHC(rec.Hash); err == nil && p != d.opts.argon {
+		upgrade = d.hashPassword(pw, d.opts.argon)
+	}
 	a, err = d.update(ctx, id, func(r *record) error {
+		// Changed since the check (disabled, locked, new password): refuse.
+		if r.Account.Disabled || now.Before(r.Account.LockedUntil) || r.Hash != rec.Hash {
+			return ErrBadCredentials
+		}
 		r.Account.LastLogin = now.UTC()
+		if upgrade != "" {
+			r.Hash = upgrade
+		}
 		return nil
 	})
+	if errors.Is(err, ErrBadCredentials) {
+		return Account{}, d.failed(ctx, id, true, source, "account changed during login", err)
+	}
 	if err != nil {
 		return Account{}, err
 	}
