@@ -2,7 +2,6 @@ package policy
 
 import (
 	"strings"
-	"time"
 
 	"github.com/cedar-policy/cedar-go"
 )
@@ -201,74 +200,4 @@ func (e entities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
 		return a, ok
 	}
 	return cedar.Entity{}, false
-}
-
-// consentCovers reports whether provision c applies to request r from the
-// practitioner/department at now with the normalized purpose.
-func consentCovers(c Consent, r Request, purpose string, now time.Time) bool {
-	if !c.Start.IsZero() && now.Before(c.Start) {
-		return false
-	}
-	if !c.End.IsZero() && !now.Before(c.End) {
-		return false
-	}
-	if len(c.Actors) > 0 && !actorMatches(c.Actors, r.Principal) {
-		return false
-	}
-	if len(c.Classes) > 0 && !contains(c.Classes, r.Type) {
-		return false
-	}
-	if len(c.Labels) > 0 && !intersects(c.Labels, r.Labels) && !intersects(c.Labels, r.Category) {
-		return false
-	}
-	if len(c.Purpose) > 0 {
-		ok := false
-		for _, cp := range c.Purpose {
-			if normalizePurpose(cp) == purpose {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			return false
-		}
-	}
-	return true
-}
-
-// actorMatches reports whether one of the consent's actor references names
-// the caller: its Practitioner, its department's Organization, or (for
-// patients and related persons acting for them) its Patient.
-func actorMatches(actors []string, p Principal) bool {
-	for _, a := range actors {
-		typ, id, ok := strings.Cut(a, "/")
-		if !ok || id == "" {
-			continue
-		}
-		switch {
-		case typ == "Practitioner" && id == p.Practitioner,
-			typ == "Organization" && id == p.Department,
-			typ == "Patient" && id == p.Patient && p.Has("patient"):
-			return true
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func intersects(a, b []string) bool {
-	for _, x := range a {
-		if contains(b, x) {
-			return true
-		}
-	}
-	return false
 }
