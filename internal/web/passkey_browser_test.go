@@ -241,6 +241,7 @@ func (careFacts) Consents(context.Context, string) ([]policy.Consent, error) { r
 //   - password then passkey (second factor) reaches the console with MFA;
 //   - the passkey alone (passwordless, discoverable credential) reaches
 //     the console with MFA, and the policies allow patient data;
+//   - a passkey step-up with the password opens break-the-glass;
 //   - a copy of the passkey whose signature counter went backwards (a
 //     cloned authenticator) is refused, and the audit log says why.
 func TestChromiumPasskey(t *testing.T) {
@@ -324,9 +325,35 @@ func TestChromiumPasskey(t *testing.T) {
 	if d := readChart(p); !d.Allow {
 		t.Errorf("passkey session reading a chart on the care team: %+v, want allowed", d)
 	}
+
+	// 5. Break the glass with the password and a passkey step-up.
+	err = chromedp.Do(bctx, chromedp.Navigate(s.url+"/breakglass"), chromedp.WaitVisible("#passkey-stepup"),
+		chromedp.SetValue("#category", "emergency-treatment"), chromedp.SendKeys("#reason", "unconscious patient in the ED"),
+		chromedp.SendKeys("#password", pw), chromedp.Click("#passkey-stepup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(bctx, `document.querySelector("#passkey-stepup").dataset.confirmed === "true"`); err != nil {
+		t.Fatalf("passkey step-up: %v (page says %q)", err, pageSays(bctx))
+	}
+	if err := chromedp.Do(bctx, chromedp.Click("#submit")); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor(bctx, `location.pathname === "/console/" || document.querySelector("#error") !== null`); err != nil {
+		t.Fatal(err)
+	}
+	if msg, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`(document.querySelector("#error") || {}).textContent || ""`)); msg != "" {
+		t.Fatalf("break-the-glass refused: %s", msg)
+	}
+	if bg, _ := chromedp.Run(bctx, chromedp.Text("#breakglass")); !strings.HasPrefix(bg, "open") {
+		t.Errorf("after a passkey step-up the break-the-glass window is %q, want open", bg)
+	}
+	if p, _ := s.principal(t, bctx); !p.BreakGlass.Active(time.Now()) {
+		t.Errorf("principal after break-the-glass: %+v", p)
+	}
 	signOut(t, bctx)
 
-	// 5. A clone: the same key with its counter set back.
+	// 6. A clone: the same key with its counter set back.
 	c := credentials(t, bctx, auth)[0]
 	_, err = chromedp.Run(bctx, func(ctx context.Context, tg *chromedp.Target) (cdp.Empty, error) {
 		if _, err := cdp.Call(ctx, tg, cdpwebauthn.RemoveCredential, cdpwebauthn.RemoveCredentialParams{AuthenticatorID: auth, CredentialID: c.CredentialID}); err != nil {
