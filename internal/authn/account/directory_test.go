@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -333,6 +335,23 @@ func TestRecordsOpaque(t *testing.T) {
 		for what, n := range needles {
 			if bytes.Contains([]byte(kv.Key), n) || bytes.Contains(kv.Value, n) {
 				t.Errorf("the %s appears in plaintext in meta %q", what, kv.Key)
+			}
+		}
+	}
+	// Nor does any file the store wrote (database, WAL): the name, hash and
+	// TOTP secret appear nowhere. (User ids do, in audit events, by design.)
+	files, _ := filepath.Glob(filepath.Join(e.dir, "db", "*"))
+	if len(files) == 0 {
+		t.Fatal("no store files to scan")
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, what := range []string{"name", "hash", "raw hash", "hash salt part", "totp", "argon2id"} {
+			if bytes.Contains(raw, needles[what]) {
+				t.Errorf("the %s appears in plaintext in %s", what, filepath.Base(f))
 			}
 		}
 	}
