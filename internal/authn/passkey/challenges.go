@@ -22,8 +22,14 @@ const (
 	kindStepUp                       // a signed-in user proves a passkey again
 )
 
-// maxChallenges bounds the memory unfinished ceremonies may take.
-const maxChallenges = 10000
+// maxChallenges bounds the memory unfinished ceremonies may take, and
+// maxPerSource what one client address may hold of it, so that one
+// client cannot crowd out everyone's sign-in (it is generous because a
+// hospital's workstations may share one address behind NAT).
+const (
+	maxChallenges = 10000
+	maxPerSource  = 200
+)
 
 var (
 	errNoChallenge    = errors.New("passkey: unknown, used or expired challenge")
@@ -34,6 +40,7 @@ var (
 type pending struct {
 	kind    kind
 	user    string // the account it was issued to; "" for passwordless
+	source  string // client address
 	session webauthn.SessionData
 	expires time.Time
 }
@@ -42,14 +49,15 @@ type pending struct {
 // use. Entries are keyed by the SHA-256 of their id, so a lookup's timing
 // says nothing about the id. It is safe for concurrent use.
 type challenges struct {
-	ttl time.Duration
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[[32]byte]pending
+	ttl      time.Duration
+	now      func() time.Time
+	mu       sync.Mutex
+	m        map[[32]byte]pending
+	bySource map[string]int // entries held per source, expired ones included
 }
 
 func newChallenges(ttl time.Duration, now func() time.Time) *challenges {
-	return &challenges{ttl: ttl, now: now, m: make(map[[32]byte]pending)}
+	return &challenges{ttl: ttl, now: now, m: make(map[[32]byte]pending), bySource: make(map[string]int)}
 }
 
 // put stores p and returns the random id that finds it.
@@ -61,18 +69,32 @@ func (c *challenges) put(p pending) (string, error) {
 	p.expires = now.Add(c.ttl)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.m) >= maxChallenges {
-		for k, v := range c.m {
-			if !now.Before(v.expires) {
-				delete(c.m, k)
-			}
-		}
-		if len(c.m) >= maxChallenges {
+	if len(c.m) >= maxChallenges || c.bySource[p.source] >= maxPerSource {
+		c.purge(now)
+		if len(c.m) >= maxChallenges || c.bySource[p.source] >= maxPerSource {
 			return "", errTooManyPending
 		}
 	}
 	c.m[sha256.Sum256([]byte(id))] = p
+	c.bySource[p.source]++
 	return id, nil
+}
+
+// purge drops expired entries; c.mu is held.
+func (c *challenges) purge(now time.Time) {
+	for k, v := range c.m {
+		if !now.Before(v.expires) {
+			c.drop(k, v)
+		}
+	}
+}
+
+// drop removes entry k; c.mu is held.
+func (c *challenges) drop(k [32]byte, p pending) {
+	delete(c.m, k)
+	if c.bySource[p.source]--; c.bySource[p.source] <= 0 {
+		delete(c.bySource, p.source)
+	}
 }
 
 // take removes and returns the ceremony id names. An expired or unknown
@@ -81,7 +103,9 @@ func (c *challenges) take(id string) (pending, error) {
 	key := sha256.Sum256([]byte(id))
 	c.mu.Lock()
 	p, ok := c.m[key]
-	delete(c.m, key)
+	if ok {
+		c.drop(key, p)
+	}
 	c.mu.Unlock()
 	if !ok || !c.now().Before(p.expires) {
 		return pending{}, errNoChallenge

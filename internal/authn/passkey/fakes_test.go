@@ -118,6 +118,7 @@ type sessions struct {
 	failAudit bool     // Complete fails as if the audit log were down
 	elevated  []string // "user method" of Elevate calls
 	stepups   []string // "user method" of Reauthenticated calls
+	fails     int      // calls of Fail
 }
 
 func (*sessions) Principal(r *http.Request) (policy.Principal, bool) {
@@ -145,6 +146,13 @@ func (s *sessions) Complete(_ http.ResponseWriter, r *http.Request, user, method
 	}
 	s.completed = append(s.completed, user+" "+method)
 	return nil
+}
+
+func (s *sessions) Fail(*http.Request) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fails++
+	return 5 - s.fails
 }
 
 func (s *sessions) Elevate(_ http.ResponseWriter, r *http.Request, method string) error {

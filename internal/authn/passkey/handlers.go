@@ -106,10 +106,7 @@ func (s *Service) refuse(ctx context.Context, r *http.Request, interaction, id, 
 
 func (s *Service) record(ctx context.Context, r *http.Request, e *audit.Event) error {
 	e.Time = s.c.Now()
-	e.SourceIP = r.RemoteAddr
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		e.SourceIP = host
-	}
+	e.SourceIP = sourceOf(r)
 	e.UserAgent = r.UserAgent()
 	if err := s.c.Audit.Record(context.WithoutCancel(ctx), e); err != nil {
 		s.c.Log.Error("passkey: audit", "err", err)
@@ -119,7 +116,8 @@ func (s *Service) record(ctx context.Context, r *http.Request, e *audit.Event) e
 }
 
 // begin stores p, sets the cookie that finds it and answers options.
-func (s *Service) begin(w http.ResponseWriter, p pending, options any) error {
+func (s *Service) begin(w http.ResponseWriter, r *http.Request, p pending, options any) error {
+	p.source = sourceOf(r)
 	id, err := s.challenges.put(p)
 	if errors.Is(err, errTooManyPending) {
 		return errBusy
@@ -155,6 +153,14 @@ func (s *Service) finish(w http.ResponseWriter, r *http.Request) (pending, []byt
 		return pending{}, nil, errMalformed
 	}
 	return p, body, nil
+}
+
+// sourceOf is the client address of r (the host of RemoteAddr).
+func sourceOf(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

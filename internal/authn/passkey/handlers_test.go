@@ -192,6 +192,17 @@ func TestFinishErrors(t *testing.T) {
 			opts, cookie := r.begin("/passkey/login/begin", nil)
 			k.noUV = true
 			r.refused(call{path: "/passkey/login/finish", body: string(k.get(opts)), cookie: cookie}, 400)
+			if r.sess.fails != 0 {
+				t.Errorf("a passwordless failure counted against a pending login")
+			}
+		}},
+		{"a refused second factor counts as a wrong one", func(r *rig, k *softKey) {
+			opts, cookie := r.begin("/passkey/login/begin", alicePending)
+			k.noUV = true
+			r.refused(call{path: "/passkey/login/finish", body: string(k.get(opts)), cookie: cookie, hdr: alicePending}, 400)
+			if r.sess.fails != 1 {
+				t.Errorf("Fail called %d times, want 1", r.sess.fails)
+			}
 		}},
 		{"another origin in client data", func(r *rig, k *softKey) {
 			opts, cookie := r.begin("/passkey/login/begin", nil)
@@ -360,6 +371,25 @@ func TestBeginErrors(t *testing.T) {
 	}
 	if len(r.svc.challenges.m) != 0 {
 		t.Errorf("%d challenges kept for refused requests", len(r.svc.challenges.m))
+	}
+}
+
+func TestChallengesPerSource(t *testing.T) {
+	r := newRig(t)
+	for i := range maxPerSource {
+		if code, body, _ := r.do(call{path: "/passkey/login/begin"}); code != 200 {
+			t.Fatalf("begin %d: %d %s", i, code, body)
+		}
+	}
+	if code, _, _ := r.do(call{path: "/passkey/login/begin"}); code != 503 {
+		t.Errorf("begin past the per-source limit: %d, want 503", code)
+	}
+	r.now = r.now.Add(2 * time.Minute) // the old ones expire
+	if code, _, _ := r.do(call{path: "/passkey/login/begin"}); code != 200 {
+		t.Errorf("begin after expiry: %d, want 200", code)
+	}
+	if n := len(r.svc.challenges.m); n != 1 {
+		t.Errorf("%d challenges kept, want 1", n)
 	}
 }
 

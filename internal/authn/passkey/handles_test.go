@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/phivault/phivault/internal/authn/account"
+	"github.com/phivault/phivault/internal/authn/session"
 )
 
 func TestHandleIndex(t *testing.T) {
@@ -66,3 +67,11 @@ func TestServiceRemembersHandles(t *testing.T) {
 		t.Errorf("listed the directory %d times", r.dir.lists)
 	}
 }
+
+// The real directory and session manager fit the interfaces.
+var (
+	_ Directory = (*account.Directory)(nil)
+	_ Accounts  = (*account.Directory)(nil)
+	_ Sessions  = (*session.Manager)(nil)
+	_ failer    = (*session.Manager)(nil)
+)

@@ -27,7 +27,7 @@ func (s *Service) loginBegin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.begin(w, pending{kind: kindPasswordless, session: *sess}, assertion)
+	return s.begin(w, r, pending{kind: kindPasswordless, session: *sess}, assertion)
 }
 
 // beginFor starts an assertion restricted to id's passkeys.
@@ -45,7 +45,7 @@ func (s *Service) beginFor(w http.ResponseWriter, r *http.Request, id string, k 
 	if err != nil {
 		return err
 	}
-	return s.begin(w, pending{kind: k, user: id, session: *sess}, assertion)
+	return s.begin(w, r, pending{kind: k, user: id, session: *sess}, assertion)
 }
 
 func (s *Service) loginFinish(w http.ResponseWriter, r *http.Request) error {
@@ -65,6 +65,10 @@ func (s *Service) loginFinish(w http.ResponseWriter, r *http.Request) error {
 	}
 	u, err := s.assert(ctx, r, "login-failed", p, body)
 	if err != nil {
+		var he *httpError
+		if f, ok := s.c.Sessions.(failer); ok && p.kind == kindSecondFactor && errors.As(err, &he) && he.status < 500 {
+			f.Fail(r)
+		}
 		return err
 	}
 	switch err := s.c.Sessions.Complete(w, r, u.id, Method); {
@@ -79,6 +83,13 @@ func (s *Service) loginFinish(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"redirect": s.c.Redirect})
 	return nil
+}
+
+// failer is implemented by Sessions that count wrong second factors
+// against a pending login (session.Manager.Fail); a refused passkey counts
+// like a wrong code.
+type failer interface {
+	Fail(r *http.Request) (left int)
 }
 
 // stepupBegin starts a re-authentication of the signed-in user.

@@ -38,7 +38,7 @@ func (s *Service) registerBegin(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.begin(w, pending{kind: kindRegister, user: id, session: *sess}, creation)
+	return s.begin(w, r, pending{kind: kindRegister, user: id, session: *sess}, creation)
 }
 
 // registrant returns the signed-in user of r who may add a passkey: any
