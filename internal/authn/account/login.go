@@ -27,7 +27,14 @@ func (d *Directory) Login(ctx context.Context, id string, pw Password, source st
 		source = source[:64]
 	}
 	if !d.thr.acquire(key, source, now) {
-		return Account{}, d.failed(ctx, id, false, source, "throttled", ErrThrottled)
+		// No password is checked; the audit still names an existing target.
+		known := false
+		if key == id {
+			var rec record
+			_, err := d.load(ctx, d.accountKey(id), &rec)
+			known = err == nil
+		}
+		return Account{}, d.failed(ctx, id, known, source, "throttled", ErrThrottled)
 	}
 	defer d.thr.release(key, source)
 	var rec record

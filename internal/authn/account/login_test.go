@@ -41,6 +41,9 @@ func TestLockoutOneAccount(t *testing.T) {
 	if got := e.auditCount(t, `"code":"login-failed"`); got != 1000 {
 		t.Errorf("%d login-failed audit events, want 1000", got)
 	}
+	if got := e.auditCount(t, `"code":"login-failed"`, `"value":"alice"`, "throttled"); got != 990 {
+		t.Errorf("%d throttled attempts audited against alice, want 990", got)
+	}
 	if got := e.auditCount(t, `"code":"lockout"`, "alice"); got != 1 {
 		t.Errorf("%d lockout audit events, want 1", got)
 	}
