@@ -421,3 +421,20 @@ func FuzzLoginFinish(f *testing.F) {
 		}
 	})
 }
+
+func FuzzRegisterFinish(f *testing.F) {
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"id":"AA","rawId":"AA","type":"public-key","response":{"clientDataJSON":"e30","attestationObject":"oA"}}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := newRig(t)
+		_, _, cookie := r.do(call{path: "/passkey/register/begin", hdr: asAlice})
+		code, resp, _ := r.do(call{path: "/passkey/register/finish", body: string(body), cookie: cookie, hdr: asAlice})
+		if code < 400 || code >= 500 {
+			t.Fatalf("status %d (%s), want 4xx", code, resp)
+		}
+		if n := len(r.dir.passkeys("alice")); n != 0 {
+			t.Fatalf("stored %d passkeys", n)
+		}
+	})
+}
