@@ -223,6 +223,11 @@ func (s *Service) load(ctx context.Context, id string) (*user, error) {
 // ensureHandle gives id a random user handle if it has none yet and
 // returns the handle.
 func (s *Service) ensureHandle(ctx context.Context, id string) ([]byte, error) {
+	if m, err := s.c.Directory.MFA(ctx, id); err != nil {
+		return nil, err
+	} else if len(m.WebAuthnID) > 0 {
+		return m.WebAuthnID, nil
+	}
 	var handle []byte
 	err := s.c.Directory.UpdateMFA(ctx, id, func(m *account.MFA) error {
 		if len(m.WebAuthnID) == 0 {
