@@ -188,6 +188,10 @@ func TestChromiumEnrolmentAndRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The QR code decodes as an image under the page's CSP.
+	if qw, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelector("#qr").naturalWidth`)); err != nil || qw != 200 {
+		t.Errorf("QR image natural width %d, %v; want 200 (blocked by the CSP?)", qw, err)
+	}
 	code, err := totp.GenerateCode(key, time.Now())
 	if err != nil {
 		t.Fatalf("key %q on the page: %v", key, err)

@@ -1,9 +1,12 @@
 package web
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"html/template"
+	"image/png"
 	"net/http"
 
 	"github.com/pquerna/otp/totp"
@@ -12,7 +15,7 @@ import (
 	"github.com/phivault/phivault/internal/authn/account"
 )
 
-// enrolPage shows a new TOTP secret (key and otpauth:// link) for the
+// enrolPage shows a new TOTP secret (key, otpauth:// link and its QR code) for the
 // signed-in user, unless one is already set up.
 func (h *handler) enrolPage(w http.ResponseWriter, r *http.Request) {
 	p, ok := h.principal(w, r)
@@ -42,6 +45,16 @@ func (h *handler) fillKey(pg *page, user string, secret []byte) error {
 		return err
 	}
 	pg.Secret, pg.URI = key.Secret(), template.URL(key.URL())
+	img, err := key.Image(200, 200)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		return err
+	}
+	// A data: URI, which the page's CSP allows for images (img-src data:).
+	pg.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()))
 	return nil
 }
 

@@ -165,6 +165,7 @@ type page struct {
 
 	Secret     string       // base32 TOTP secret during enrolment
 	URI        template.URL // otpauth:// URI during enrolment (built by us)
+	QR         template.URL // data: URI of the link's QR code (PNG)
 	Codes      []string     // recovery codes, shown once
 	Categories []string
 }
