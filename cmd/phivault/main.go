@@ -50,6 +50,7 @@ var commands = map[string]command{
 	"demo":     {"create a demo data directory with a synthetic population and serve it", runDemo},
 	"import":   {"import FHIR bundles and NDJSON files", runImport},
 	"token":    {"mint a short-lived bearer token (operator path)", runToken},
+	"client":   {"register, list or remove SMART apps and backend clients", runClient},
 	"check":    {"verify every stored version decrypts and matches (offline)", runCheck},
 	"version":  {"print the version", runVersion},
 	"keys":     {"split the key into shares, rotate, retire or show KEK versions", runKeys},
