@@ -199,7 +199,7 @@ const origin = "https://phivault.test"
 
 // rig is a Service over fakes with a controllable clock.
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	svc   *Service
 	h     http.Handler
 	dir   *directory
@@ -208,7 +208,7 @@ type rig struct {
 	now   time.Time
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	r := &rig{t: t, sess: &sessions{}, audit: &auditor{}, now: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
 	r.dir = newDirectory(

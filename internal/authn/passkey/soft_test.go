@@ -18,7 +18,7 @@ import (
 // softKey is a software platform authenticator holding one discoverable
 // credential, for driving the ceremonies without a browser.
 type softKey struct {
-	t      *testing.T
+	t      testing.TB
 	key    *ecdsa.PrivateKey
 	id     []byte
 	handle []byte
@@ -27,7 +27,7 @@ type softKey struct {
 	noUV   bool // leave the user-verified flag off
 }
 
-func newSoftKey(t *testing.T, origin string) *softKey {
+func newSoftKey(t testing.TB, origin string) *softKey {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
