@@ -67,7 +67,7 @@ func (m *Manager) OpenBreakGlass(r *http.Request, category, reason string) (poli
 	bg := policy.BreakGlass{Reason: category, Until: now.Add(m.o.BreakGlass)}
 	ev := m.event(&s, "break-glass", "break-the-glass opened: "+category+" until "+bg.Until.UTC().Format(time.RFC3339))
 	ev.BreakGlass = true
-	ev.Query = "reason:hmac-sha256:" + m.reasonHash(reason)
+	ev.Query = "break-glass-reason:" + m.o.ReasonHash(reason)
 	ev.UserAgent = r.UserAgent()
 	if err := m.o.Audit.Record(context.WithoutCancel(r.Context()), ev); err != nil {
 		m.o.Log.Error("session: audit of break-the-glass failed", "err", err)

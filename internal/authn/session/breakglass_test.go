@@ -39,7 +39,7 @@ func TestBreakGlass(t *testing.T) {
 	if len(ev) != 1 || !ev[0].BreakGlass || ev[0].UserID != "alice" {
 		t.Fatalf("break-glass events = %+v", ev)
 	}
-	if strings.Contains(ev[0].OutcomeDesc+ev[0].Query, "unconscious") || !strings.HasPrefix(ev[0].Query, "reason:hmac-sha256:") {
+	if strings.Contains(ev[0].OutcomeDesc+ev[0].Query, "unconscious") || ev[0].Query != "break-glass-reason:"+f.m.o.ReasonHash(reason) || len(ev[0].Query) != len("break-glass-reason:")+32 {
 		t.Errorf("free-text reason leaked or hash missing: %q / %q", ev[0].OutcomeDesc, ev[0].Query)
 	}
 	for _, tt := range []struct {

@@ -84,10 +84,12 @@ type Options struct {
 	// survives (default 5); then the password must be given again. A
 	// session is likewise ended after MaxFailures failed step-ups.
 	MaxFailures int
-	// ReasonKey keys the hash of break-the-glass reasons in audit
-	// events. Empty: a random key per process (hashes then only compare
-	// within one run).
-	ReasonKey []byte
+	// ReasonHash returns the keyed hash under which a break-the-glass
+	// reason is recorded (the free text never is), e.g. hex of
+	// barrier.Token("break-glass-reason", reason), like the audit's query
+	// hashes. Nil: HMAC-SHA256 under a random key per process (hashes then
+	// compare only within one run).
+	ReasonHash func(reason string) string
 }
 
 // Manager keeps sessions. It is safe for concurrent use.
@@ -145,9 +147,14 @@ func New(o Options) (*Manager, error) {
 	if o.MaxFailures <= 0 {
 		o.MaxFailures = 5
 	}
-	if len(o.ReasonKey) == 0 {
-		o.ReasonKey = make([]byte, 32)
-		rand.Read(o.ReasonKey)
+	if o.ReasonHash == nil {
+		key := make([]byte, 32)
+		rand.Read(key)
+		o.ReasonHash = func(reason string) string {
+			h := hmac.New(sha256.New, key)
+			h.Write([]byte(reason))
+			return hex.EncodeToString(h.Sum(nil)[:16])
+		}
 	}
 	return &Manager{o: o, cop: http.NewCrossOriginProtection(), recs: map[[32]byte]*record{}}, nil
 }
@@ -389,12 +396,4 @@ func (m *Manager) event(rec *record, interaction, desc string) *audit.Event {
 	return &audit.Event{Time: m.o.Now(), Interaction: interaction, Action: "E", Outcome: audit.Success,
 		OutcomeDesc: desc, UserID: rec.user, Roles: rec.roles, SourceIP: rec.source, AuthMethod: rec.method,
 		Allowed: true, Policies: []string{"session"}}
-}
-
-// reasonHash returns the keyed hash (HMAC-SHA256, 128 bits in hex) under
-// which a break-the-glass reason is recorded.
-func (m *Manager) reasonHash(reason string) string {
-	h := hmac.New(sha256.New, m.o.ReasonKey)
-	h.Write([]byte(reason))
-	return hex.EncodeToString(h.Sum(nil)[:16])
 }
