@@ -200,8 +200,12 @@ func runAccountCmd(cmd string, args []string, stdout, stderr io.Writer) error {
 	if resp, err := hc.Post("http://phivault/admin/accounts", "application/json", strings.NewReader(string(body))); err == nil {
 		defer resp.Body.Close()
 		var r acctResponse
+		if resp.StatusCode != http.StatusOK {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			return fail(exitFail, "the server refused: "+resp.Status+" "+strings.TrimSpace(string(b)), "is the server sealed? 'phivault unseal' it, or stop it and run the command offline")
+		}
 		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&r); err != nil {
-			return fail(exitFail, "the server answered "+resp.Status, "is this server too old for account commands?")
+			return fail(exitFail, "the server's answer is not readable: "+err.Error(), "")
 		}
 		io.WriteString(stdout, r.Out)
 		if r.Code != exitOK {
