@@ -11,6 +11,7 @@ import (
 
 	"github.com/phivault/phivault/internal/audit"
 	"github.com/phivault/phivault/internal/authn/account"
+	"github.com/phivault/phivault/internal/authn/session"
 	"github.com/phivault/phivault/internal/policy"
 )
 
@@ -122,7 +123,9 @@ func (s *Service) registerFinish(w http.ResponseWriter, r *http.Request) error {
 	// Like enrolling TOTP, registering a user-verified passkey proves a
 	// second factor: a session without one is raised to MFA.
 	if !pr.MFA {
-		if err := s.c.Sessions.Elevate(w, r, pr.Method+"+"+Method); err != nil {
+		if err := s.c.Sessions.Elevate(w, r, pr.Method+"+"+Method); errors.Is(err, session.ErrAudit) {
+			return errAudit
+		} else if err != nil {
 			return errSignIn
 		}
 	}
