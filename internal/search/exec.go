@@ -195,18 +195,23 @@ func (e *Engine) scan(ctx context.Context, pl *plan, after string, fn func(hit) 
 	if err != nil {
 		return err
 	}
+	values := pl.needsValues()
 	for start := 0; start < len(ids); start += readBatch {
 		es, err := e.rec.ReadMany(ctx, pl.typ, ids[start:min(start+readBatch, len(ids))])
 		if err != nil {
 			return err
 		}
 		for i := range es {
-			h, ok, err := e.decide(pl, &es[i])
-			if err != nil {
-				return err
-			}
-			if ok && pl.visible != nil && !pl.visible(ctx, es[i]) {
+			if pl.visible != nil && !pl.visible(ctx, es[i]) {
 				continue
+			}
+			// Without exact checks or value sort keys the tokens decided:
+			// values are extracted later, if at all (_include, _has).
+			h, ok := hit{id: es[i].ID, ent: &es[i], key: keyOf(pl.sort, es[i].ID, nil)}, true
+			if values {
+				if h, ok, err = e.decide(pl, &es[i]); err != nil {
+					return err
+				}
 			}
 			if ok && !fn(h) {
 				return nil
@@ -319,10 +324,11 @@ func (e *Engine) run(ctx context.Context, pl *plan, cur *cursor) (result, error)
 		r.total, r.hasTotal = len(ids), true
 	default:
 		// Under visibility the total is counted over what the caller may
-		// see, which takes a full scan: it is skipped only when the caller
-		// asks for no exact total (_total=none or estimate).
+		// see, which takes a full scan: by default only the first page
+		// pays for it (later pages have no total), _total=accurate makes
+		// every page count, none and estimate make none.
 		early := len(pl.sort) == 0 && (cur == nil || !cur.Prev) && pl.total != "accurate" && !pl.summaryCount &&
-			(pl.visible == nil || pl.total == "none" || pl.total == "estimate")
+			(pl.visible == nil || pl.total == "none" || pl.total == "estimate" || cur != nil)
 		after := ""
 		if early && cur != nil {
 			after = cur.ID
