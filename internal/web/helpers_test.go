@@ -257,3 +257,9 @@ func reqWithJar(t *testing.T, b *browser) *http.Request {
 	}
 	return req
 }
+
+func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
+
+func getRequest(path string) *http.Request {
+	return httptest.NewRequest("GET", "https://console.example"+path, nil)
+}
