@@ -17,13 +17,38 @@ import (
 	"time"
 )
 
-// TLSConfig returns phivault's TLS settings: TLS 1.3 only (its suites are
-// all AEAD with forward secrecy), HTTP/2 and HTTP/1.1.
+// TLSConfig returns phivault's TLS settings for a fixed certificate: TLS
+// 1.3 only (its suites are all AEAD with forward secrecy), HTTP/2 and
+// HTTP/1.1. Servers use NewTLSConfig, which reloads the certificate.
 func TLSConfig(cert tls.Certificate) *tls.Config {
+	c := baseTLSConfig()
+	c.Certificates = []tls.Certificate{cert}
+	return c
+}
+
+// NewTLSConfig returns phivault's TLS settings with the certificate from
+// certs, so that a renewed certificate is served from the next handshake
+// on. If clients is not nil, clients may present a certificate: one that is
+// presented must chain to clients' CA bundle and not be revoked, or the
+// handshake fails; one that is not presented is no error at the TLS layer
+// (browsers and the console have none), so device routes must be wrapped
+// in clients.RequireClientCert.
+func NewTLSConfig(certs *CertReloader, clients *ClientCAs) *tls.Config {
+	c := baseTLSConfig()
+	c.GetCertificate = certs.GetCertificate
+	if clients != nil {
+		clients.configure(c)
+	}
+	return c
+}
+
+// baseTLSConfig is TLS 1.3 only: TLS 1.0 and 1.1 are broken or deprecated
+// (RFC 8996), and leaving out 1.2 leaves out every non-AEAD and every
+// non-forward-secret suite, since 1.3 has none.
+func baseTLSConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{"h2", "http/1.1"},
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{"h2", "http/1.1"},
 	}
 }
 
