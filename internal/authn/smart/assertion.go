@@ -43,6 +43,10 @@ func (s *Server) authClient(w http.ResponseWriter, r *http.Request, public bool)
 	var ce clientError
 	switch {
 	case errors.As(err, &ce):
+		if aerr := s.record(r, "client-auth-failed", r.PostForm.Get("grant_type"), false, "invalid_client: "+ce.msg, grant{ClientID: s.clientHint(r)}); aerr != nil {
+			s.unavailable(w, aerr)
+			return Client{}, false
+		}
 		oauthError(w, http.StatusUnauthorized, "invalid_client", ce.msg)
 		return Client{}, false
 	case err != nil:
@@ -102,6 +106,20 @@ func (s *Server) identify(r *http.Request, public bool) (Client, error) {
 		return Client{}, clientError{"this client must authenticate (client_secret_basic or private_key_jwt)"}
 	}
 	return cl, nil
+}
+
+// clientHint names the client a failed authentication claimed to be, for
+// the audit record: only an id that is registered, so that the log does
+// not fill with whatever a caller typed.
+func (s *Server) clientHint(r *http.Request) string {
+	id := r.PostForm.Get("client_id")
+	if u, _, ok := r.BasicAuth(); ok {
+		id, _ = url.QueryUnescape(u)
+	}
+	if _, err := s.clients.Get(r.Context(), id); err != nil {
+		return ""
+	}
+	return id
 }
 
 type assertionClaims struct {

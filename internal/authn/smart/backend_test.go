@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -198,4 +199,35 @@ func TestBackendAssertionRefusals(t *testing.T) {
 func mustP256() *ecdsa.PrivateKey {
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	return k
+}
+
+// TestTokenEndpointAudit: issuance and refusals are audited, and nothing
+// is handed out when the audit log cannot record it.
+func TestTokenEndpointAudit(t *testing.T) {
+	h := newHarness(t)
+	b, _ := backendClient(t, h)
+	b.token(t, "system/Observation.rs")
+	if e := h.audit.last(); e.Interaction != "token-issue" || !e.Allowed || e.ClientID != b.id || e.UserID != b.id || e.AuthMethod != "smart:client_credentials" {
+		t.Errorf("issue event %+v", e)
+	}
+	st, _ := b.request(t, b.assertion(t), "system/*.cruds")
+	if e := h.audit.last(); st != 400 || e.Interaction != "token-refused" || e.Allowed || !strings.HasPrefix(e.OutcomeDesc, "invalid_scope") {
+		t.Errorf("refusal event %+v", e)
+	}
+	st, _ = b.request(t, b.assertion(t, func(c *jwt.Claims) { c.Audience = jwt.Audience{"https://x"} }), "system/Observation.rs")
+	if e := h.audit.last(); st != 401 || e.Interaction != "client-auth-failed" || e.Allowed {
+		t.Errorf("client authentication event %+v", e)
+	}
+	h.audit.setBroken(true)
+	st, body := b.request(t, b.assertion(t), "system/Observation.rs")
+	if st != http.StatusServiceUnavailable || body["access_token"] != nil {
+		t.Errorf("audit down: %d %v; want 503 and no token", st, body)
+	}
+	for _, e := range h.audit.events {
+		for _, s := range []string{e.OutcomeDesc, e.UserID, e.ClientID} {
+			if strings.Contains(s, ".ey") || strings.Contains(s, "eyJ") {
+				t.Errorf("a token in the audit event %+v", e)
+			}
+		}
+	}
 }

@@ -26,6 +26,18 @@ func TestDiscovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Error("browser apps cannot read the discovery document (no CORS)")
+	}
+	req, _ := http.NewRequest("OPTIONS", h.ts.URL+"/oauth/token", nil)
+	pre, err := h.ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre.Body.Close()
+	if pre.StatusCode != http.StatusNoContent || pre.Header.Get("Access-Control-Allow-Origin") != "*" || pre.Header.Get("Access-Control-Allow-Headers") == "" {
+		t.Errorf("token endpoint preflight: %d %v", pre.StatusCode, pre.Header)
+	}
 	var c map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
 		t.Fatal(err)

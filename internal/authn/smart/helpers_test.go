@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phivault/phivault/internal/audit"
 	"github.com/phivault/phivault/internal/authn/account"
 	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/keys"
@@ -92,7 +93,36 @@ func (a *fakeAccounts) bump(id string) {
 	a.mu.Unlock()
 }
 
+// recorder is an audit log that keeps events and can be made to fail.
+type recorder struct {
+	mu     sync.Mutex
+	events []audit.Event
+	broken bool
+}
+
+func (r *recorder) Record(_ context.Context, e *audit.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.broken {
+		return audit.ErrUnavailable
+	}
+	r.events = append(r.events, *e)
+	return nil
+}
+
+func (r *recorder) last() audit.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.events) == 0 {
+		return audit.Event{}
+	}
+	return r.events[len(r.events)-1]
+}
+
+func (r *recorder) setBroken(b bool) { r.mu.Lock(); r.broken = b; r.mu.Unlock() }
+
 type harness struct {
+	audit *recorder
 	t     *testing.T
 	srv   *Server
 	ts    *httptest.Server
@@ -141,6 +171,7 @@ func newHarnessOn(t testing.TB, backend string, tweak ...func(*Config)) *harness
 			"s-dr":  {UserID: drPat.ID, Roles: drPat.Roles, Practitioner: "pr1", SessionID: "s-dr", MFA: true},
 			"s-pat": {UserID: patient.ID, Roles: patient.Roles, Patient: "p42", SessionID: "s-pat"},
 		}},
+		audit: &recorder{},
 		accts: &fakeAccounts{accts: map[string]account.Account{drPat.ID: drPat, patient.ID: patient}},
 	}
 	var mu sync.RWMutex
@@ -154,7 +185,7 @@ func newHarnessOn(t testing.TB, backend string, tweak ...func(*Config)) *harness
 	t.Cleanup(h.ts.Close)
 	h.base = h.ts.URL + "/fhir"
 	h.open = func() *Server {
-		c := Config{Store: st, Barrier: b, Issuer: h.ts.URL, Login: h.login, Accounts: h.accts, Now: h.clock.Now}
+		c := Config{Store: st, Barrier: b, Issuer: h.ts.URL, Login: h.login, Accounts: h.accts, Audit: h.audit, Now: h.clock.Now}
 		for _, f := range tweak {
 			f(&c)
 		}

@@ -2,8 +2,10 @@ package smart
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -165,25 +167,57 @@ func (s *Server) verify(ctx context.Context, token string) (accessClaims, error)
 	if len(token) > 8192 {
 		return c, ErrInvalidToken
 	}
-	t, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil || len(t.Headers) != 1 {
-		return c, ErrInvalidToken
-	}
-	pub, ok := s.keys.public(ctx, t.Headers[0].KeyID)
+	sum := sha256.Sum256([]byte(token))
+	c, ok := s.verified.get(sum)
 	if !ok {
-		return c, ErrInvalidToken
+		t, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil || len(t.Headers) != 1 {
+			return c, ErrInvalidToken
+		}
+		pub, ok := s.keys.public(ctx, t.Headers[0].KeyID)
+		if !ok {
+			return c, ErrInvalidToken
+		}
+		if err := t.Claims(pub, &c); err != nil {
+			return c, ErrInvalidToken
+		}
+		if c.Expiry == nil || c.ID == "" || c.SID == "" || c.ClientID == "" || c.Subject == "" {
+			return c, ErrInvalidToken
+		}
+		s.verified.put(sum, c)
 	}
-	if err := t.Claims(pub, &c); err != nil {
-		return c, ErrInvalidToken
-	}
-	if c.Expiry == nil || c.ID == "" || c.SID == "" || c.ClientID == "" || c.Subject == "" {
-		return c, ErrInvalidToken
-	}
-	err = c.ValidateWithLeeway(jwt.Expected{Issuer: s.c.Issuer, AnyAudience: jwt.Audience{s.base}, Time: s.c.Now()}, leeway)
+	err := c.ValidateWithLeeway(jwt.Expected{Issuer: s.c.Issuer, AnyAudience: jwt.Audience{s.base}, Time: s.c.Now()}, leeway)
 	if err != nil || s.isRevoked(ctx, c.ID, c.SID) {
 		return c, ErrInvalidToken
 	}
 	return c, nil
+}
+
+// verifiedCache remembers the claims of tokens whose signature was
+// verified, by the token's SHA-256, so that an app's repeated requests
+// cost one signature check. Lifetime, revocation and the account are
+// still checked on every use. It is bounded: full, it starts over.
+type verifiedCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]accessClaims
+}
+
+const verifiedMax = 10_000
+
+func (v *verifiedCache) get(k [32]byte) (accessClaims, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	c, ok := v.m[k]
+	return c, ok
+}
+
+func (v *verifiedCache) put(k [32]byte, c accessClaims) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil || len(v.m) >= verifiedMax {
+		v.m = make(map[[32]byte]accessClaims)
+	}
+	v.m[k] = c
 }
 
 func contains(sc []string, name string) bool {

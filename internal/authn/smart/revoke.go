@@ -100,9 +100,11 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 			err = s.revokeID(ctx, c.ID, c.Expiry.Time().Add(leeway))
 		}
 	}
+	if err == nil {
+		err = s.record(r, "token-revoke", "revoke", true, "", grant{ClientID: cl.ID})
+	}
 	if err != nil {
-		s.c.Log.Error("smart: revoke", "err", err)
-		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
+		s.unavailable(w, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -138,3 +138,42 @@ func TestKeyRotation(t *testing.T) {
 		t.Errorf("reopened: %d keys", got)
 	}
 }
+
+// TestSweep: expired state is deleted, live state is kept.
+func TestSweep(t *testing.T) {
+	h := newHarness(t)
+	scope := "launch/patient patient/*.rs online_access"
+	app, _ := h.addClient(t, Client{Name: "App", Type: Public, RedirectURIs: []string{appRedirect}, Scopes: strings.Fields(scope)})
+	cfg := h.oauthConfig(app, scope)
+	v := oauth2.GenerateVerifier()
+	back := h.approve(t, "s-pat", cfg.AuthCodeURL("s", oauth2.S256ChallengeOption(v), oauth2.SetAuthURLParam("aud", h.base)), nil)
+	tok, err := cfg.Exchange(h.ctx(), back.Query().Get("code"), oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.post(t, "/oauth/revoke", url.Values{"token": {tok.AccessToken}, "client_id": {app.ID}}, nil)
+	be, _ := backendClient(t, h)
+	be.token(t, "system/Observation.rs")
+	h.srv.NewLaunch(t.Context(), h.login.users["s-dr"], "p1")
+
+	if n, err := h.srv.Sweep(t.Context()); err != nil || n != 0 {
+		t.Fatalf("a sweep right away deleted %d (%v); everything is live", n, err)
+	}
+	if _, err := h.srv.Check(tok.AccessToken); err == nil {
+		t.Fatal("revoked token passed")
+	}
+	// online_access: the family lasts 12 access lifetimes (1 hour).
+	h.clock.Add(time.Hour + time.Minute)
+	n, err := h.srv.Sweep(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// code, refresh token, launch, revocation, assertion jti
+	if n != 5 {
+		t.Errorf("swept %d records, want 5", n)
+	}
+	h.srv = h.open()
+	if n, _ := h.srv.Sweep(t.Context()); n != 0 {
+		t.Errorf("a second sweep found %d more", n)
+	}
+}

@@ -56,6 +56,7 @@ type Config struct {
 	Issuer   string // public base URL of the server, e.g. "https://ehr.example.org" (FHIR base: Issuer+"/fhir")
 	Login    Login
 	Accounts Accounts
+	Audit    Recorder // required: token issuance, refusals and revocations are audited
 	Log      *slog.Logger
 
 	AccessTTL   time.Duration // access and id token lifetime (default 5m)
@@ -66,16 +67,18 @@ type Config struct {
 
 // Server is the authorization server. It is safe for concurrent use.
 type Server struct {
-	c       Config
-	v       vault
-	clients *Clients
-	keys    *keyring
-	csrf    []byte
-	base    string // FHIR base URL, the audience of every access token
+	c        Config
+	v        vault
+	clients  *Clients
+	keys     *keyring
+	csrf     []byte
+	base     string // FHIR base URL, the audience of every access token
+	verified verifiedCache
 
 	mu          sync.Mutex
 	revoked     map[string]time.Time // jti or "sid:"+sid -> when the entry may be forgotten
 	revokedLoad time.Time
+	swept       time.Time // last sweep started
 }
 
 const leeway = 30 * time.Second
@@ -89,8 +92,8 @@ func Open(ctx context.Context, c Config) (*Server, error) {
 	if !strings.HasPrefix(c.Issuer, "https://") && !strings.HasPrefix(c.Issuer, "http://") || strings.HasSuffix(c.Issuer, "/") {
 		problems = append(problems, errors.New("smart: Issuer must be an absolute URL without a trailing slash"))
 	}
-	if c.Login == nil || c.Accounts == nil {
-		problems = append(problems, errors.New("smart: Login and Accounts are required"))
+	if c.Login == nil || c.Accounts == nil || c.Audit == nil {
+		problems = append(problems, errors.New("smart: Login, Accounts and Audit are required"))
 	}
 	if err := errors.Join(problems...); err != nil {
 		return nil, err
@@ -143,15 +146,35 @@ func (s *Server) Clients() *Clients { return s.clients }
 // server.Config.Routes.
 func (s *Server) Routes() map[string]http.Handler {
 	return map[string]http.Handler{
-		"GET /fhir/.well-known/smart-configuration": http.HandlerFunc(s.discovery),
-		"GET /oauth/jwks":        http.HandlerFunc(s.jwks),
+		"GET /fhir/.well-known/smart-configuration": cors(s.discovery),
+		"GET /oauth/jwks":        cors(s.jwks),
 		"GET /oauth/authorize":   http.HandlerFunc(s.authorize),
 		"POST /oauth/authorize":  http.HandlerFunc(s.authorize),
 		"POST /oauth/launch":     http.HandlerFunc(s.launch),
-		"POST /oauth/token":      http.HandlerFunc(s.token),
-		"POST /oauth/revoke":     http.HandlerFunc(s.revoke),
+		"POST /oauth/token":      cors(s.token),
+		"OPTIONS /oauth/token":   cors(preflight),
+		"POST /oauth/revoke":     cors(s.revoke),
+		"OPTIONS /oauth/revoke":  cors(preflight),
 		"POST /oauth/introspect": http.HandlerFunc(s.introspect),
 	}
+}
+
+// cors lets browser apps (public SMART clients) read discovery, keys and
+// token responses from another origin. These endpoints use no cookies, so
+// any origin may call them; the consent and launch endpoints, which do,
+// are not opened this way.
+func cors(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		h(w, r)
+	})
+}
+
+func preflight(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Access-Control-Allow-Methods", "POST")
+	w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+	w.Header().Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) endpoint(name string) string { return s.c.Issuer + "/oauth/" + name }

@@ -38,6 +38,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.maybeSweep()
 	f := r.PostForm
 	var g grant
 	var err error
@@ -58,14 +59,27 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	var ge grantError
 	switch {
 	case errors.As(err, &ge):
+		if aerr := s.record(r, "token-refused", f.Get("grant_type"), false, ge.code+": "+ge.msg, grant{ClientID: cl.ID}); aerr != nil {
+			s.unavailable(w, aerr)
+			return
+		}
 		oauthError(w, http.StatusBadRequest, ge.code, ge.msg)
 	case err != nil:
-		s.c.Log.Error("smart: token", "err", err)
-		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
+		s.unavailable(w, err)
 	default:
+		if err := s.record(r, "token-issue", f.Get("grant_type"), true, "scope: "+resp.Scope, g); err != nil {
+			s.unavailable(w, err)
+			return
+		}
 		w.Header().Set("Pragma", "no-cache")
 		writeJSON(w, http.StatusOK, resp)
 	}
+}
+
+// unavailable answers 503: the store or the audit log failed.
+func (s *Server) unavailable(w http.ResponseWriter, err error) {
+	s.c.Log.Error("smart: token endpoint", "err", err)
+	oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "try again")
 }
 
 var errBadCode = grantError{"invalid_grant", "the code is invalid, expired or already used"}
