@@ -216,7 +216,7 @@ func (s *Server) newCode(ctx context.Context, ar authRequest, user policy.Princi
 	}
 	now := s.c.Now()
 	g := grant{ClientID: ar.client.ID, User: user.UserID, Scopes: names(ar.scopes), Patient: patient, SID: randomID(12),
-		Epoch: acct.Epoch, AuthTime: user.AuthTime, Nonce: ar.form.Get("nonce"), Expires: s.familyExpiry(now, names(ar.scopes))}
+		Epoch: acct.Epoch, AuthTime: user.AuthTime, MFA: user.MFA, Nonce: ar.form.Get("nonce"), Expires: s.familyExpiry(now, names(ar.scopes))}
 	switch {
 	case acct.Practitioner != "":
 		g.FHIRUser = "Practitioner/" + acct.Practitioner

@@ -149,6 +149,9 @@ func TestEHRLaunchAndClinicianStandalone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if p, err := h.srv.Check(tok.AccessToken); err != nil || !p.MFA || p.Practitioner != "pr1" || p.Patient != "p7" {
+		t.Errorf("clinician principal %+v %v: want MFA carried from the session", p, err)
+	}
 	if tok.Extra("patient") != "p7" {
 		t.Errorf("EHR launch patient %v, want p7", tok.Extra("patient"))
 	}

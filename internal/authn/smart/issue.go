@@ -31,6 +31,7 @@ type grant struct {
 	SID      string    `json:"sid"`                // token family
 	Epoch    int       `json:"epoch"`
 	AuthTime time.Time `json:"authTime,omitzero"`
+	MFA      bool      `json:"mfa,omitempty"` // the user proved a second factor when authorizing
 	Nonce    string    `json:"nonce,omitempty"`
 	// Expires bounds the whole family: a refresh never extends it.
 	Expires time.Time `json:"expires,omitzero"`
@@ -45,6 +46,8 @@ type accessClaims struct {
 	SID      string `json:"sid"`
 	Epoch    int    `json:"epoch"`
 	Backend  bool   `json:"backend,omitempty"`
+	MFA      bool   `json:"mfa,omitempty"`
+	AuthTime int64  `json:"auth_time,omitempty"`
 }
 
 // tokenResponse is the token endpoint's answer (RFC 6749 5.1 plus SMART).
@@ -75,6 +78,10 @@ func (s *Server) issue(ctx context.Context, g grant) (tokenResponse, error) {
 		Claims: jwt.Claims{Issuer: s.c.Issuer, Subject: g.User, Audience: jwt.Audience{s.base}, IssuedAt: jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(exp), ID: randomID(16)},
 		ClientID: g.ClientID, Scope: strings.Join(g.Scopes, " "), Patient: g.Patient, SID: g.SID, Epoch: g.Epoch, Backend: g.Backend,
+		MFA: g.MFA,
+	}
+	if !g.AuthTime.IsZero() {
+		c.AuthTime = g.AuthTime.Unix()
 	}
 	if g.Backend {
 		c.Subject = g.ClientID
@@ -153,7 +160,10 @@ func (s *Server) Check(token string) (policy.Principal, error) {
 	if err != nil || p.UserID != c.Subject {
 		return policy.Principal{}, ErrInvalidToken
 	}
-	p.ClientID, p.Scopes, p.Method, p.SessionID = c.ClientID, scopes, "smart", c.SID
+	p.ClientID, p.Scopes, p.Method, p.SessionID, p.MFA = c.ClientID, scopes, "smart", c.SID, c.MFA
+	if c.AuthTime != 0 {
+		p.AuthTime = time.Unix(c.AuthTime, 0)
+	}
 	if c.Patient != "" {
 		p.Patient = c.Patient
 	}
