@@ -207,7 +207,9 @@ func TestHistoryAndVreadOfHidden(t *testing.T) {
 	if want := []string{"Observation/o1", "Observation/o4", "Observation/o6"}; a.status != 200 || !cmp.Equal(want, a.matches) {
 		t.Errorf("type history: %d %v, want %v", a.status, a.matches, want)
 	}
-	if a := env.call(u1, "GET", "/fhir/_history", ""); a.status == 200 && slices.ContainsFunc(a.matches, func(s string) bool { return strings.HasSuffix(s, "2") || s == "Observation/o3" || s == "Observation/o5" }) {
+	if a := env.call(u1, "GET", "/fhir/_history", ""); a.status == 200 && slices.ContainsFunc(a.matches, func(s string) bool {
+		return strings.HasSuffix(s, "2") || s == "Observation/o3" || s == "Observation/o5"
+	}) {
 		t.Errorf("system history shows hidden versions: %v", a.matches)
 	}
 }
@@ -283,4 +285,3 @@ func mustJSON(v any) string {
 	b, _ := jsonMarshal(v)
 	return string(b)
 }
-
