@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -34,12 +35,15 @@ type CertReloader struct {
 	seen fileStamp  // what the files looked like at the last attempt
 }
 
-// fileStamp identifies a version of a set of files cheaply: the
-// modification time and size of each. A replaced file (rename over it, as
-// certificate tools do) changes at least one of them.
+// fileStamp identifies a version of a set of files: the modification time,
+// size and SHA-256 of each. The digest catches a replacement within the
+// file system's timestamp granularity with the same size (a renewed
+// certificate often has the same length); the files are small, so reading
+// them on every poll costs little.
 type fileStamp [2]struct {
 	mod  time.Time
 	size int64
+	sum  [sha256.Size]byte
 	ok   bool
 }
 
@@ -48,9 +52,15 @@ func stampOf(paths ...string) (s fileStamp) {
 		if p == "" || i >= len(s) {
 			continue
 		}
-		if fi, err := os.Stat(p); err == nil {
-			s[i].mod, s[i].size, s[i].ok = fi.ModTime(), fi.Size(), true
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
 		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s[i].mod, s[i].size, s[i].sum, s[i].ok = fi.ModTime(), fi.Size(), sha256.Sum256(data), true
 	}
 	return s
 }
@@ -105,7 +115,7 @@ func (r *CertReloader) reloadLocked() error {
 }
 
 // Watch polls the files every interval (default 5s) and reloads when their
-// modification time or size changed. It returns when ctx is done. A failed
+// modification time, size or content changed. It returns when ctx is done. A failed
 // reload is retried only after the files change again.
 func (r *CertReloader) Watch(ctx context.Context, interval time.Duration) {
 	poll(ctx, interval, r.checkFiles)
