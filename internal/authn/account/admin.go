@@ -76,6 +76,20 @@ func userEntity(id string) []string { return []string{"urn:phivault:user:" + id}
 // for the audit log. Epoch, Disabled, LastLogin and Training of a start
 // fresh; Created is now.
 func (d *Directory) Create(ctx context.Context, a Account, pw Password, by string) error {
+	if err := CheckPassword(a.ID, pw); err != nil {
+		return err
+	}
+	return d.create(ctx, a, pw, by)
+}
+
+// CreateExternal creates an account that signs in only through an
+// external identity provider (single sign-on): it has no password, so a
+// password login for it always fails.
+func (d *Directory) CreateExternal(ctx context.Context, a Account, by string) error {
+	return d.create(ctx, a, "", by)
+}
+
+func (d *Directory) create(ctx context.Context, a Account, pw Password, by string) error {
 	if err := ValidID(a.ID); err != nil {
 		return err
 	}
@@ -87,13 +101,13 @@ func (d *Directory) Create(ctx context.Context, a Account, pw Password, by strin
 			return err
 		}
 	}
-	if err := CheckPassword(a.ID, pw); err != nil {
-		return err
-	}
 	a.Roles = slices.Clone(a.Roles)
 	a.Created, a.LastLogin, a.Epoch, a.Disabled, a.Training, a.MFAEnrolled = d.now().UTC(), time.Time{}, 1, false, nil, nil
 	a.LockedUntil, a.Reviewed, a.ReviewedBy = time.Time{}, time.Time{}, ""
-	rec := record{Account: a, Hash: d.hashPassword(pw, d.opts.argon)}
+	rec := record{Account: a}
+	if pw != "" {
+		rec.Hash = d.hashPassword(pw, d.opts.argon)
+	}
 	key := d.accountKey(a.ID)
 	sealed, err := d.seal(ctx, key, &rec)
 	if err != nil {
@@ -168,13 +182,22 @@ func (d *Directory) Unlock(ctx context.Context, id, by string) error {
 
 // SetRoles replaces id's roles (ErrInvalid, ErrSeparation). Valid serves
 // the new roles at once.
+//
+// An empty list takes every role away (an identity provider that stopped
+// granting any): the account then reaches nothing, and its sessions and
+// tokens end at once.
 func (d *Directory) SetRoles(ctx context.Context, id string, roles []string, by string) error {
-	if err := checkRoles(roles); err != nil {
-		return err
+	if len(roles) > 0 {
+		if err := checkRoles(roles); err != nil {
+			return err
+		}
 	}
 	roles = slices.Clone(roles)
 	return d.change(ctx, id, by, "user-update", "roles "+strings.Join(roles, ","), func(r *record) error {
 		r.Account.Roles = roles
+		if len(roles) == 0 {
+			r.Account.Epoch++
+		}
 		return nil
 	})
 }

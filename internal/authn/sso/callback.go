@@ -207,7 +207,7 @@ func (h *Handler) complete(ctx context.Context, w http.ResponseWriter, r *http.R
 		return withUser(fail(http.StatusForbidden, reason, fmt.Errorf("roles %v", res.roles)))
 	}
 	if !exists {
-		err := h.deps.Accounts.Create(ctx, account.Account{ID: res.id, Name: res.name, Roles: res.roles, Created: h.deps.Now().UTC()}, "", "sso")
+		err := h.deps.Accounts.CreateExternal(ctx, account.Account{ID: res.id, Name: res.name, Roles: res.roles, Created: h.deps.Now().UTC()}, "sso")
 		if errors.Is(err, account.ErrExists) { // a concurrent first login
 			err = h.deps.Accounts.SetRoles(ctx, res.id, res.roles, "sso")
 		}

@@ -11,7 +11,7 @@
 //   - The ID token is verified for signature, issuer, audience (and azp
 //     when there are several audiences), expiry and nonce before any claim
 //     is used.
-//   - Accounts are keyed "sso:" + a hash of issuer and subject, so they are
+//   - Accounts are keyed "sso." + a hash of issuer and subject, so they are
 //     stable across renames at the provider and distinct per provider. The
 //     account's roles follow the provider's claim at every login; a user
 //     with no mapped role, or whose mapped roles mix administrator with a

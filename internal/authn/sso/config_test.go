@@ -165,7 +165,7 @@ func TestLocalPath(t *testing.T) {
 
 func TestAccountID(t *testing.T) {
 	a := AccountID("https://idp.example.org", "123")
-	if !strings.HasPrefix(a, "sso:") || a != AccountID("https://idp.example.org", "123") {
+	if !strings.HasPrefix(a, "sso.") || a != AccountID("https://idp.example.org", "123") {
 		t.Errorf("AccountID not stable: %q", a)
 	}
 	for _, other := range []string{AccountID("https://other.example.org", "123"), AccountID("https://idp.example.org", "1234"), AccountID("https://idp.example.org1", "23")} {

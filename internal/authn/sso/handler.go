@@ -26,7 +26,7 @@ import (
 // who made the change, for the account's own audit trail.
 type Accounts interface {
 	Get(ctx context.Context, id string) (account.Account, error)
-	Create(ctx context.Context, a account.Account, pw account.Password, by string) error
+	CreateExternal(ctx context.Context, a account.Account, by string) error
 	SetRoles(ctx context.Context, id string, roles []string, by string) error
 }
 
@@ -107,7 +107,7 @@ func (h *Handler) Routes() map[string]http.Handler {
 // AccountID returns the phivault account id for a provider's subject.
 func AccountID(issuer, subject string) string {
 	sum := sha256.Sum256([]byte(issuer + "\x00" + subject))
-	return "sso:" + base64.RawURLEncoding.EncodeToString(sum[:16])
+	return "sso." + base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
 func (h *Handler) ctx(ctx context.Context) context.Context {

@@ -188,12 +188,9 @@ func (a *memAccounts) Get(_ context.Context, id string) (account.Account, error)
 	return x, nil
 }
 
-func (a *memAccounts) Create(_ context.Context, x account.Account, pw account.Password, _ string) error {
+func (a *memAccounts) CreateExternal(_ context.Context, x account.Account, _ string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if pw != "" {
-		return errors.New("SSO accounts must have no password")
-	}
 	if a.m == nil {
 		a.m = map[string]account.Account{}
 	}

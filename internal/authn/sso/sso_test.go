@@ -157,7 +157,7 @@ func TestRefusedUsers(t *testing.T) {
 	r.mount(r.handler("phivault", r.tap()))
 	iss := r.idp.srv.URL
 	disabled := AccountID(iss, "sub-frank")
-	r.accounts.Create(t.Context(), account.Account{ID: disabled, Roles: []string{"physician"}, Disabled: true}, "", "test")
+	r.accounts.CreateExternal(t.Context(), account.Account{ID: disabled, Roles: []string{"physician"}, Disabled: true}, "test")
 	tests := []struct {
 		name, username string
 		want           refusal
