@@ -323,14 +323,16 @@ func (m *Manager) Principal(r *http.Request) (policy.Principal, bool) {
 }
 
 // install stores rec under a fresh cookie, dropping the browser's old
-// record, and sets the cookie.
+// record (a full session of another user is audited as signed out), and
+// sets the cookie.
 func (m *Manager) install(w http.ResponseWriter, r *http.Request, rec *record) error {
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	key := sha256.Sum256(raw)
 	m.mu.Lock()
-	if old, _ := m.lookup(r); old != ([32]byte{}) {
-		delete(m.recs, old)
+	oldKey, old := m.lookup(r)
+	if old != nil {
+		delete(m.recs, oldKey)
 	}
 	var gone []ended
 	if len(m.recs) >= m.o.MaxSessions {
@@ -341,6 +343,9 @@ func (m *Manager) install(w http.ResponseWriter, r *http.Request, rec *record) e
 		m.recs[key] = rec
 	}
 	m.mu.Unlock()
+	if old != nil && !old.pending && old.user != rec.user {
+		gone = append(gone, ended{old, "signed out: another sign-in on the same browser"})
+	}
 	for _, g := range gone {
 		m.logoff(r.Context(), g.rec, g.why)
 	}

@@ -337,3 +337,34 @@ func TestRequire(t *testing.T) {
 		}
 	}
 }
+
+func TestSignInOverAnotherUsersSession(t *testing.T) {
+	f := newFixture(t, Options{})
+	b := f.signIn(t, "alice", true)
+	w := httptest.NewRecorder()
+	if err := f.m.Start(w, b.req("POST"), "alice", "password+passkey", true); err != nil {
+		t.Fatal(err)
+	}
+	b.keep(w)
+	if n := len(f.log.find("logout")); n != 0 {
+		t.Fatalf("a new sign-in of the same user audited %d logouts", n)
+	}
+	w = httptest.NewRecorder()
+	if err := f.m.Start(w, b.req("POST"), "bob", "password", false); err != nil {
+		t.Fatal(err)
+	}
+	b.keep(w)
+	ev := f.log.find("logout")
+	if len(ev) != 1 || ev[0].UserID != "alice" {
+		t.Fatalf("logout events = %+v, want alice's", ev)
+	}
+	if p, ok := f.m.Principal(b.req("GET")); !ok || p.UserID != "bob" {
+		t.Errorf("principal = %+v, %v", p, ok)
+	}
+	f.m.mu.Lock()
+	n := len(f.m.recs)
+	f.m.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d records, want 1 (old sessions of the browser dropped)", n)
+	}
+}
