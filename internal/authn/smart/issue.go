@@ -52,16 +52,14 @@ type accessClaims struct {
 
 // tokenResponse is the token endpoint's answer (RFC 6749 5.1 plus SMART).
 type tokenResponse struct {
-	AccessToken   string `json:"access_token"`
-	TokenType     string `json:"token_type"`
-	ExpiresIn     int    `json:"expires_in"`
-	Scope         string `json:"scope"`
-	RefreshToken  string `json:"refresh_token,omitempty"`
-	IDToken       string `json:"id_token,omitempty"`
-	Patient       string `json:"patient,omitempty"`
-	NeedBanner    *bool  `json:"need_patient_banner,omitempty"`
-	jti           string
-	refreshExpiry time.Time
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+	Scope        string `json:"scope"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
+	Patient      string `json:"patient,omitempty"`
+	NeedBanner   *bool  `json:"need_patient_banner,omitempty"`
 }
 
 // issue signs an access token for g, with a new refresh token (stored
@@ -90,7 +88,7 @@ func (s *Server) issue(ctx context.Context, g grant) (tokenResponse, error) {
 	if err != nil {
 		return tokenResponse{}, err
 	}
-	resp := tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int(s.c.AccessTTL / time.Second), Scope: c.Scope, jti: c.ID}
+	resp := tokenResponse{AccessToken: at, TokenType: "Bearer", ExpiresIn: int(s.c.AccessTTL / time.Second), Scope: c.Scope}
 	if g.Patient != "" {
 		resp.Patient = g.Patient
 		t := true
@@ -109,7 +107,7 @@ func (s *Server) issue(ctx context.Context, g grant) (tokenResponse, error) {
 		if err := s.v.put(ctx, hashName(prefixRefresh, rt), refreshRec{Grant: g}, true); err != nil {
 			return tokenResponse{}, err
 		}
-		resp.RefreshToken, resp.refreshExpiry = rt, g.Expires
+		resp.RefreshToken = rt
 	}
 	if !g.Backend && contains(sc, "openid") {
 		id := map[string]any{"iss": s.c.Issuer, "sub": g.User, "aud": g.ClientID, "iat": now.Unix(), "exp": exp.Unix()}

@@ -164,3 +164,37 @@ func FuzzAuthorize(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTokenEndpoint posts arbitrary forms (with or without Basic
+// credentials) to the token endpoint: never a 5xx, and a token only for a
+// request that names a grant type and authenticates a client.
+func FuzzTokenEndpoint(f *testing.F) {
+	h := newHarnessOn(f, "mem")
+	b, _ := backendClient(f, h)
+	app, secret := h.addClient(f, Client{Name: "P", Type: Confidential, RedirectURIs: []string{appRedirect}, Scopes: []string{"patient/*.rs", "offline_access"}})
+	f.Add(url.Values{"grant_type": {"client_credentials"}, "scope": {"system/Observation.rs"}, "client_assertion_type": {assertionType}, "client_assertion": {b.assertion(f)}}.Encode(), "", "")
+	f.Add("grant_type=authorization_code&code=x&redirect_uri="+url.QueryEscape(appRedirect)+"&code_verifier=abc", app.ID, secret.Reveal())
+	f.Add("grant_type=refresh_token&refresh_token=%ff&client_id="+app.ID, "", "")
+	f.Add("grant_type=password&username=a&password=b", app.ID, "x")
+	f.Fuzz(func(t *testing.T, body, user, pass string) {
+		req, err := http.NewRequest("POST", h.ts.URL+"/oauth/token", strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if user != "" || pass != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		rec := httptest.NewRecorder()
+		h.srv.token(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("status %d for %q", rec.Code, body)
+		}
+		if rec.Code == http.StatusOK {
+			q, _ := url.ParseQuery(body)
+			if q.Get("grant_type") == "" || (user == "" && q.Get("client_assertion") == "" && q.Get("client_id") == "") {
+				t.Fatalf("a token for %q", body)
+			}
+		}
+	})
+}
