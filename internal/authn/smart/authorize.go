@@ -24,6 +24,10 @@ type launchRec struct {
 
 const launchTTL = 5 * time.Minute
 
+// bounceParam marks an authorization request that already went through
+// the same-site bounce page.
+const bounceParam = "pv_bounce"
+
 var patientID = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
 
 // authParams are the parameters of an authorization request that the
@@ -77,7 +81,16 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 				q.Set(k, v)
 			}
 		}
-		http.Redirect(w, r, s.c.Login.LoginURL("/oauth/authorize?"+q.Encode()), http.StatusSeeOther)
+		self := "/oauth/authorize?" + q.Encode()
+		// The session cookie is SameSite=Strict, so a browser arriving
+		// from the app's site does not send it. Bounce once through a
+		// page of our own: the browser then navigates same-site and
+		// sends the cookie.
+		if r.Header.Get("Sec-Fetch-Site") == "cross-site" && r.URL.Query().Get(bounceParam) == "" {
+			renderHTML(w, http.StatusOK, bouncePage, self+"&"+bounceParam+"=1")
+			return
+		}
+		http.Redirect(w, r, s.c.Login.LoginURL(self), http.StatusSeeOther)
 		return
 	}
 	lc, err := s.checkRequest(r.Context(), &ar, user)

@@ -30,6 +30,13 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
 </main></body></html>
 `))
 
+// bouncePage re-opens the authorization request from our own origin (no
+// script: a meta refresh, with a link for browsers that ignore it).
+var bouncePage = template.Must(template.New("bounce").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={{.}}"><title>Continue to phivault</title></head>
+<body><main><p><a href="{{.}}">Continue to phivault sign-in</a></p></main></body></html>
+`))
+
 var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Authorization request refused</title></head>
 <body><main><h1>This authorization request was refused</h1><p>{{.}}</p>

@@ -1,8 +1,11 @@
 package smart
 
 import (
+	"html"
+	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -247,5 +250,40 @@ func TestCheckRefusesStaleTokens(t *testing.T) {
 	}
 	if _, err := h.srv.Check(at); err == nil {
 		t.Error("a token of a removed client passed")
+	}
+}
+
+// TestCrossSiteBounce: a browser arriving from the app's site without the
+// (SameSite=Strict) session cookie gets one same-site bounce page, then
+// the login redirect; it never loops.
+func TestCrossSiteBounce(t *testing.T) {
+	h := newHarness(t)
+	app, _ := h.addClient(t, Client{Name: "App", Type: Public, RedirectURIs: []string{appRedirect}, Scopes: []string{"openid"}})
+	q := url.Values{"response_type": {"code"}, "client_id": {app.ID}, "redirect_uri": {appRedirect}, "scope": {"openid"},
+		"aud": {h.base}, "code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())}, "code_challenge_method": {"S256"}}
+	get := func(u string) *http.Response {
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set("Sec-Fetch-Site", "cross-site")
+		resp, err := h.browser(t, "").Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := get(h.ts.URL + "/oauth/authorize?" + q.Encode())
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`content="0;url=([^"]+)"`).FindSubmatch(body)
+	if resp.StatusCode != 200 || m == nil {
+		t.Fatalf("cross-site arrival: %d %s", resp.StatusCode, body)
+	}
+	next := html.UnescapeString(string(m[1]))
+	if !strings.HasPrefix(next, "/oauth/authorize?") || !strings.Contains(next, "client_id="+app.ID) {
+		t.Fatalf("bounce to %q", next)
+	}
+	resp = get(h.ts.URL + next)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/login?") {
+		t.Errorf("after the bounce: %d %q; want the login page", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
