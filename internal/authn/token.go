@@ -54,6 +54,7 @@ type claims struct {
 	Iat   int64    `json:"iat"`
 	Exp   int64    `json:"exp"`
 	Jti   string   `json:"jti"`
+	Epoch int      `json:"ep,omitempty"` // the account's revocation epoch at minting
 }
 
 // Tokens mints and checks operator tokens. It is safe for concurrent use.
@@ -102,6 +103,12 @@ func OpenTokens(ctx context.Context, st store.Backend, b *barrier.Barrier) (*Tok
 
 // Mint returns a token for user with roles, valid for ttl (at most 30 days).
 func (t *Tokens) Mint(user string, roles []string, ttl time.Duration) (Token, time.Time, error) {
+	return t.MintAccount(user, roles, 0, ttl)
+}
+
+// MintAccount is Mint for a user account: the token records the account's
+// revocation epoch, so disabling or revoking the account ends it.
+func (t *Tokens) MintAccount(user string, roles []string, epoch int, ttl time.Duration) (Token, time.Time, error) {
 	if user == "" || len(roles) == 0 {
 		return "", time.Time{}, errors.New("authn: a token needs a user and at least one role")
 	}
@@ -111,7 +118,7 @@ func (t *Tokens) Mint(user string, roles []string, ttl time.Duration) (Token, ti
 	now := t.now()
 	jti := make([]byte, 12)
 	rand.Read(jti)
-	c := claims{Sub: user, Roles: roles, Iat: now.Unix(), Exp: now.Add(ttl).Unix(), Jti: base64.RawURLEncoding.EncodeToString(jti)}
+	c := claims{Sub: user, Roles: roles, Iat: now.Unix(), Exp: now.Add(ttl).Unix(), Jti: base64.RawURLEncoding.EncodeToString(jti), Epoch: epoch}
 	payload, _ := json.Marshal(c)
 	p := base64.RawURLEncoding.EncodeToString(payload)
 	return Token(tokenPrefix + p + "." + base64.RawURLEncoding.EncodeToString(t.mac(p))), now.Add(ttl), nil
@@ -125,27 +132,33 @@ func (t *Tokens) mac(payload string) []byte {
 
 // Check verifies a token and returns its principal.
 func (t *Tokens) Check(tok string) (policy.Principal, error) {
+	p, _, err := t.check(tok)
+	return p, err
+}
+
+// check verifies a token and returns its principal and account epoch.
+func (t *Tokens) check(tok string) (policy.Principal, int, error) {
 	rest, ok := strings.CutPrefix(tok, tokenPrefix)
 	if !ok || len(tok) > 4096 {
-		return policy.Principal{}, ErrInvalidToken
+		return policy.Principal{}, 0, ErrInvalidToken
 	}
 	p, sig, ok := strings.Cut(rest, ".")
 	if !ok {
-		return policy.Principal{}, ErrInvalidToken
+		return policy.Principal{}, 0, ErrInvalidToken
 	}
 	// Strict: a lax decoder ignores the last character's padding bits, so
 	// several spellings of one signature would all be accepted.
 	got, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if err != nil || !hmac.Equal(got, t.mac(p)) {
-		return policy.Principal{}, ErrInvalidToken
+		return policy.Principal{}, 0, ErrInvalidToken
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(p)
 	if err != nil {
-		return policy.Principal{}, ErrInvalidToken
+		return policy.Principal{}, 0, ErrInvalidToken
 	}
 	var c claims
 	if err := json.Unmarshal(raw, &c); err != nil || c.Sub == "" || t.now().Unix() >= c.Exp {
-		return policy.Principal{}, ErrInvalidToken
+		return policy.Principal{}, 0, ErrInvalidToken
 	}
-	return policy.Principal{UserID: c.Sub, Roles: c.Roles, Method: "operator-token"}, nil
+	return policy.Principal{UserID: c.Sub, Roles: c.Roles, Method: "operator-token", SessionID: "op:" + c.Jti}, c.Epoch, nil
 }
