@@ -103,6 +103,19 @@ func TestAuthorizationCodeFlowPatientLaunch(t *testing.T) {
 		t.Errorf("principal %+v", p)
 	}
 
+	// The app calls the FHIR API with the token through the server's
+	// bearer check.
+	resp, err = cfg.Client(h.ctx(), tok).Get(h.base + "/Patient/p42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var who map[string]any
+	json.NewDecoder(resp.Body).Decode(&who)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || who["user"] != "pat.jones" || who["patient"] != "p42" || who["method"] != "smart" || who["client"] != app.ID {
+		t.Errorf("FHIR call with the token: %d %v", resp.StatusCode, who)
+	}
+
 	// The id_token is signed by a published key and names the user's Patient.
 	idt, _ := tok.Extra("id_token").(string)
 	claims := verifyWithJWKS(t, h, idt)

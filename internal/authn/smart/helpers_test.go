@@ -3,15 +3,19 @@ package smart
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"html"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +25,7 @@ import (
 	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/keys"
 	"github.com/phivault/phivault/internal/policy"
+	"github.com/phivault/phivault/internal/server"
 	"github.com/phivault/phivault/internal/store"
 	"github.com/phivault/phivault/internal/store/sqlite"
 )
@@ -193,12 +198,13 @@ func newHarnessOn(t testing.TB, backend string, tweak ...func(*Config)) *harness
 		if err != nil {
 			t.Fatal(err)
 		}
-		mux := http.NewServeMux()
-		for p, hd := range s.Routes() {
-			mux.Handle(p, hd)
-		}
+		routes := s.Routes()
+		routes["GET /login"] = http.HandlerFunc(h.loginPage)
+		routes["POST /login"] = http.HandlerFunc(h.loginPage)
+		hd := server.Handler(server.Config{FHIR: http.HandlerFunc(whoami), Routes: routes, Auth: s, Audit: audit.NewLog(st, 0),
+			Log: slog.New(slog.DiscardHandler), Metrics: server.NewMetrics()})
 		mu.Lock()
-		handler = mux
+		handler = hd
 		mu.Unlock()
 		return s
 	}
@@ -244,5 +250,30 @@ func formOf(t testing.TB, resp *http.Response) url.Values {
 }
 
 var inputRE = regexp.MustCompile(`<input[^>]*name="([^"]+)"[^>]*?(?:value="([^"]*)")?>`)
+
+// whoami stands in for the FHIR API: it answers with the principal the
+// server's bearer-token check produced.
+func whoami(w http.ResponseWriter, r *http.Request) {
+	p, _ := policy.PrincipalFrom(r.Context())
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"user": p.UserID, "client": p.ClientID, "patient": p.Patient, "scopes": p.Scopes, "method": p.Method})
+}
+
+// loginPage is a stand-in sign-in page: GET shows a button, POST signs in
+// as the patient user with a SameSite=Strict cookie (like the console's)
+// and goes on to next.
+func (h *harness) loginPage(w http.ResponseWriter, r *http.Request) {
+	next := r.FormValue("next")
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
+		next = "/"
+	}
+	if r.Method == http.MethodGet {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><form method="post" action="/login"><input type="hidden" name="next" value="%s"><button id="signin">Sign in</button></form>`, html.EscapeString(next))
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: "session", Value: "s-pat", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
 
 var codeParam = regexp.MustCompile(`[?&]code=([^&]+)`)
