@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -81,6 +82,48 @@ type clientTrust struct {
 	pool       *x509.CertPool
 	revoked    map[string]bool // revocationKey(issuer, serial)
 	nextUpdate time.Time       // earliest NextUpdate of the CRLs; zero: none
+
+	// verified caches chain verification against pool, so a request on a
+	// device connection costs a map lookup instead of a signature check:
+	// SHA-256 of the leaf -> earliest NotAfter in its chain. Only
+	// certificates that verified are cached (bounded by maxVerified); a
+	// reload starts a new, empty cache.
+	mu       sync.Mutex
+	verified map[[sha256.Size]byte]time.Time
+}
+
+const maxVerified = 10000
+
+// chainOK verifies leaf against t's pool at now, using the cache.
+func (t *clientTrust) chainOK(leaf *x509.Certificate, inter []*x509.Certificate, now time.Time) error {
+	key := sha256.Sum256(leaf.Raw)
+	t.mu.Lock()
+	until, ok := t.verified[key]
+	t.mu.Unlock()
+	if ok && !now.After(until) && !now.Before(leaf.NotBefore) {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	for _, ic := range inter {
+		pool.AddCert(ic)
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: t.pool, Intermediates: pool, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return err
+	}
+	until = leaf.NotAfter
+	for _, c := range chains[0] {
+		if c.NotAfter.Before(until) {
+			until = c.NotAfter
+		}
+	}
+	t.mu.Lock()
+	if len(t.verified) < maxVerified {
+		t.verified[key] = until
+	}
+	t.mu.Unlock()
+	return nil
 }
 
 // NewClientCAs loads the bundle and CRL; it fails if either does not load.
@@ -151,7 +194,7 @@ func (c *ClientCAs) load() (*clientTrust, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mTLS CA bundle %s: %w", c.cfg.CAFile, err)
 	}
-	t := &clientTrust{pool: x509.NewCertPool(), revoked: map[string]bool{}}
+	t := &clientTrust{pool: x509.NewCertPool(), revoked: map[string]bool{}, verified: map[[sha256.Size]byte]time.Time{}}
 	for _, ca := range cas {
 		t.pool.AddCert(ca)
 	}
@@ -265,12 +308,7 @@ func (c *ClientCAs) Verify(chain []*x509.Certificate) (*x509.Certificate, error)
 		return nil, ErrNoClientCert
 	}
 	t, now, leaf := c.trust.Load(), c.now(), chain[0]
-	inter := x509.NewCertPool()
-	for _, ic := range chain[1:] {
-		inter.AddCert(ic)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: t.pool, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	if err := t.chainOK(leaf, chain[1:], now); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrClientCertUntrusted, err)
 	}
 	if t.revoked[revocationKey(leaf.RawIssuer, leaf.SerialNumber.Bytes())] {

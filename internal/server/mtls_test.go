@@ -286,3 +286,28 @@ func TestDeviceFromCert(t *testing.T) {
 		t.Error("DeviceFromCert(nil) ok")
 	}
 }
+
+// Dropping a CA from the bundle refuses its devices at once, also on
+// connections opened before (whose chains were verified and cached).
+func TestRemovedCAAppliesToOpenConnections(t *testing.T) {
+	e := newMTLSEnv(t)
+	dev := makeCert(t, "pump-9", e.deviceCA, certOpts{client: true})
+	c := e.client(dev)
+	for i, want := range []int{http.StatusOK, http.StatusOK, http.StatusForbidden} {
+		if i == 2 {
+			replaceFile(t, e.caFile, e.other.certPEM())
+			replaceFile(t, e.crlFile, crlPEM(t, e.other, time.Now().Add(time.Hour)))
+			if err := e.clients.Reload(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		resp, err := c.Get(e.url + "/device")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("request %d: %d, want %d", i, resp.StatusCode, want)
+		}
+	}
+}
