@@ -18,6 +18,7 @@ func (m *Manager) StepUp(r *http.Request) bool {
 // SteppedUpWith is StepUp limited to re-authentications by method (e.g.
 // "passkey"); method "" accepts any.
 func (m *Manager) SteppedUpWith(r *http.Request, method string) bool {
+	m.sync(r)
 	now := m.o.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -35,15 +36,18 @@ func (m *Manager) SteppedUpWith(r *http.Request, method string) bool {
 // are again, by method (e.g. "password+totp", "passkey"); the caller has
 // checked the credentials. It fails with ErrNoSession without a session.
 func (m *Manager) Reauthenticated(r *http.Request, method string) error {
+	m.sync(r)
 	now := m.o.Now()
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	_, rec := m.lookup(r)
+	k, rec := m.lookup(r)
 	if rec == nil || rec.pending || m.expiry(rec, now) != "" {
+		m.mu.Unlock()
 		return ErrNoSession
 	}
 	rec.authTime, rec.stepBy, rec.seen = now, method, now
-	return nil
+	snap := *rec
+	m.mu.Unlock()
+	return m.save(r.Context(), k, snap)
 }
 
 // OpenBreakGlass opens a break-the-glass window of Options.BreakGlass on
@@ -57,7 +61,7 @@ func (m *Manager) OpenBreakGlass(r *http.Request, category, reason string) (poli
 	}
 	now := m.o.Now()
 	m.mu.Lock()
-	_, rec := m.lookup(r)
+	k, rec := m.lookup(r)
 	if rec == nil || rec.pending {
 		m.mu.Unlock()
 		return policy.BreakGlass{}, ErrNoSession
@@ -74,11 +78,17 @@ func (m *Manager) OpenBreakGlass(r *http.Request, category, reason string) (poli
 		return policy.BreakGlass{}, ErrAudit
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if _, cur := m.lookup(r); cur != rec {
+		m.mu.Unlock()
 		return policy.BreakGlass{}, ErrNoSession
 	}
 	rec.bg = &bg
+	snap := *rec
+	m.mu.Unlock()
+	if err := m.save(r.Context(), k, snap); err != nil {
+		// Open on this node; other nodes do not see the window.
+		m.o.Log.Error("session: keeping a break-the-glass window failed", "err", err)
+	}
 	return bg, nil
 }
 
@@ -87,6 +97,7 @@ func (m *Manager) OpenBreakGlass(r *http.Request, category, reason string) (poli
 // left. At zero the session is ended and the sign-out audited, so that a
 // stolen session cannot be used to guess a second factor.
 func (m *Manager) FailStepUp(r *http.Request) (left int) {
+	m.sync(r)
 	m.mu.Lock()
 	k, rec := m.lookup(r)
 	if rec == nil || rec.pending {
@@ -94,13 +105,16 @@ func (m *Manager) FailStepUp(r *http.Request) (left int) {
 		return 0
 	}
 	rec.fails++
-	if rec.fails < m.o.MaxFailures {
-		left = m.o.MaxFailures - rec.fails
-		m.mu.Unlock()
-		return left
-	}
-	delete(m.recs, k)
+	snap := *rec
 	m.mu.Unlock()
-	m.logoff(r.Context(), rec, "session ended: too many failed re-authentications")
+	if snap.fails < m.o.MaxFailures {
+		if err := m.save(r.Context(), k, snap); err != nil {
+			m.o.Log.Error("session: keeping a failure count failed", "err", err)
+		}
+		return m.o.MaxFailures - snap.fails
+	}
+	if m.remove(r.Context(), k, rec, false) {
+		m.logoff(r.Context(), rec, "session ended: too many failed re-authentications")
+	}
 	return 0
 }

@@ -24,6 +24,7 @@ var ErrCSRF = errors.New("session: cross-site request refused")
 // token of the browser's session or pending login or, for a browser with
 // neither, a double-submit token that it also sets as a cookie.
 func (m *Manager) Token(w http.ResponseWriter, r *http.Request) string {
+	m.sync(r)
 	m.mu.Lock()
 	_, rec := m.lookup(r)
 	var tok string
@@ -58,6 +59,7 @@ func (m *Manager) Check(r *http.Request) error {
 		r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
 		got = r.PostFormValue(CSRFField)
 	}
+	m.sync(r)
 	m.mu.Lock()
 	_, rec := m.lookup(r)
 	var want string

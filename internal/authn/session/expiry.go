@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/hex"
 	"time"
 )
 
@@ -35,38 +36,66 @@ func (m *Manager) logoff(ctx context.Context, rec *record, why string) {
 	}
 }
 
-// Sweep ends every expired session and pending login, auditing each
-// automatic logoff, and returns how many sessions it ended.
+// Sweep ends every expired session and pending login, on this node and
+// in the Keeper, auditing each automatic logoff once, and returns how many
+// sessions it ended.
 func (m *Manager) Sweep(ctx context.Context) int {
-	m.mu.Lock()
-	gone := m.sweepLocked(m.o.Now())
-	m.mu.Unlock()
-	for _, g := range gone {
-		m.logoff(ctx, g.rec, g.why)
+	n := m.sweepMemory(ctx)
+	if m.o.Keep == nil {
+		return n
 	}
-	return len(gone)
-}
-
-type ended struct {
-	rec *record
-	why string
-}
-
-// sweepLocked removes expired records and returns the full sessions among
-// them, to be audited once m.mu is released.
-func (m *Manager) sweepLocked(now time.Time) []ended {
-	var gone []ended
-	for k, rec := range m.recs {
+	kept, err := m.o.Keep.List(ctx)
+	if err != nil {
+		m.o.Log.Error("session: listing kept sessions failed", "err", err)
+		return n
+	}
+	now := m.o.Now()
+	for id, b := range kept {
+		rec, err := decode(b)
+		raw, herr := hex.DecodeString(id)
+		if err != nil || herr != nil || len(raw) != 32 {
+			continue
+		}
 		why := m.expiry(rec, now)
 		if why == "" {
 			continue
 		}
-		delete(m.recs, k)
-		if !rec.pending {
-			gone = append(gone, ended{rec, why})
+		k := [32]byte(raw)
+		m.mu.Lock()
+		mine := m.recs[k]
+		m.mu.Unlock()
+		if m.remove(ctx, k, mine, true) && !rec.pending {
+			m.logoff(ctx, rec, why)
+			n++
 		}
 	}
-	return gone
+	return n
+}
+
+// sweepMemory ends the expired records this node holds.
+func (m *Manager) sweepMemory(ctx context.Context) int {
+	now := m.o.Now()
+	type expired struct {
+		k   [32]byte
+		rec *record
+		why string
+	}
+	var gone []expired
+	m.mu.Lock()
+	for k, rec := range m.recs {
+		if why := m.expiry(rec, now); why != "" {
+			gone = append(gone, expired{k, rec, why})
+		}
+	}
+	m.mu.Unlock()
+	n := 0
+	for _, g := range gone {
+		if m.remove(ctx, g.k, g.rec, true) && !g.rec.pending {
+			m.logoff(ctx, g.rec, g.why)
+			n++
+		}
+	}
+	return n
 }
 
 // Run sweeps every interval (default one minute) until ctx ends, so that an

@@ -4,10 +4,12 @@
 // and absolute timeouts with audited automatic logoff, step-up
 // re-authentication and break-the-glass windows.
 //
-// Sessions live in memory, in a map bounded by Options.MaxSessions: they
-// are lost when the process restarts (everyone signs in again) and are not
-// shared between nodes. A deployment with several nodes needs sticky
-// routing for the console until sessions are kept sealed in the store.
+// Sessions live in a bounded in-memory map (Options.MaxSessions). With
+// Options.Keep (a StoreKeeper) every session is also kept sealed in the
+// store, so sessions survive a restart and every node sharing the store
+// knows them; a node's copy is re-read after Options.Refresh (2 s), so a
+// sign-out on one node takes effect on the others within that time. Without
+// it, sessions are this process's alone.
 package session
 
 import (
@@ -19,7 +21,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -84,6 +85,17 @@ type Options struct {
 	// survives (default 5); then the password must be given again. A
 	// session is likewise ended after MaxFailures failed step-ups.
 	MaxFailures int
+	// Keep, if set, keeps every session sealed outside the process
+	// (StoreKeeper), so that sessions outlive a restart and all nodes
+	// sharing the store know them. Nil: sessions live only in this
+	// process's memory (one node; a restart signs everyone out).
+	Keep Keeper
+	// Refresh is how old a node's copy of a kept session may be before
+	// it is read again (default 2 s): a sign-out, step-up or
+	// break-the-glass on one node reaches the others within it. The idle
+	// timer is written at most once a minute, so across nodes the idle
+	// timeout holds to within a minute.
+	Refresh time.Duration
 	// ReasonHash returns the keyed hash under which a break-the-glass
 	// reason is recorded (the free text never is), e.g. hex of
 	// barrier.Token("break-glass-reason", reason), like the audit's query
@@ -118,6 +130,8 @@ type record struct {
 	authTime time.Time // last proof of identity (sign-in or step-up)
 	stepBy   string    // method of the last step-up
 	bg       *policy.BreakGlass
+	loaded   time.Time // when last read from the Keeper
+	saved    time.Time // the idle timer as last written to the Keeper
 }
 
 // New returns a Manager; it reports a missing Accounts or Audit.
@@ -141,6 +155,7 @@ func New(o Options) (*Manager, error) {
 	def(&o.Pending, 5*time.Minute)
 	def(&o.StepUp, 5*time.Minute)
 	def(&o.BreakGlass, 60*time.Minute)
+	def(&o.Refresh, 2*time.Second)
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 100000
 	}
@@ -171,6 +186,7 @@ func (m *Manager) Begin(w http.ResponseWriter, r *http.Request, user string) err
 // Pending returns the user whose password this browser gave and who has
 // not yet given a second factor.
 func (m *Manager) Pending(r *http.Request) (user string, ok bool) {
+	m.sync(r)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_, rec := m.lookup(r)
@@ -183,18 +199,24 @@ func (m *Manager) Pending(r *http.Request) (user string, ok bool) {
 // Fail counts a wrong second factor against the browser's pending login
 // and reports how many tries are left; at zero the pending login is gone.
 func (m *Manager) Fail(r *http.Request) (left int) {
+	m.sync(r)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	k, rec := m.lookup(r)
 	if rec == nil || !rec.pending {
+		m.mu.Unlock()
 		return 0
 	}
 	rec.fails++
-	if rec.fails >= m.o.MaxFailures {
-		delete(m.recs, k)
+	snap := *rec
+	m.mu.Unlock()
+	if snap.fails >= m.o.MaxFailures {
+		m.remove(r.Context(), k, rec, false)
 		return 0
 	}
-	return m.o.MaxFailures - rec.fails
+	if err := m.save(r.Context(), k, snap); err != nil {
+		m.o.Log.Error("session: keeping a failure count failed", "err", err)
+	}
+	return m.o.MaxFailures - snap.fails
 }
 
 // Complete finishes a sign-in with a proved second factor (method "totp",
@@ -203,6 +225,7 @@ func (m *Manager) Fail(r *http.Request) (left int) {
 // complete (a passkey with user verification is two factors by itself).
 // A pending login for another user gives ErrMismatch.
 func (m *Manager) Complete(w http.ResponseWriter, r *http.Request, user, method string) error {
+	m.sync(r)
 	m.mu.Lock()
 	_, rec := m.lookup(r)
 	var pendingUser string
@@ -246,6 +269,7 @@ func (m *Manager) Start(w http.ResponseWriter, r *http.Request, user, method str
 // Elevate marks the browser's session as proved with a second factor
 // (after the user enrolled and confirmed one), under a new cookie.
 func (m *Manager) Elevate(w http.ResponseWriter, r *http.Request, method string) error {
+	m.sync(r)
 	m.mu.Lock()
 	_, rec := m.lookup(r)
 	if rec == nil || rec.pending || m.expiry(rec, m.o.Now()) != "" {
@@ -261,14 +285,12 @@ func (m *Manager) Elevate(w http.ResponseWriter, r *http.Request, method string)
 // and, for a full session, a "logout" event records why (or, if the
 // session had already expired, the automatic logoff's reason).
 func (m *Manager) End(w http.ResponseWriter, r *http.Request, why string) {
+	m.sync(r)
 	m.mu.Lock()
 	k, rec := m.lookup(r)
-	if rec != nil {
-		delete(m.recs, k)
-	}
 	m.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	if rec != nil && !rec.pending {
+	if rec != nil && m.remove(r.Context(), k, rec, false) && !rec.pending {
 		if expired := m.expiry(rec, m.o.Now()); expired != "" {
 			why = expired // it had ended already; record why
 		}
@@ -282,6 +304,7 @@ func (m *Manager) End(w http.ResponseWriter, r *http.Request, why string) {
 // session at once; any other Valid error refuses only this request. A session past its idle timeout or
 // absolute lifetime is ended and its automatic logoff audited.
 func (m *Manager) Principal(r *http.Request) (policy.Principal, bool) {
+	m.sync(r)
 	now := m.o.Now()
 	m.mu.Lock()
 	k, rec := m.lookup(r)
@@ -290,14 +313,24 @@ func (m *Manager) Principal(r *http.Request) (policy.Principal, bool) {
 		return policy.Principal{}, false
 	}
 	if why := m.expiry(rec, now); why != "" {
-		delete(m.recs, k)
 		m.mu.Unlock()
-		m.logoff(r.Context(), rec, why)
+		if m.remove(r.Context(), k, rec, true) {
+			m.logoff(r.Context(), rec, why)
+		}
 		return policy.Principal{}, false
 	}
 	rec.seen = now
+	persist := m.o.Keep != nil && now.Sub(rec.saved) >= time.Minute
+	if persist {
+		rec.saved = now
+	}
 	s := *rec
 	m.mu.Unlock()
+	if persist {
+		if err := m.save(r.Context(), k, s); err != nil {
+			m.o.Log.Error("session: keeping the idle timer failed", "err", err)
+		}
+	}
 	p, err := m.o.Accounts.Valid(r.Context(), s.user, s.epoch)
 	if err != nil && !errors.Is(err, account.ErrDisabled) && !errors.Is(err, account.ErrRevoked) && !errors.Is(err, account.ErrNotFound) {
 		// The directory could not answer: refuse this request, keep
@@ -306,12 +339,9 @@ func (m *Manager) Principal(r *http.Request) (policy.Principal, bool) {
 		return policy.Principal{}, false
 	}
 	if err != nil {
-		m.mu.Lock()
-		if m.recs[k] == rec {
-			delete(m.recs, k)
+		if m.remove(r.Context(), k, rec, false) {
+			m.logoff(r.Context(), &s, "session ended: account disabled or sessions revoked")
 		}
-		m.mu.Unlock()
-		m.logoff(r.Context(), &s, "session ended: account disabled or sessions revoked")
 		return policy.Principal{}, false
 	}
 	p.Method, p.MFA, p.AuthTime, p.SessionID = s.method, s.mfa, s.authTime, s.id
@@ -329,71 +359,39 @@ func (m *Manager) install(w http.ResponseWriter, r *http.Request, rec *record) e
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	key := sha256.Sum256(raw)
+	m.sync(r)
 	m.mu.Lock()
 	oldKey, old := m.lookup(r)
-	if old != nil {
-		delete(m.recs, oldKey)
+	n := len(m.recs)
+	m.mu.Unlock()
+	if old != nil && m.remove(r.Context(), oldKey, old, false) && !old.pending && old.user != rec.user {
+		m.logoff(r.Context(), old, "signed out: another sign-in on the same browser")
 	}
-	var gone []ended
-	if len(m.recs) >= m.o.MaxSessions {
-		gone = m.sweepLocked(m.o.Now())
+	if n >= m.o.MaxSessions {
+		m.sweepMemory(r.Context())
 	}
+	now := m.o.Now()
+	rec.loaded, rec.saved = now, rec.seen
+	m.mu.Lock()
 	full := len(m.recs) >= m.o.MaxSessions
 	if !full {
 		m.recs[key] = rec
 	}
+	snap := *rec
 	m.mu.Unlock()
-	if old != nil && !old.pending && old.user != rec.user {
-		gone = append(gone, ended{old, "signed out: another sign-in on the same browser"})
-	}
-	for _, g := range gone {
-		m.logoff(r.Context(), g.rec, g.why)
-	}
 	if full {
 		return ErrFull
+	}
+	if err := m.save(r.Context(), key, snap); err != nil {
+		m.mu.Lock()
+		delete(m.recs, key)
+		m.mu.Unlock()
+		m.o.Log.Error("session: keeping a new session failed", "err", err)
+		return err
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: base64.RawURLEncoding.EncodeToString(raw), Path: "/",
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	return nil
-}
-
-// lookup finds the browser's record; m.mu must be held.
-func (m *Manager) lookup(r *http.Request) ([32]byte, *record) {
-	c, err := r.Cookie(CookieName)
-	if err != nil {
-		return [32]byte{}, nil
-	}
-	k, ok := parseCookie(c.Value)
-	if !ok {
-		return [32]byte{}, nil
-	}
-	return k, m.recs[k]
-}
-
-// parseCookie returns the table key of a cookie value: the SHA-256 of its
-// 32 random bytes. Anything else is not a session cookie.
-func parseCookie(v string) ([32]byte, bool) {
-	if len(v) != 43 {
-		return [32]byte{}, false
-	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(v)
-	if err != nil || len(raw) != 32 {
-		return [32]byte{}, false
-	}
-	return sha256.Sum256(raw), true
-}
-
-func randText() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func sourceOf(r *http.Request) string {
-	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		return h
-	}
-	return r.RemoteAddr
 }
 
 // event returns an audit event about rec.
