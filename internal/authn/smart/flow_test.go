@@ -122,6 +122,9 @@ func TestAuthorizationCodeFlowPatientLaunch(t *testing.T) {
 	if claims["fhirUser"] != h.base+"/Patient/p42" || claims["aud"] != app.ID || claims["nonce"] != "n0nce" || claims["sub"] != "pat.jones" {
 		t.Errorf("id_token claims %v", claims)
 	}
+	if _, err := h.srv.Check(idt); err == nil {
+		t.Error("an id_token passed as an access token")
+	}
 
 	// The code is single-use: a second exchange fails and ends the tokens
 	// the first one issued.

@@ -120,7 +120,7 @@ func (s *Server) issue(ctx context.Context, g grant) (tokenResponse, error) {
 		if g.FHIRUser != "" && contains(sc, "fhirUser") {
 			id["fhirUser"] = s.base + "/" + g.FHIRUser
 		}
-		if resp.IDToken, err = jwt.Signed(k.signer).Claims(id).Serialize(); err != nil {
+		if resp.IDToken, err = jwt.Signed(k.idSign).Claims(id).Serialize(); err != nil {
 			return tokenResponse{}, err
 		}
 	}
@@ -179,7 +179,7 @@ func (s *Server) verify(ctx context.Context, token string) (accessClaims, error)
 	c, ok := s.verified.get(sum)
 	if !ok {
 		t, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
-		if err != nil || len(t.Headers) != 1 {
+		if err != nil || len(t.Headers) != 1 || t.Headers[0].ExtraHeaders[jose.HeaderType] != accessType {
 			return c, ErrInvalidToken
 		}
 		pub, ok := s.keys.public(ctx, t.Headers[0].KeyID)

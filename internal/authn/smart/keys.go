@@ -15,6 +15,10 @@ import (
 	"github.com/phivault/phivault/internal/store"
 )
 
+// accessType is the JWT typ of access tokens (RFC 9068); Check refuses
+// any other, so an id_token can never pass as an access token.
+const accessType = "at+jwt"
+
 // storedKey is one ES256 signing key as kept (sealed) in store meta.
 type storedKey struct {
 	Kid     string    `json:"kid"`
@@ -26,7 +30,8 @@ type liveKey struct {
 	kid     string
 	created time.Time
 	priv    *ecdsa.PrivateKey
-	signer  jose.Signer
+	signer  jose.Signer // access tokens: typ at+jwt (RFC 9068)
+	idSign  jose.Signer // id_tokens: typ JWT
 }
 
 // keyring holds the signing keys: the newest signs, older ones stay
@@ -154,12 +159,16 @@ func (k *keyring) adopt(stored []storedKey) error {
 		if err != nil || !ok {
 			return errors.New("smart: a stored signing key is unreadable")
 		}
-		sg, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: priv, KeyID: s.Kid}},
-			(&jose.SignerOptions{}).WithType("JWT"))
+		key := jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: priv, KeyID: s.Kid}}
+		sg, err := jose.NewSigner(key, (&jose.SignerOptions{}).WithType(accessType))
 		if err != nil {
 			return err
 		}
-		live = append(live, &liveKey{kid: s.Kid, created: s.Created, priv: priv, signer: sg})
+		idSign, err := jose.NewSigner(key, (&jose.SignerOptions{}).WithType("JWT"))
+		if err != nil {
+			return err
+		}
+		live = append(live, &liveKey{kid: s.Kid, created: s.Created, priv: priv, signer: sg, idSign: idSign})
 	}
 	k.mu.Lock()
 	k.keys, k.loaded = live, k.now()
