@@ -39,7 +39,8 @@ func needChromium(t *testing.T) {
 
 // realConsole serves the console through server.Handler (its security
 // headers included) over a real account directory in a temporary SQLite
-// store, and returns its URL and the directory.
+// store, with sessions kept sealed in it, and returns its URL and the
+// directory.
 func realConsole(t *testing.T) (string, *account.Directory) {
 	t.Helper()
 	ctx := context.Background()
@@ -66,7 +67,11 @@ func realConsole(t *testing.T) (string, *account.Directory) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := session.New(session.Options{Accounts: d, Audit: log})
+	keep, err := session.NewStoreKeeper(ctx, st, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := session.New(session.Options{Accounts: d, Audit: log, Keep: keep})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/phivault/phivault/internal/authn/session"
 	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/server"
+	"github.com/phivault/phivault/internal/store"
 	"github.com/phivault/phivault/internal/web"
 )
 
@@ -25,6 +26,7 @@ func Example() {
 		dir     *account.Directory // account.Open(...)
 		log     *audit.Log         // audit.NewLog(...)
 		b       *barrier.Barrier   // barrier.Open(...)
+		st      store.Backend      // the data directory's store
 		logger  *slog.Logger
 		passkey map[string]http.Handler // passkey.Service.Routes(), if enabled
 		cfg     server.Config
@@ -32,8 +34,12 @@ func Example() {
 	if ctx == nil { // the example only compiles; it has nothing to serve
 		return
 	}
+	keep, err := session.NewStoreKeeper(ctx, st, b) // sessions survive restarts, shared by nodes
+	if err != nil {
+		return // serve reports err and stops
+	}
 	sessions, err := session.New(session.Options{
-		Accounts: dir, Audit: log, Log: logger,
+		Accounts: dir, Audit: log, Log: logger, Keep: keep,
 		ReasonHash: func(reason string) string { return hex.EncodeToString(b.Token("break-glass-reason", reason)) },
 	})
 	if err != nil {
