@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -192,5 +193,30 @@ func TestKeptSessionsAreOpaque(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// brokenKeeper fails every call, like a store that is down.
+type brokenKeeper struct{}
+
+func (brokenKeeper) Load(context.Context, string) ([]byte, error) { return nil, errBroken }
+func (brokenKeeper) Update(context.Context, string, func([]byte) ([]byte, error)) error {
+	return errBroken
+}
+func (brokenKeeper) List(context.Context) (map[string][]byte, error) { return nil, errBroken }
+
+var errBroken = errors.New("store unavailable")
+
+func TestKeeperDownRefusesSignIn(t *testing.T) {
+	f := newFixture(t, Options{Keep: brokenKeeper{}})
+	w := httptest.NewRecorder()
+	if err := f.m.Start(w, httptest.NewRequest("POST", "/", nil), "alice", "password", false); !errors.Is(err, errBroken) {
+		t.Fatalf("Start = %v, want the store's error", err)
+	}
+	f.m.mu.Lock()
+	n := len(f.m.recs)
+	f.m.mu.Unlock()
+	if len(w.Result().Cookies()) != 0 || n != 0 {
+		t.Error("a session that could not be kept was handed out")
 	}
 }
