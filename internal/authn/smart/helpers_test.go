@@ -277,3 +277,9 @@ func (h *harness) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 var codeParam = regexp.MustCompile(`[?&]code=([^&]+)`)
+
+// The concrete types cmd/phivault wires in satisfy the interfaces.
+var (
+	_ Accounts = (*account.Directory)(nil)
+	_ Recorder = (*audit.Log)(nil)
+)

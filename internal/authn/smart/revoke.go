@@ -34,8 +34,15 @@ func (s *Server) loadRevoked(ctx context.Context) error {
 	for k, r := range recs {
 		m[strings.TrimPrefix(k, prefixRevoked)] = r.Until
 	}
+	now := s.c.Now()
 	s.mu.Lock()
-	s.revoked, s.revokedLoad = m, s.c.Now()
+	// Keep what this node revoked while the store was being read.
+	for k, until := range s.revoked {
+		if _, ok := m[k]; !ok && now.Before(until) {
+			m[k] = until
+		}
+	}
+	s.revoked, s.revokedLoad = m, now
 	s.mu.Unlock()
 	return nil
 }
@@ -45,8 +52,14 @@ func (s *Server) loadRevoked(ctx context.Context) error {
 func (s *Server) isRevoked(ctx context.Context, jti, sid string) bool {
 	s.mu.Lock()
 	stale := s.c.Now().Sub(s.revokedLoad) > revokedReload
+	if stale {
+		s.revokedLoad = s.c.Now() // one caller reloads; the others use what is known
+	}
 	s.mu.Unlock()
 	if stale && s.loadRevoked(ctx) != nil {
+		s.mu.Lock()
+		s.revokedLoad = time.Time{} // retry at the next check
+		s.mu.Unlock()
 		return true
 	}
 	s.mu.Lock()
