@@ -177,3 +177,27 @@ func TestSweep(t *testing.T) {
 		t.Errorf("a second sweep found %d more", n)
 	}
 }
+
+// TestRevocationReachesOtherNodes: two servers over one store (two
+// nodes); a revocation on one is honoured by the other within seconds,
+// (a restarted node also adopts the stored keys: TestKeyRotation).
+func TestRevocationReachesOtherNodes(t *testing.T) {
+	h := newHarness(t)
+	be, _ := backendClient(t, h)
+	nodeA := h.srv
+	at := be.token(t, "system/Observation.rs")
+	nodeB := h.open() // now serves HTTP
+	if _, err := nodeB.Check(at); err != nil {
+		t.Fatalf("node B refuses node A's token: %v", err)
+	}
+	if st, _ := be.h.post(t, "/oauth/revoke", url.Values{"token": {at}, "client_assertion_type": {assertionType}, "client_assertion": {be.assertion(t)}}, nil); st != 200 {
+		t.Fatalf("revoke on node B: %d", st)
+	}
+	if _, err := nodeB.Check(at); err == nil {
+		t.Error("node B accepts the token it revoked")
+	}
+	h.clock.Add(revokedReload + time.Second)
+	if _, err := nodeA.Check(at); err == nil {
+		t.Error("node A still accepts a token node B revoked")
+	}
+}
