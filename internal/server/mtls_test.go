@@ -202,7 +202,9 @@ func TestRevocationAppliesToOpenConnections(t *testing.T) {
 	}
 
 	// The audit log down: the refusal is a 503, not a silent 403.
+	e.audit.mu.Lock()
 	e.audit.broken = true
+	e.audit.mu.Unlock()
 	if s := status(); s != http.StatusServiceUnavailable {
 		t.Errorf("refusal with the audit log down = %d, want 503", s)
 	}
