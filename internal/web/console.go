@@ -49,6 +49,10 @@ func (h *handler) console(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if next, ok := takeNext(w, r); ok && (p.MFA || !h.needsMFA(p.Roles)) {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
 	pg := h.home(p)
 	pg.Passkeys = true // the "Add a passkey" button, shown when Options.Passkeys
 	h.render(w, r, http.StatusOK, "console", pg)

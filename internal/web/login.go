@@ -17,6 +17,7 @@ const (
 )
 
 func (h *handler) loginPage(w http.ResponseWriter, r *http.Request) {
+	rememberNext(w, r)
 	if _, ok := h.o.Sessions.Principal(r); ok {
 		http.Redirect(w, r, "/console/", http.StatusSeeOther)
 		return
