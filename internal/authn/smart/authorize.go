@@ -108,6 +108,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if form.Get("consent") != "approve" {
+		if err := s.record(r, "consent-deny", "authorization_code", false, "the user denied the app", grant{ClientID: ar.client.ID, User: user.UserID}); err != nil {
+			s.refuse(w, r, ar, authError{"temporarily_unavailable", "try again"})
+			return
+		}
 		s.refuse(w, r, ar, authError{"access_denied", "the user denied the request"})
 		return
 	}
@@ -119,6 +123,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	code, err := s.newCode(r.Context(), ar, user, lc.patient)
+	if err == nil {
+		err = s.record(r, "consent-grant", "authorization_code", true, "scope: "+strings.Join(names(ar.scopes), " "),
+			grant{ClientID: ar.client.ID, User: user.UserID, Patient: lc.patient})
+	}
 	if err != nil {
 		s.c.Log.Error("smart: authorize", "err", err)
 		s.refuse(w, r, ar, authError{"temporarily_unavailable", "try again"})

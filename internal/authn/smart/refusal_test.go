@@ -99,6 +99,18 @@ func TestAuthorizeRefusals(t *testing.T) {
 	if u, _ := url.Parse(resp.Header.Get("Location")); u == nil || u.Query().Get("error") != "access_denied" {
 		t.Errorf("denial: Location %q", resp.Header.Get("Location"))
 	}
+	if e := h.audit.last(); e.Interaction != "consent-deny" || e.UserID != "pat.jones" || e.ClientID != app.ID || e.Allowed {
+		t.Errorf("denial audit event %+v", e)
+	}
+	// With the audit log down, an approval hands out no code.
+	h.audit.setBroken(true)
+	form.Set("consent", "approve")
+	resp, _ = h.browser(t, "s-pat").PostForm(h.ts.URL+"/oauth/authorize", form)
+	resp.Body.Close()
+	if u, _ := url.Parse(resp.Header.Get("Location")); u == nil || u.Query().Has("code") || u.Query().Get("error") != "temporarily_unavailable" {
+		t.Errorf("approval with the audit log down: Location %q", resp.Header.Get("Location"))
+	}
+	h.audit.setBroken(false)
 }
 
 func TestTokenRefusals(t *testing.T) {
