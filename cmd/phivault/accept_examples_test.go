@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"log/slog"
 	"net/http"
@@ -67,7 +68,7 @@ func newTestServer(t testing.TB, log *slog.Logger) *testServer {
 	t.Cleanup(func() { ts.Close(); n.close() })
 
 	s.client = tlsClient(t, filepath.Join(dir, tlsDirName, "cert.pem"))
-	tok, _, err := n.tokens.Mint("acceptance-test", []string{"administrator"}, time.Hour)
+	tok, _, err := n.tokens.Mint("acceptance-test", []string{authn.OperatorRole}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

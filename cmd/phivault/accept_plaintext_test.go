@@ -278,7 +278,7 @@ func TestAcceptNoPlaintext(t *testing.T) {
 		t.Fatal("the server did not start")
 	}
 	var tok bytes.Buffer
-	if code := run([]string{"token", "--data", fx.dir, "--role", "administrator"}, &tok, io.Discard); code != exitOK {
+	if code := run([]string{"token", "--data", fx.dir, "--role", "operator"}, &tok, io.Discard); code != exitOK {
 		t.Fatalf("token through the admin socket: exit %d", code)
 	}
 	c := tlsClient(t, filepath.Join(fx.dir, tlsDirName, "cert.pem"))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"log/slog"
 	"net/http"
@@ -131,7 +132,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 
 // apiClient is an in-process FHIR client on an opened node.
 func apiClient(n *node) *http.Client {
-	p := policy.Principal{UserID: "operator:test", Roles: []string{"administrator"}, Method: "local-cli"}
+	p := policy.Principal{UserID: "operator:test", Roles: []string{authn.OperatorRole}, Method: "local-cli"}
 	return server.InProcess(n.api("http://phivault/fhir").Handler(), p)
 }
 

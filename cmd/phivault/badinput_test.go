@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"log/slog"
 	"net/http"
@@ -58,7 +59,7 @@ func newBadEnv(t *testing.T) *badEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.close)
-	tok, _, err := n.tokens.Mint("badinput-admin", []string{"administrator"}, time.Hour)
+	tok, _, err := n.tokens.Mint("badinput-operator", []string{authn.OperatorRole}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"log/slog"
 	"os"
@@ -84,7 +85,7 @@ func loadDemo(dir string, opt synth.Options, stderr io.Writer) (string, error) {
 		return "", err
 	}
 	defer n.close()
-	p := policy.Principal{UserID: "operator:demo", Roles: []string{"administrator"}, Method: "local-cli"}
+	p := policy.Principal{UserID: "operator:demo", Roles: []string{authn.OperatorRole}, Method: "local-cli"}
 	im := &importer{client: server.InProcess(n.api("http://phivault/fhir").Handler(), p), stderr: stderr}
 	first := ""
 	for b := range synth.Bundles(opt) {

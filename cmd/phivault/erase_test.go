@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"log/slog"
 	"os"
@@ -113,7 +114,7 @@ func TestErasePatient(t *testing.T) {
 		t.Errorf("%d versions unreadable; want 2 (Patient/pat1, Observation/obs1)", gone)
 	}
 	// The API says 410 Gone for the erased patient's resources, 200 for others.
-	c := server.InProcess(n.api("http://phivault/fhir").Handler(), policy.Principal{UserID: "t", Roles: []string{"administrator"}, Method: "test"})
+	c := server.InProcess(n.api("http://phivault/fhir").Handler(), policy.Principal{UserID: "t", Roles: []string{authn.OperatorRole}, Method: "local-cli"})
 	for path, want := range map[string]int{"Patient/pat1": 410, "Observation/obs1": 410, "Patient/pat2": 200} {
 		resp, err := c.Get("http://phivault/fhir/" + path)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -72,7 +73,7 @@ func operatorClient(dir string, stderr io.Writer) (*http.Client, func(), error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	p := policy.Principal{UserID: fmt.Sprintf("operator:uid-%d", os.Getuid()), Roles: []string{"administrator"}, Method: "local-cli"}
+	p := policy.Principal{UserID: fmt.Sprintf("operator:uid-%d", os.Getuid()), Roles: []string{authn.OperatorRole}, Method: "local-cli"}
 	return server.InProcess(n.api("http://phivault/fhir").Handler(), p), n.close, nil
 }
 

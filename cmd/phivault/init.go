@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"log/slog"
 	"os"
@@ -127,7 +128,7 @@ func initDir(dir string, pass keys.Secret, stderr io.Writer) (string, error) {
 // writeBootstrapToken mints an administrator token and writes it to
 // DIR/bootstrap-token (mode 0600).
 func (n *node) writeBootstrapToken(ttl time.Duration) (string, error) {
-	tok, _, err := n.tokens.Mint("bootstrap-admin", []string{"administrator"}, ttl)
+	tok, _, err := n.tokens.Mint("bootstrap-operator", []string{authn.OperatorRole}, ttl)
 	if err != nil {
 		return "", err
 	}

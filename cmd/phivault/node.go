@@ -45,6 +45,7 @@ type node struct {
 	audit   *audit.Log
 	tokens  *authn.Tokens
 	search  *search.Engine
+	policy  *policy.Engine // the Cedar decision point over this directory's policy set
 	log     *slog.Logger
 	kek     barrier.KEK // the provider open was given
 	seal    *sealState  // nil unless the key file is split into shares
@@ -128,6 +129,9 @@ func (n *node) open(ctx context.Context, kek barrier.KEK) error {
 	n.search = search.New(n.barrier)
 	n.records = records.New(n.db, n.barrier, n.search, tenant)
 	n.search.SetRecords(n.records)
+	if n.policy, err = n.openPolicy(); err != nil {
+		return err
+	}
 	n.kek = kek
 	return nil
 }
@@ -202,7 +206,7 @@ func passphrase(stderr io.Writer, confirm bool) (keys.Secret, error) {
 // api returns the FHIR API over the node.
 func (n *node) api(base string) *fhirapi.API {
 	return fhirapi.New(fhirapi.Config{
-		Records: n.records, Search: n.search, Policy: policy.Bootstrap{}, Audit: n.audit,
+		Records: n.records, Search: n.search, Policy: n.policy, Audit: n.audit,
 		Log: n.log, Base: base, Version: version,
 	})
 }

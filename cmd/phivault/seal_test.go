@@ -154,7 +154,7 @@ func TestSealShamirServe(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the server did not start after unsealing")
 	}
-	code, tokOut, _ := runOut("token", "--data", dir, "--role", "administrator")
+	code, tokOut, _ := runOut("token", "--data", dir, "--role", "operator")
 	if code != exitOK {
 		t.Fatal("token after unseal")
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 type serveOptions struct {
 	data, listen, certFile, keyFile string
 	logLevel, witness               string
+	clientCA, clientCRL             string
 	ready                           func(url string) // called once listening
 }
 
@@ -31,6 +31,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.listen, "listen", "localhost:8443", "address to listen on (HTTPS)")
 	fs.StringVar(&o.certFile, "tls-cert", "", "TLS certificate chain (PEM); default: a generated self-signed development certificate")
 	fs.StringVar(&o.keyFile, "tls-key", "", "TLS private key (PEM)")
+	fs.StringVar(&o.clientCA, "tls-client-ca", "", "CA bundle (PEM) that issues device client certificates (mTLS); enables the device endpoint /device/fhir/")
+	fs.StringVar(&o.clientCRL, "tls-client-crl", "", "revocation list (PEM or DER) for device client certificates, signed by a CA in --tls-client-ca")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.witness, "audit-witness", "", "append every signed audit checkpoint to this file (keep it outside the data directory)")
 	if err := parseFlags(fs, args); err != nil {
@@ -62,19 +64,47 @@ func serve(o serveOptions, stderr io.Writer) error {
 	}
 	defer n.close()
 
-	var cert tls.Certificate
-	if o.certFile != "" || o.keyFile != "" {
-		if cert, err = tls.LoadX509KeyPair(o.certFile, o.keyFile); err != nil {
-			return fail(exitUsage, "cannot load the TLS certificate: "+err.Error(), "--tls-cert and --tls-key take PEM files")
-		}
-	} else {
-		var created bool
-		if cert, created, err = server.DevCertificate(filepath.Join(o.data, tlsDirName)); err != nil {
+	certFile, keyFile := o.certFile, o.keyFile
+	if certFile == "" && keyFile == "" {
+		dir := filepath.Join(o.data, tlsDirName)
+		_, created, err := server.DevCertificate(dir)
+		if err != nil {
 			return err
 		}
+		certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 		log.Warn("using a SELF-SIGNED development TLS certificate; configure --tls-cert and --tls-key for production",
-			"cert", filepath.Join(o.data, tlsDirName, "cert.pem"), "created", created)
+			"cert", certFile, "created", created)
 	}
+	certs, err := server.NewCertReloader(certFile, keyFile, log)
+	if err != nil {
+		return fail(exitUsage, "cannot load the TLS certificate: "+err.Error(), "--tls-cert and --tls-key take PEM files")
+	}
+	go certs.Watch(ctx, 5*time.Second)
+	var clients *server.ClientCAs
+	if o.clientCA != "" {
+		if clients, err = server.NewClientCAs(server.ClientCAsConfig{CAFile: o.clientCA, CRLFile: o.clientCRL, Log: log, Audit: n.audit}); err != nil {
+			return fail(exitUsage, err.Error(), "--tls-client-ca takes a PEM bundle of CA certificates, --tls-client-crl a CRL signed by one of them")
+		}
+		go clients.Watch(ctx, 5*time.Second)
+	}
+	// SIGHUP reloads the certificate and the device CAs and CRL now (they
+	// are also polled); it must not reach the NotifyContext, which stops.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				certs.Reload() // failures are logged; the old certificate stays
+				if clients != nil {
+					clients.Reload()
+				}
+			}
+		}
+	}()
 
 	signer, _, err := n.auditSigner(ctx)
 	if err != nil {
@@ -95,9 +125,19 @@ func serve(o serveOptions, stderr io.Writer) error {
 	base := "https://" + publicHost(ln.Addr(), o.listen)
 	metrics := server.NewMetrics()
 	api := n.api(base + "/fhir")
-	h := n.gate(server.Handler(server.Config{FHIR: api.Handler(), Auth: n.tokens, Audit: n.audit, Log: log, Metrics: metrics}))
+	acc, err := n.openAccess(ctx, base, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if clients != nil {
+		// Devices reach the FHIR API with their client certificate (role
+		// device; the policy lets them submit observations only).
+		acc.routes["/device/fhir/"] = clients.RequireClientCert(http.StripPrefix("/device", api.Handler()))
+	}
+	h := n.gate(server.Handler(server.Config{FHIR: api.Handler(), Auth: acc.auth, Routes: acc.routes, Audit: n.audit, Log: log, Metrics: metrics}))
 	srv := server.NewHTTPServer(h, log)
-	srv.TLSConfig = server.TLSConfig(cert)
+	srv.TLSConfig = server.NewTLSConfig(certs, clients)
 
 	adminLn, err := server.ListenAdmin(filepath.Join(o.data, server.SocketName))
 	if err != nil {
@@ -107,7 +147,8 @@ func serve(o serveOptions, stderr io.Writer) error {
 	adminMux := http.NewServeMux()
 	adminMux.Handle("/fhir/", n.gate(api.Handler()))
 	adminMux.Handle("/fhir", n.gate(api.Handler()))
-	adminMux.HandleFunc("POST /admin/token", n.adminTokenHandler)
+	adminMux.HandleFunc("POST /admin/token", n.adminTokenHandler(acc.accounts))
+	adminMux.Handle("POST /admin/accounts", accountsAdminHandler(acc.accounts))
 	n.adminSealRoutes(adminMux) // seal, unseal, keys rotate/status/retire
 	admin := server.NewHTTPServer(server.AdminHandler(adminMux), log)
 	admin.ConnContext = server.AdminConnContext

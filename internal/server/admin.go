@@ -37,7 +37,7 @@ func ListenAdmin(path string) (net.Listener, error) {
 
 // AdminHandler serves operator requests on the admin socket. Only a peer
 // running as the server's own user (or root) is accepted; it acts as the
-// operator principal, with the administrator role, and everything it does
+// operator principal (the operator role), and everything it does
 // is decided and audited like any other request.
 func AdminHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -46,7 +46,7 @@ func AdminHandler(next http.Handler) http.Handler {
 			http.Error(w, "forbidden: the admin socket accepts only the server's own user", http.StatusForbidden)
 			return
 		}
-		p := policy.Principal{UserID: "operator:uid-" + strconv.Itoa(uid), Roles: []string{"administrator"}, Method: "admin-socket"}
+		p := policy.Principal{UserID: "operator:uid-" + strconv.Itoa(uid), Roles: []string{"operator"}, Method: "admin-socket"}
 		next.ServeHTTP(w, r.WithContext(policy.WithPrincipal(r.Context(), p)))
 	})
 }

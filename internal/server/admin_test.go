@@ -52,7 +52,7 @@ func TestAdminSocket(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("admin request: %d, %v", resp.StatusCode, err)
 	}
-	want := map[string]any{"user": "operator:uid-" + strconv.Itoa(os.Getuid()), "roles": []any{"administrator"}, "method": "admin-socket"}
+	want := map[string]any{"user": "operator:uid-" + strconv.Itoa(os.Getuid()), "roles": []any{"operator"}, "method": "admin-socket"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("admin principal (-want +got):\n%s", diff)
 	}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/phivault/phivault/internal/authn"
+	"github.com/phivault/phivault/internal/authn/account"
+	"github.com/phivault/phivault/internal/authn/passkey"
+	"github.com/phivault/phivault/internal/authn/session"
+	"github.com/phivault/phivault/internal/authn/smart"
+	"github.com/phivault/phivault/internal/policy"
+	"github.com/phivault/phivault/internal/policy/care"
+	"github.com/phivault/phivault/internal/web"
+)
+
+// policyFileName is where a security officer's replacement of the
+// default Cedar policy set is kept (see 'phivault policy').
+const policyFileName = "policy.cedar"
+
+// openPolicy returns the decision point of the node: the Cedar engine
+// over the data directory's policy set (the shipped default unless
+// replaced), with care relationships and consents read from the data.
+func (n *node) openPolicy() (*policy.Engine, error) {
+	src := policy.DefaultPolicies()
+	if b, err := os.ReadFile(filepath.Join(n.dir, policyFileName)); err == nil {
+		src = b
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	e, err := policy.NewEngine(src, care.New(n.records, n.search, care.Options{}))
+	if err != nil {
+		return nil, fail(exitFail, "the policy set in "+filepath.Join(n.dir, policyFileName)+" does not load: "+err.Error(),
+			"fix it, or remove the file to go back to the default policies")
+	}
+	return e, nil
+}
+
+// access is the sign-in side of a serving node: accounts, console
+// sessions (password, TOTP, passkeys, break-the-glass), the SMART on FHIR
+// authorization server, and the bearer-token authenticator.
+type access struct {
+	accounts *account.Directory
+	sessions *session.Manager
+	smart    *smart.Server
+	routes   map[string]http.Handler
+	auth     *authn.Bearer
+}
+
+// openAccess wires the sign-in side for a server reachable at base
+// (https://host:port).
+func (n *node) openAccess(ctx context.Context, base string, log *slog.Logger) (*access, error) {
+	a := &access{}
+	var err error
+	if a.accounts, err = account.Open(ctx, n.db, n.barrier, account.DefaultOptions(n.audit)); err != nil {
+		return nil, fmt.Errorf("accounts: %w", err)
+	}
+	reasonHash := func(reason string) string { return fmt.Sprintf("%x", n.barrier.Token("break-glass-reason", reason)) }
+	keep, err := session.NewStoreKeeper(ctx, n.db, n.barrier)
+	if err != nil {
+		return nil, fmt.Errorf("sessions: %w", err)
+	}
+	if a.sessions, err = session.New(session.Options{Accounts: a.accounts, Audit: n.audit, Log: log, Keep: keep, ReasonHash: reasonHash}); err != nil {
+		return nil, err
+	}
+	go a.sessions.Run(ctx, time.Minute)
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, err
+	}
+	pk, err := passkey.New(passkey.Config{RPID: u.Hostname(), RPName: "phivault", Origins: []string{base},
+		Directory: a.accounts, Handles: passkey.NewHandleIndex(a.accounts, 0), Sessions: a.sessions, Audit: n.audit, Log: log})
+	extra := map[string]http.Handler{}
+	if err != nil {
+		log.Warn("passkeys are off for this address", "reason", err.Error())
+		pk = nil
+	} else {
+		extra = pk.Routes()
+	}
+	if a.routes, err = web.Handler(web.Options{Sessions: a.sessions, Accounts: a.accounts, Audit: n.audit, Log: log,
+		Passkeys: pk != nil, Extra: extra}); err != nil {
+		return nil, err
+	}
+	a.smart, err = smart.Open(ctx, smart.Config{Store: n.db, Barrier: n.barrier, Issuer: base,
+		Login: consoleLogin{a.sessions}, Accounts: a.accounts, Audit: n.audit, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("SMART authorization server: %w", err)
+	}
+	for p, h := range a.smart.Routes() {
+		a.routes[p] = h
+	}
+	a.auth = &authn.Bearer{Operator: n.tokens, Accounts: a.accounts, SMART: a.smart}
+	return a, nil
+}
+
+// consoleLogin lets the SMART authorization endpoint find the signed-in
+// console user, or send the browser to sign in first.
+type consoleLogin struct{ s *session.Manager }
+
+func (c consoleLogin) User(r *http.Request) (policy.Principal, bool) { return c.s.Principal(r) }
+func (c consoleLogin) LoginURL(next string) string {
+	return "/login?" + url.Values{"next": {next}}.Encode()
+}
