@@ -135,7 +135,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 		// device; the policy lets them submit observations only).
 		acc.routes["/device/fhir/"] = clients.RequireClientCert(http.StripPrefix("/device", api.Handler()))
 	}
-	h := n.gate(server.Handler(server.Config{FHIR: api.Handler(), Auth: acc.auth, Routes: acc.routes, Audit: n.audit, Log: log, Metrics: metrics}))
+	h := n.gate(server.Handler(server.Config{FHIR: api.Handler(), Auth: acc.auth, Sessions: acc.sessions, Routes: acc.routes, Audit: n.audit, Log: log, Metrics: metrics}))
 	srv := server.NewHTTPServer(h, log)
 	srv.TLSConfig = server.NewTLSConfig(certs, clients)
 
@@ -149,6 +149,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 	adminMux.Handle("/fhir", n.gate(api.Handler()))
 	adminMux.HandleFunc("POST /admin/token", n.adminTokenHandler(acc.accounts))
 	adminMux.Handle("POST /admin/accounts", accountsAdminHandler(acc.accounts))
+	n.adminClientRoutes(adminMux)
 	n.adminSealRoutes(adminMux) // seal, unseal, keys rotate/status/retire
 	admin := server.NewHTTPServer(server.AdminHandler(adminMux), log)
 	admin.ConnContext = server.AdminConnContext

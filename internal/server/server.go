@@ -25,6 +25,12 @@ type Authenticator interface {
 	Check(token string) (policy.Principal, error)
 }
 
+// Sessions finds the signed-in console user of a browser request
+// (session.Manager).
+type Sessions interface {
+	Principal(r *http.Request) (policy.Principal, bool)
+}
+
 // Config is what Handler needs.
 type Config struct {
 	FHIR    http.Handler // the /fhir/ routes
@@ -33,6 +39,11 @@ type Config struct {
 	// bearer-token check: each authenticates its callers itself.
 	Routes map[string]http.Handler
 	Auth    Authenticator
+	// Sessions, when set, lets a signed-in console user read the FHIR API
+	// from the browser (GET and HEAD only: the session cookie is
+	// SameSite=Strict, and nothing is changed without a bearer token).
+	// This is how a break-the-glass window is used.
+	Sessions Sessions
 	Audit   *audit.Log
 	Log     *slog.Logger
 	Metrics *Metrics
@@ -99,6 +110,12 @@ func secure(c Config, route string, next http.Handler) http.Handler {
 // (and must be, or the request fails with 503).
 func authenticate(c Config, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c.Sessions != nil && r.Header.Get("Authorization") == "" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			if p, ok := c.Sessions.Principal(r); ok {
+				next.ServeHTTP(w, r.WithContext(policy.WithPrincipal(r.Context(), p)))
+				return
+			}
+		}
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		p, err := c.Auth.Check(strings.TrimSpace(tok))
 		if !ok || err != nil {
