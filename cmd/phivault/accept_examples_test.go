@@ -14,7 +14,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"log/slog"
 	"net/http"
@@ -28,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phivault/phivault/internal/authn"
 	"github.com/phivault/phivault/internal/corpus"
 	"github.com/phivault/phivault/internal/fhir"
 	"github.com/phivault/phivault/internal/server"

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"filippo.io/age"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/phivault/phivault/internal/authn"
 	"github.com/phivault/phivault/internal/backup"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/server"

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phivault/phivault/internal/authn"
 	"github.com/phivault/phivault/internal/server"
 	"github.com/phivault/phivault/internal/store"
 	"github.com/phivault/phivault/internal/synth"

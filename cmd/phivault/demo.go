@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"log/slog"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phivault/phivault/internal/authn"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/server"
 	"github.com/phivault/phivault/internal/synth"

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"log/slog"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/phivault/phivault/internal/authn"
 	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/server"

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/phivault/phivault/internal/authn"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/server"
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/phivault/phivault/internal/authn"
 	"io"
 	"log/slog"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phivault/phivault/internal/authn"
 	"github.com/phivault/phivault/internal/keys"
 	"github.com/phivault/phivault/internal/server"
 )

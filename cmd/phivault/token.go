@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/phivault/phivault/internal/authn"
-	"github.com/phivault/phivault/internal/authn/account"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +15,8 @@ import (
 	"time"
 
 	"github.com/phivault/phivault/internal/audit"
+	"github.com/phivault/phivault/internal/authn"
+	"github.com/phivault/phivault/internal/authn/account"
 	"github.com/phivault/phivault/internal/server"
 )
 
