@@ -74,7 +74,7 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "Created phivault data directory %s\n", *data)
-	fmt.Fprintf(stdout, "Bootstrap administrator token written to %s (mode 0600, valid 24h).\n", filepath.Join(*data, bootstrapName))
+	fmt.Fprintf(stdout, "Bootstrap operator token written to %s (mode 0600, valid 24h; it can do everything: keep it secret).\n", filepath.Join(*data, bootstrapName))
 	if hsm != nil {
 		fmt.Fprintf(stdout, "The KEK is key %q in PKCS#11 token %q: without that token (and its backup) the data cannot be read.\n", hsm.Key, hsm.Token)
 	} else {
@@ -85,7 +85,7 @@ func runInit(args []string, stdout, stderr io.Writer) error {
 }
 
 // initDir creates a data directory: key file, TLS certificate, store, and
-// a bootstrap administrator token. An empty passphrase makes a development
+// a bootstrap operator token. An empty passphrase makes a development
 // key, announced loudly.
 func initDir(dir string, pass keys.Secret, stderr io.Writer) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -125,7 +125,7 @@ func initDir(dir string, pass keys.Secret, stderr io.Writer) (string, error) {
 	return n.writeBootstrapToken(24 * time.Hour)
 }
 
-// writeBootstrapToken mints an administrator token and writes it to
+// writeBootstrapToken mints an operator token and writes it to
 // DIR/bootstrap-token (mode 0600).
 func (n *node) writeBootstrapToken(ttl time.Duration) (string, error) {
 	tok, _, err := n.tokens.Mint("bootstrap-operator", []string{authn.OperatorRole}, ttl)

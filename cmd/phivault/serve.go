@@ -150,6 +150,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 	adminMux.HandleFunc("POST /admin/token", n.adminTokenHandler(acc.accounts))
 	adminMux.Handle("POST /admin/accounts", accountsAdminHandler(acc.accounts))
 	n.adminClientRoutes(adminMux)
+	adminMux.HandleFunc("POST /admin/policy", n.adminPolicyHandler)
 	n.adminSealRoutes(adminMux) // seal, unseal, keys rotate/status/retire
 	admin := server.NewHTTPServer(server.AdminHandler(adminMux), log)
 	admin.ConnContext = server.AdminConnContext
