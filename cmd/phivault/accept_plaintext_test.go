@@ -367,7 +367,7 @@ func TestAcceptNoPlaintextDemo(t *testing.T) {
 	if _, err := initDir(dir, nil, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadDemo(dir, opt, io.Discard); err != nil {
+	if _, _, err := loadDemo(dir, opt, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	var raw [][]byte

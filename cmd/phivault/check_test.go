@@ -29,7 +29,7 @@ func loadedDir(t *testing.T, patients int) string {
 	if _, err := initDir(dir, nil, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadDemo(dir, synth.Options{Seed: 7, Patients: patients}, io.Discard); err != nil {
+	if _, _, err := loadDemo(dir, synth.Options{Seed: 7, Patients: patients}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	return dir

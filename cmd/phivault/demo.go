@@ -36,10 +36,14 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		var err error
-		if firstPatient, err = loadDemo(dir, synth.Options{Seed: *seed, Patients: *patients}, stderr); err != nil {
+		var gp string
+		if firstPatient, gp, err = loadDemo(dir, synth.Options{Seed: *seed, Patients: *patients}, stderr); err != nil {
 			return err
 		}
 		_ = os.WriteFile(filepath.Join(dir, "demo-patient"), []byte(firstPatient+"\n"), 0o600)
+		if err := demoAccounts(dir, gp, stderr); err != nil {
+			return err
+		}
 	} else {
 		fmt.Fprintf(stdout, "Using the existing demo data directory %s\n", dir)
 		b, _ := os.ReadFile(filepath.Join(dir, "demo-patient"))
@@ -62,8 +66,10 @@ phivault demo is running.
 
   FHIR base URL:  %[1]s/fhir
   Bearer token:   %[2]s
-                  (administrator, valid 24 hours; also in %[3]s)
+                  (operator: the local operator path, allowed everything; valid 24 hours; also in %[3]s)
   TLS:            self-signed development certificate %[4]s
+  Console:        %[1]s/login  (accounts and passwords in %[6]s;
+                  the physician enrols a second factor at first sign-in)
 
 Try:
   curl --cacert %[4]s -H "Authorization: Bearer $(cat %[3]s)" %[1]s/fhir/metadata
@@ -72,32 +78,32 @@ Try:
 
 Every request is authenticated, decided by policy and written to the audit log before it is answered.
 Press Ctrl-C to stop.
-`, url, tok, filepath.Join(dir, bootstrapName), cert, firstPatient)
+`, url, tok, filepath.Join(dir, bootstrapName), cert, firstPatient, filepath.Join(dir, demoAccountsName))
 	}
 	return serve(o, stderr)
 }
 
 // loadDemo imports the synthetic population into dir through the normal
-// import path and returns the id of the first patient.
-func loadDemo(dir string, opt synth.Options, stderr io.Writer) (string, error) {
+// import path and returns the id of the first patient and the reference
+// of that patient's general practitioner.
+func loadDemo(dir string, opt synth.Options, stderr io.Writer) (first, gp string, err error) {
 	n, err := openNode(context.Background(), dir, slog.New(slog.DiscardHandler), stderr)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer n.close()
 	p := policy.Principal{UserID: "operator:demo", Roles: []string{authn.OperatorRole}, Method: "local-cli"}
 	im := &importer{client: server.InProcess(n.api("http://phivault/fhir").Handler(), p), stderr: stderr}
-	first := ""
 	for b := range synth.Bundles(opt) {
 		idempotent(b)
 		if first == "" {
-			first = patientID(b)
+			first, gp = patientID(b), generalPractitioner(b)
 		}
 		if _, err := im.post(b); err != nil {
-			return "", fmt.Errorf("loading the demo population: %w", err)
+			return "", "", fmt.Errorf("loading the demo population: %w", err)
 		}
 	}
-	return first, nil
+	return first, gp, nil
 }
 
 // patientID returns the id of the first Patient in a bundle, or "".
