@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -35,5 +36,24 @@ func TestSignInReturnsToNext(t *testing.T) {
 			t.Errorf("next=%q: landed on %s, want /console/", bad, b.path)
 		}
 		e.clk.Add(30e9)
+	}
+}
+
+// The sign-in page offers single sign-on only when a provider is set.
+func TestLoginOffersSSO(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	if b.get("/login"); strings.Contains(b.body, "sso-login") {
+		t.Error("the sign-in page offers SSO with no provider configured")
+	}
+	e.opts.SSO = "Example <IdP>"
+	routes, err := Handler(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	routes["GET /login"].ServeHTTP(rec, getRequest("/login"))
+	if body := rec.Body.String(); !strings.Contains(body, `<a href="/sso/login" id="sso-login">Sign in with Example &lt;IdP&gt;</a>`) {
+		t.Errorf("sign-in page with SSO:\n%s", body)
 	}
 }

@@ -78,6 +78,9 @@ type Options struct {
 	// sign-in and second-factor pages, id="passkey-stepup" on the
 	// break-the-glass page) and loads /static/passkey.js there.
 	Passkeys bool
+	// SSO, when set, names the external identity provider: the sign-in
+	// page then offers "Sign in with <SSO>" (/sso/login, id="sso-login").
+	SSO string
 	// Extra are further routes by ServeMux pattern (for example the
 	// passkey ceremonies), returned beside the console's own.
 	Extra map[string]http.Handler
@@ -155,6 +158,7 @@ type page struct {
 	Error    string
 	Notice   string
 	Passkeys bool
+	SSO      string // the identity provider's name on the sign-in page
 
 	User       string
 	Roles      []string
@@ -174,6 +178,9 @@ type page struct {
 func (h *handler) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
 	p.CSRF = h.o.Sessions.Token(w, r)
 	p.Passkeys = p.Passkeys && h.o.Passkeys
+	if name == "login" {
+		p.SSO = h.o.SSO
+	}
 	hd := w.Header()
 	hd.Set("Content-Security-Policy", CSP)
 	hd.Set("Cache-Control", "no-store")
