@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -72,8 +73,20 @@ func registerApp(t *testing.T, s *liveServer, scopes string) *oauth2.Config {
 	if !ok || strings.Contains(out, "client_secret") {
 		t.Fatalf("client add: %q", out)
 	}
+	// The app finds the endpoints as a SMART app does: from discovery.
+	var d struct {
+		Authorize string   `json:"authorization_endpoint"`
+		Token     string   `json:"token_endpoint"`
+		Revoke    string   `json:"revocation_endpoint"`
+		PKCE      []string `json:"code_challenge_methods_supported"`
+	}
+	st, body := s.fhir(t, http.MethodGet, ".well-known/smart-configuration", "", nil)
+	if err := json.Unmarshal([]byte(body), &d); st != http.StatusOK || err != nil || !slices.Equal(d.PKCE, []string{"S256"}) ||
+		d.Authorize != s.base+"/oauth/authorize" || d.Token != s.base+"/oauth/token" || d.Revoke != s.base+"/oauth/revoke" {
+		t.Fatalf("discovery: %d %s", st, body)
+	}
 	return &oauth2.Config{ClientID: id, RedirectURL: appRedirect, Endpoint: oauth2.Endpoint{
-		AuthURL: s.base + "/oauth/authorize", TokenURL: s.base + "/oauth/token", AuthStyle: oauth2.AuthStyleInParams}}
+		AuthURL: d.Authorize, TokenURL: d.Token, AuthStyle: oauth2.AuthStyleInParams}}
 }
 
 // authorize runs the authorization-code flow with PKCE for scopes in the
@@ -232,6 +245,16 @@ func TestSMARTAppEndToEnd(t *testing.T) {
 		// Cedar allows pat-a's Condition; the scope does not.
 		obsOnly := authorize(t, s, b, house, app, "user/Observation.rs", "")
 		reach(t, s, "user/Observation.rs", obsOnly.AccessToken, []string{"Observation/obs-a"}, []string{"Condition/cond-a", "Observation/obs-b"})
+		// The app revokes its token (RFC 7009): the next request fails.
+		resp, err := s.tls.PostForm(s.base+"/oauth/revoke", url.Values{"token": {obsOnly.AccessToken}, "client_id": {app.ClientID}})
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("revoke: %v %v", err, resp)
+		}
+		resp.Body.Close()
+		if st, _ := s.fhir(t, http.MethodGet, "Observation/obs-a", obsOnly.AccessToken, nil); st != http.StatusUnauthorized {
+			t.Errorf("a revoked access token: %d; want 401", st)
+		}
+		reach(t, s, "another grant of the same user after the revocation", tok.AccessToken, []string{"Observation/obs-a"}, nil)
 		// A read scope does not write, whatever Cedar would allow.
 		obs, _ := json.Marshal(map[string]any{"resourceType": "Observation", "status": "final", "code": map[string]any{"text": "x"},
 			"subject": map[string]any{"reference": "Patient/pat-a"}})
