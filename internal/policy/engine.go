@@ -99,6 +99,7 @@ type policySet struct {
 	ids      []cedar.PolicyID
 	policies []*cedar.Policy
 	reasons  map[cedar.PolicyID]string
+	memo     *outcomes // nil when the set can tell entities apart by id (see memo.go)
 }
 
 // All implements cedar.PolicyIterator.
@@ -144,6 +145,9 @@ func compile(src []byte) (*policySet, error) {
 	if err := probe(ps); err != nil {
 		return nil, err
 	}
+	if idFree(list) {
+		ps.memo = newOutcomes()
+	}
 	return ps, nil
 }
 
@@ -162,7 +166,7 @@ func probe(ps *policySet) error {
 				if on {
 					f.consentDeny = []string{"c"}
 				}
-				req, ents := cedarRequest(c, r, &f)
+				req, ents, _, _ := cedarRequest(c, r, &f)
 				_, diag := cedar.Authorize(ps, ents, req)
 				if len(diag.Errors) > 0 {
 					d := diag.Errors[0]
@@ -199,21 +203,11 @@ func (e *Engine) Decide(ctx context.Context, r Request) (d Decision) {
 			return Decision{Policies: []string{idFactsError}, Reason: "access facts could not be checked; try again"}
 		}
 	}
-	req, ents := cedarRequest(e.caches, r, &f)
-	dec, diag := cedar.Authorize(ps, ents, req)
-	if len(diag.Errors) > 0 {
-		ids := []string{idPolicyError}
-		for _, de := range diag.Errors {
-			ids = append(ids, string(de.PolicyID))
-		}
-		return Decision{Policies: ids, Reason: "the access policy could not be evaluated"}
+	allow, ids, failed := e.evaluate(ps, r, &f)
+	if failed != nil {
+		return Decision{Policies: failed, Reason: "the access policy could not be evaluated"}
 	}
-	ids := make([]string, 0, len(diag.Reasons)+len(f.consentDeny))
-	for _, reason := range diag.Reasons {
-		ids = append(ids, string(reason.PolicyID))
-	}
-	slices.Sort(ids)
-	if dec == cedar.Allow {
+	if allow {
 		return Decision{Allow: true, Policies: ids}
 	}
 	if len(ids) == 0 {
@@ -233,4 +227,37 @@ func (e *Engine) Decide(ctx context.Context, r Request) (d Decision) {
 		}
 	}
 	return Decision{Policies: ids, Reason: why}
+}
+
+// evaluate runs the policy set on the request and its facts, or takes the
+// outcome of an earlier identical evaluation (memo.go). It returns the
+// decision and the sorted ids of the deciding policies (a fresh slice the
+// caller may extend), or, when a policy failed to evaluate, the ids to
+// report (nothing is memoised then).
+func (e *Engine) evaluate(ps *policySet, r Request, f *facts) (allow bool, ids, failed []string) {
+	req, ents, key, memoOK := cedarRequest(e.caches, r, f)
+	if memoOK {
+		if o, ok := ps.memo.get(key); ok {
+			ids = make([]string, len(o.ids), len(o.ids)+len(f.consentDeny))
+			copy(ids, o.ids)
+			return o.allow, ids, nil
+		}
+	}
+	dec, diag := cedar.Authorize(ps, ents, req)
+	if len(diag.Errors) > 0 {
+		failed = []string{idPolicyError}
+		for _, de := range diag.Errors {
+			failed = append(failed, string(de.PolicyID))
+		}
+		return false, nil, failed
+	}
+	ids = make([]string, 0, len(diag.Reasons)+len(f.consentDeny))
+	for _, reason := range diag.Reasons {
+		ids = append(ids, string(reason.PolicyID))
+	}
+	slices.Sort(ids)
+	if memoOK {
+		ps.memo.put(key, outcome{allow: dec == cedar.Allow, ids: slices.Clone(ids)})
+	}
+	return dec == cedar.Allow, ids, nil
 }

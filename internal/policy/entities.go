@@ -118,10 +118,11 @@ var (
 	typeSystem = cedar.EntityType("System") // the resource of whole-system requests
 )
 
-// cedarRequest builds the Cedar request and the two entities it needs.
+// cedarRequest builds the Cedar request and the two entities it needs,
+// and the key its evaluation may be memoised under (ok false: it may not).
 // Records are taken from c: building a Cedar record sorts and hashes its
 // keys, which would otherwise dominate the cost of a decision.
-func cedarRequest(c *caches, r Request, f *facts) (cedar.Request, entities) {
+func cedarRequest(c *caches, r Request, f *facts) (req cedar.Request, ents entities, key decisionKey, ok bool) {
 	p := r.Principal
 	var pbits uint8
 	for i, b := range []bool{p.MFA, p.Trained, interactiveMethod(p.Method), operatorMethod(p.Method), workforce(p)} {
@@ -139,9 +140,10 @@ func cedarRequest(c *caches, r Request, f *facts) (cedar.Request, entities) {
 	if r.Type == "" {
 		etype = typeSystem
 	}
+	rk := resourceKey{r.Type, kind, restricted(r.Labels)}
 	resource := cedar.Entity{
 		UID:        cedar.NewEntityUID(etype, cedar.String(r.ID)),
-		Attributes: c.resource(resourceKey{r.Type, kind, restricted(r.Labels)}),
+		Attributes: c.resource(rk),
 	}
 	var cbits uint8
 	for i, b := range []bool{kind == kindPatient && r.Patient == "", f.relationship, f.own,
@@ -150,13 +152,15 @@ func cedarRequest(c *caches, r Request, f *facts) (cedar.Request, entities) {
 			cbits |= 1 << i
 		}
 	}
-	req := cedar.Request{
+	ck := contextKey{f.purpose, cbits}
+	req = cedar.Request{
 		Principal: principal.UID,
 		Action:    cedar.NewEntityUID(typeAction, cedar.String(r.Action)),
 		Resource:  resource.UID,
-		Context:   c.context(contextKey{f.purpose, cbits}),
+		Context:   c.context(ck),
 	}
-	return req, entities{principal: principal, resource: resource}
+	key, ok = memoKey(r, pbits, rk, ck)
+	return req, entities{principal: principal, resource: resource}, key, ok
 }
 
 // actionGroups are the parents of each action, so policies can say
