@@ -70,7 +70,7 @@ func runClientAdd(args []string, stdout, stderr io.Writer) error {
 	}
 	body, _ := json.Marshal(c)
 	err := viaAdmin(*data, http.MethodPost, "/admin/client", body, &out, func(n *node) error {
-		cl, sec, err := n.clientAdd(context.Background(), c, "operator:cli")
+		cl, sec, err := n.clientAdd(context.Background(), smart.NewClients(n.db, n.barrier), c, "operator:cli")
 		out.Client, out.Secret = cl, sec.Reveal()
 		return err
 	})
@@ -123,7 +123,7 @@ func runClientRemove(args []string, stdout, stderr io.Writer) error {
 	}
 	id := fs.Arg(0)
 	err := viaAdmin(*data, http.MethodPost, "/admin/client/remove", []byte(`{"id":`+jsonString(id)+`}`), nil, func(n *node) error {
-		return n.clientRemove(context.Background(), id, "operator:cli")
+		return n.clientRemove(context.Background(), smart.NewClients(n.db, n.barrier), id, "operator:cli")
 	})
 	if err != nil {
 		return err
@@ -179,18 +179,18 @@ func clientFail(err error) error {
 	return fail(exitUsage, msg, "run 'phivault client add -h' for the flags")
 }
 
-// clientAdd registers a client and audits who did it.
-func (n *node) clientAdd(ctx context.Context, c smart.Client, by string) (smart.Client, smart.Secret, error) {
-	cl, sec, err := smart.NewClients(n.db, n.barrier).Add(ctx, c)
+// clientAdd registers a client in reg and audits who did it.
+func (n *node) clientAdd(ctx context.Context, reg *smart.Clients, c smart.Client, by string) (smart.Client, smart.Secret, error) {
+	cl, sec, err := reg.Add(ctx, c)
 	if err != nil {
 		return cl, sec, err
 	}
 	return cl, sec, n.auditClient(ctx, "client-register", cl.ID, by)
 }
 
-// clientRemove removes a client and audits who did it.
-func (n *node) clientRemove(ctx context.Context, id, by string) error {
-	if err := smart.NewClients(n.db, n.barrier).Remove(ctx, id); err != nil {
+// clientRemove removes a client from reg and audits who did it.
+func (n *node) clientRemove(ctx context.Context, reg *smart.Clients, id, by string) error {
+	if err := reg.Remove(ctx, id); err != nil {
 		return err
 	}
 	return n.auditClient(ctx, "client-remove", id, by)
@@ -204,8 +204,10 @@ func (n *node) auditClient(ctx context.Context, interaction, id, by string) erro
 
 // adminClientRoutes serves client registration on the admin socket:
 // POST /admin/client (a smart.Client as JSON), GET /admin/clients and
-// POST /admin/client/remove ({"id": ...}).
-func (n *node) adminClientRoutes(mux *http.ServeMux) {
+// POST /admin/client/remove ({"id": ...}). reg is the serving
+// authorization server's registry, so that a removal ends the client's
+// tokens on this node at once (another node's cache lives 3 s).
+func (n *node) adminClientRoutes(mux *http.ServeMux, reg *smart.Clients) {
 	reply := func(w http.ResponseWriter, v any, err error) {
 		if err != nil {
 			status := http.StatusBadRequest
@@ -228,14 +230,14 @@ func (n *node) adminClientRoutes(mux *http.ServeMux) {
 			http.Error(w, "the body must be a client as JSON", http.StatusBadRequest)
 			return
 		}
-		cl, sec, err := n.clientAdd(r.Context(), c, "operator:admin-socket")
+		cl, sec, err := n.clientAdd(r.Context(), reg, c, "operator:admin-socket")
 		reply(w, struct {
 			Client smart.Client
 			Secret string
 		}{cl, sec.Reveal()}, err)
 	})
 	mux.HandleFunc("GET /admin/clients", func(w http.ResponseWriter, r *http.Request) {
-		l, err := smart.NewClients(n.db, n.barrier).List(r.Context())
+		l, err := reg.List(r.Context())
 		reply(w, l, err)
 	})
 	mux.HandleFunc("POST /admin/client/remove", func(w http.ResponseWriter, r *http.Request) {
@@ -244,7 +246,7 @@ func (n *node) adminClientRoutes(mux *http.ServeMux) {
 			http.Error(w, `the body must be {"id": "..."}`, http.StatusBadRequest)
 			return
 		}
-		reply(w, map[string]string{"removed": in.ID}, n.clientRemove(r.Context(), in.ID, "operator:admin-socket"))
+		reply(w, map[string]string{"removed": in.ID}, n.clientRemove(r.Context(), reg, in.ID, "operator:admin-socket"))
 	})
 }
 

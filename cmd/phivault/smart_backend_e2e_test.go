@@ -148,4 +148,15 @@ func TestSMARTBackendServicesEndToEnd(t *testing.T) {
 			}
 		})
 	}
+
+	// Removing the client ('phivault client remove', through the admin
+	// socket) ends its tokens at the very next request, and its key gets
+	// no new ones.
+	cliIn(t, "", "client", "remove", "--data", s.dir, a.id)
+	if st, _ := s.fhir(t, http.MethodPost, "Observation", tok, obs); st != http.StatusUnauthorized {
+		t.Errorf("the next request with a removed client's token: %d; want 401", st)
+	}
+	if st, body := a.request(t, a.sign(t, jose.ES384, key, a.claims(nil)), "system/Observation.cs"); st != http.StatusUnauthorized || body["access_token"] != nil {
+		t.Errorf("a removed client's assertion: %d %v; want 401 and no token", st, body)
+	}
 }
