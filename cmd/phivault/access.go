@@ -28,14 +28,22 @@ const policyFileName = "policy.cedar"
 // openPolicy returns the decision point of the node: the Cedar engine
 // over the data directory's policy set (the shipped default unless
 // replaced), with care relationships and consents read from the data.
-func (n *node) openPolicy() (*policy.Engine, error) {
+func (n *node) openPolicy() (*policy.Engine, error) { return n.openPolicyAt(nil) }
+
+// openPolicyAt is openPolicy with the clock of break-the-glass windows,
+// consent periods and care relationships (nil: time.Now).
+func (n *node) openPolicyAt(now func() time.Time) (*policy.Engine, error) {
 	src := policy.DefaultPolicies()
 	if b, err := os.ReadFile(filepath.Join(n.dir, policyFileName)); err == nil {
 		src = b
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	e, err := policy.NewEngine(src, care.New(n.records, n.search, care.Options{}))
+	var opts []policy.Option
+	if now != nil {
+		opts = append(opts, policy.WithClock(now))
+	}
+	e, err := policy.NewEngine(src, care.New(n.records, n.search, care.Options{Now: now}), opts...)
 	if err != nil {
 		return nil, fail(exitFail, "the policy set in "+filepath.Join(n.dir, policyFileName)+" does not load: "+err.Error(),
 			"fix it, or remove the file to go back to the default policies")
@@ -54,12 +62,27 @@ type access struct {
 	auth     *authn.Bearer
 }
 
+// accessOptions tune openAccessWith; the zero value is what serve uses.
+type accessOptions struct {
+	// Now is the clock of accounts (training, lockouts), sessions
+	// (timeouts, break-the-glass windows), TOTP codes and SMART tokens;
+	// nil: time.Now. Tests move it forward.
+	Now func() time.Time
+}
+
 // openAccess wires the sign-in side for a server reachable at base
 // (https://host:port).
 func (n *node) openAccess(ctx context.Context, base string, log *slog.Logger) (*access, error) {
+	return n.openAccessWith(ctx, base, log, accessOptions{})
+}
+
+// openAccessWith is openAccess with options.
+func (n *node) openAccessWith(ctx context.Context, base string, log *slog.Logger, o accessOptions) (*access, error) {
 	a := &access{}
 	var err error
-	if a.accounts, err = account.Open(ctx, n.db, n.barrier, account.DefaultOptions(n.audit)); err != nil {
+	acctOpts := account.DefaultOptions(n.audit)
+	acctOpts.Now = o.Now
+	if a.accounts, err = account.Open(ctx, n.db, n.barrier, acctOpts); err != nil {
 		return nil, fmt.Errorf("accounts: %w", err)
 	}
 	reasonHash := func(reason string) string { return fmt.Sprintf("%x", n.barrier.Token("break-glass-reason", reason)) }
@@ -67,7 +90,7 @@ func (n *node) openAccess(ctx context.Context, base string, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("sessions: %w", err)
 	}
-	if a.sessions, err = session.New(session.Options{Accounts: a.accounts, Audit: n.audit, Log: log, Keep: keep, ReasonHash: reasonHash}); err != nil {
+	if a.sessions, err = session.New(session.Options{Accounts: a.accounts, Audit: n.audit, Log: log, Keep: keep, ReasonHash: reasonHash, Now: o.Now}); err != nil {
 		return nil, err
 	}
 	go a.sessions.Run(ctx, time.Minute)
@@ -76,7 +99,7 @@ func (n *node) openAccess(ctx context.Context, base string, log *slog.Logger) (*
 		return nil, err
 	}
 	pk, err := passkey.New(passkey.Config{RPID: u.Hostname(), RPName: "phivault", Origins: []string{base},
-		Directory: a.accounts, Handles: passkey.NewHandleIndex(a.accounts, 0), Sessions: a.sessions, Audit: n.audit, Log: log})
+		Directory: a.accounts, Handles: passkey.NewHandleIndex(a.accounts, 0), Sessions: a.sessions, Audit: n.audit, Log: log, Now: o.Now})
 	extra := map[string]http.Handler{}
 	if err != nil {
 		log.Warn("passkeys are off for this address", "reason", err.Error())
@@ -85,11 +108,11 @@ func (n *node) openAccess(ctx context.Context, base string, log *slog.Logger) (*
 		extra = pk.Routes()
 	}
 	if a.routes, err = web.Handler(web.Options{Sessions: a.sessions, Accounts: a.accounts, Audit: n.audit, Log: log,
-		Passkeys: pk != nil, Extra: extra}); err != nil {
+		Passkeys: pk != nil, Extra: extra, Now: o.Now}); err != nil {
 		return nil, err
 	}
 	a.smart, err = smart.Open(ctx, smart.Config{Store: n.db, Barrier: n.barrier, Issuer: base,
-		Login: consoleLogin{a.sessions}, Accounts: a.accounts, Audit: n.audit, Log: log})
+		Login: consoleLogin{a.sessions}, Accounts: a.accounts, Audit: n.audit, Log: log, Now: o.Now})
 	if err != nil {
 		return nil, fmt.Errorf("SMART authorization server: %w", err)
 	}
