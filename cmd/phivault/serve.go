@@ -21,6 +21,7 @@ import (
 type serveOptions struct {
 	data, listen, certFile, keyFile string
 	logLevel, witness               string
+	alertWebhook                    string
 	clientCA, clientCRL             string
 	ready                           func(url string) // called once listening
 }
@@ -35,6 +36,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.clientCRL, "tls-client-crl", "", "revocation list (PEM or DER) for device client certificates, signed by a CA in --tls-client-ca")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.witness, "audit-witness", "", "append every signed audit checkpoint to this file (keep it outside the data directory)")
+	fs.StringVar(&o.alertWebhook, "alert-webhook", "", "POST every new monitoring alert as JSON to this URL (signed with PHIVAULT_WEBHOOK_SECRET when set)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -117,6 +119,11 @@ func serve(o serveOptions, stderr io.Writer) error {
 	ckpt := audit.NewCheckpointer(n.db, audit.NewIntegrator(n.db), signer, audit.CheckpointerOptions{Witnesses: witnesses, Logger: log})
 	ckpt.Start(ctx)
 	defer ckpt.Stop()
+	alerts, stopDetector, err := n.startDetector(ctx, o.alertWebhook, log) // the live detector: alerts within seconds
+	if err != nil {
+		return err
+	}
+	defer stopDetector()
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -125,6 +132,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 	base := "https://" + publicHost(ln.Addr(), o.listen)
 	metrics := server.NewMetrics()
 	api := n.api(base + "/fhir")
+	api.Alerts = alerts
 	acc, err := n.openAccess(ctx, base, log)
 	if err != nil {
 		ln.Close()

@@ -73,13 +73,21 @@ func NewLive(c LiveConfig) *Live {
 }
 
 // Run processes new leaves every Poll until ctx ends. Errors are logged
-// and retried at the next poll; nothing is skipped.
+// (once until the next success) and retried at the next poll; nothing is
+// skipped.
 func (l *Live) Run(ctx context.Context) {
 	t := time.NewTicker(l.c.Poll)
 	defer t.Stop()
+	last := ""
 	for {
-		if _, err := l.Step(ctx); err != nil && ctx.Err() == nil {
-			l.c.Logger.Error("detect: live detector step failed; retrying", "err", err.Error())
+		_, err := l.Step(ctx)
+		switch {
+		case err == nil:
+			last = ""
+		case ctx.Err() == nil && err.Error() != last:
+			// Once per distinct failure (a sealed barrier fails every poll).
+			last = err.Error()
+			l.c.Logger.Error("detect: live detector step failed; retrying", "err", last)
 		}
 		select {
 		case <-ctx.Done():

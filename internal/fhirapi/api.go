@@ -45,6 +45,8 @@ type Config struct {
 	Version string // software version for /metadata
 	// MaxBundleEntries bounds batch and transaction bundles.
 	MaxBundleEntries int
+	// Alerts, when set, serves the live detector's alerts under /fhir/_alerts.
+	Alerts Alerts
 }
 
 // API is the FHIR REST handler set.
@@ -85,6 +87,7 @@ func (a *API) Handler() http.Handler {
 	h("GET /fhir/{type}/{id}/_history", a.history)
 	h("GET /fhir/{type}/{id}/_history/{vid}", a.vread)
 	a.auditRoutes(h)
+	a.alertRoutes(h)
 	mux.Handle("/fhir/", a.wrap(func(c *call) error {
 		if allow := allowedMethods(mux, c.r); len(allow) > 0 {
 			c.w.Header().Set("Allow", strings.Join(allow, ", "))
