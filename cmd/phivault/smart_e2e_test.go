@@ -221,6 +221,13 @@ func TestSMARTAppEndToEnd(t *testing.T) {
 		// physician's care relationships would reach further (none here).
 		reach(t, s, "EHR launch patient/*.rs", tok.AccessToken,
 			[]string{"Observation/obs-a", "Condition/cond-a"}, []string{"Observation/obs-b", "Patient/pat-c"})
+		// A launch for a patient outside the physician's care: the scope
+		// covers the launch patient, Cedar still refuses the records.
+		stranger := authorize(t, s, b, house, app, "launch patient/*.rs", "", oauth2.SetAuthURLParam("launch", b.launch("pat-b")))
+		if stranger.Extra("patient") != "pat-b" {
+			t.Fatalf("launch patient %v; want pat-b", stranger.Extra("patient"))
+		}
+		reach(t, s, "EHR launch outside the care team", stranger.AccessToken, nil, []string{"Observation/obs-b", "Patient/pat-b", "Observation/obs-a"})
 		// Only a signed-in user makes a launch.
 		other := s.browser(t)
 		if p := other.do(http.MethodPost, "/oauth/launch", nil); p.status != http.StatusUnauthorized {

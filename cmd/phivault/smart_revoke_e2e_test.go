@@ -73,6 +73,20 @@ func TestDisableEndsSMARTTokensAndSessions(t *testing.T) {
 	if p := b.do(http.MethodGet, "/fhir/Observation/obs-a", nil); p.status != http.StatusUnauthorized {
 		t.Errorf("a session of before the disable works after enable: %d", p.status)
 	}
+	// 'phivault user revoke' ends what was issued without disabling:
+	// the user signs in again, and the new grant and session end at once.
+	b2 := s.browser(t)
+	tok2 := authorize(t, s, b2, doc, app, "openid fhirUser offline_access user/*.rs", "")
+	if st, _ := s.fhir(t, http.MethodGet, "Observation/obs-a", tok2.AccessToken, nil); st != http.StatusOK {
+		t.Fatalf("the token of a sign-in after enable: %d", st)
+	}
+	cliIn(t, "", "user", "revoke", "--data", s.dir, "dr.gone")
+	if st, _ := s.fhir(t, http.MethodGet, "Observation/obs-a", tok2.AccessToken, nil); st != http.StatusUnauthorized {
+		t.Errorf("the next request with a revoked user's token: %d; want 401", st)
+	}
+	if p := b2.do(http.MethodGet, "/fhir/Observation/obs-a", nil); p.status != http.StatusUnauthorized {
+		t.Errorf("the next request with a revoked user's session: %d; want 401", p.status)
+	}
 	t.Logf("%s: disable took %v through the admin socket; next token request refused %v after it, next session request %v after it",
 		out[:len(out)-1], disabled.Sub(start), tokenRefused, sessionRefused)
 }
