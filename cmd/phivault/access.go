@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/phivault/phivault/internal/authn/passkey"
 	"github.com/phivault/phivault/internal/authn/session"
 	"github.com/phivault/phivault/internal/authn/smart"
+	"github.com/phivault/phivault/internal/authn/sso"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/policy/care"
 	"github.com/phivault/phivault/internal/web"
@@ -68,18 +70,28 @@ type accessOptions struct {
 	// (timeouts, break-the-glass windows), TOTP codes and SMART tokens;
 	// nil: time.Now. Tests move it forward.
 	Now func() time.Time
+	// SSOConfig is an --sso-config file: single sign-on through that
+	// OpenID provider ("": none).
+	SSOConfig string
 }
 
 // openAccess wires the sign-in side for a server reachable at base
 // (https://host:port).
-func (n *node) openAccess(ctx context.Context, base string, log *slog.Logger) (*access, error) {
-	return n.openAccessWith(ctx, base, log, accessOptions{})
+func (n *node) openAccess(ctx context.Context, base string, log *slog.Logger, ssoConfig string) (*access, error) {
+	return n.openAccessWith(ctx, base, log, accessOptions{SSOConfig: ssoConfig})
 }
 
 // openAccessWith is openAccess with options.
 func (n *node) openAccessWith(ctx context.Context, base string, log *slog.Logger, o accessOptions) (*access, error) {
 	a := &access{}
 	var err error
+	var ssoCfg sso.Config
+	var ssoName string
+	if o.SSOConfig != "" {
+		if ssoCfg, ssoName, err = n.readSSOConfig(o.SSOConfig); err != nil {
+			return nil, err
+		}
+	}
 	acctOpts := account.DefaultOptions(n.audit)
 	acctOpts.Now = o.Now
 	if a.accounts, err = account.Open(ctx, n.db, n.barrier, acctOpts); err != nil {
@@ -108,8 +120,15 @@ func (n *node) openAccessWith(ctx context.Context, base string, log *slog.Logger
 		extra = pk.Routes()
 	}
 	if a.routes, err = web.Handler(web.Options{Sessions: a.sessions, Accounts: a.accounts, Audit: n.audit, Log: log,
-		Passkeys: pk != nil, Extra: extra, Now: o.Now}); err != nil {
+		Passkeys: pk != nil, Extra: extra, Now: o.Now, SSO: ssoName}); err != nil {
 		return nil, err
+	}
+	if ssoName != "" {
+		routes, err := n.ssoRoutes(ssoCfg, a, log)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(a.routes, routes)
 	}
 	a.smart, err = smart.Open(ctx, smart.Config{Store: n.db, Barrier: n.barrier, Issuer: base,
 		Login: consoleLogin{a.sessions}, Accounts: a.accounts, Audit: n.audit, Log: log, Now: o.Now})

@@ -22,6 +22,7 @@ type serveOptions struct {
 	data, listen, certFile, keyFile string
 	logLevel, witness               string
 	alertWebhook                    string
+	ssoConfig                       string
 	clientCA, clientCRL             string
 	ready                           func(url string) // called once listening
 }
@@ -36,6 +37,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.clientCRL, "tls-client-crl", "", "revocation list (PEM or DER) for device client certificates, signed by a CA in --tls-client-ca")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.witness, "audit-witness", "", "append every signed audit checkpoint to this file (keep it outside the data directory)")
+	fs.StringVar(&o.ssoConfig, "sso-config", "", "single sign-on through an OpenID Connect provider: a JSON file (see docs/access.md); the client secret comes from "+ssoSecretEnv)
 	fs.StringVar(&o.alertWebhook, "alert-webhook", "", "POST every new monitoring alert as JSON to this URL (signed with PHIVAULT_WEBHOOK_SECRET when set)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -133,7 +135,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 	metrics := server.NewMetrics()
 	api := n.api(base + "/fhir")
 	api.Alerts = alerts
-	acc, err := n.openAccess(ctx, base, log)
+	acc, err := n.openAccess(ctx, base, log, o.ssoConfig)
 	if err != nil {
 		ln.Close()
 		return err
