@@ -1,0 +1,180 @@
+package main
+
+// How each row of the authorization matrix is driven over HTTPS: the
+// caller, the credential, the request and the target (authz_matrix_test.go
+// states what the columns mean).
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+)
+
+// mxCell is how one row is driven over HTTPS.
+type mxCell struct {
+	row     mxRow
+	who     string // account id, "operator" or "device"
+	session bool   // through a console session (break-the-glass rows)
+	method  string
+	path    string // under the FHIR base, e.g. "/Observation/obs-pt-ct-none"
+	body    []byte
+	find    string         // search: the id the bundle must hold for "allow"
+	setup   map[string]any // stored by the operator just before (a delete's target)
+	last    bool           // run after everything else (it may remove shared data)
+	notes   []string       // how the row was mapped, when not literally
+}
+
+// Phases of the run.
+const (
+	mxBearer  = iota // tokens, device certificate, operator
+	mxActive         // console sessions with an open break-the-glass window
+	mxExpired        // the same sessions after the window expired
+	mxLast           // deletes of the shared Patient resources
+)
+
+func (c mxCell) phase() int {
+	switch {
+	case c.last:
+		return mxLast
+	case c.session && c.row.bg == "active":
+		return mxActive
+	case c.session:
+		return mxExpired
+	}
+	return mxBearer
+}
+
+// mxPlan maps a row to its HTTP interaction, or gives why it cannot be
+// driven (skip), or fails for a value it does not know.
+func (e *mxEnv) mxPlan(r mxRow, exportRoute bool) (c mxCell, skip string, err error) {
+	c.row = r
+	ck, ok := mxConsents[r.consent]
+	if !ok {
+		return c, "", fmt.Errorf("unknown consent %q", r.consent)
+	}
+	switch r.role {
+	case "operator", "device":
+		c.who = r.role
+	case "vendor":
+		c.who = "u-vendor"
+		c.notes = append(c.notes, "vendor: a bearer token for the vendor account (no scopes), standing for a SMART token without scopes")
+	case "patient":
+		c.who = "u-patient-none"
+		if r.rel == "self" {
+			c.who = "u-patient-" + ck
+		}
+	default:
+		if !slices.Contains(mxWorkforce, r.role) {
+			return c, "", fmt.Errorf("unknown role %q", r.role)
+		}
+		c.who = "u-" + r.role
+	}
+	var pt string
+	switch r.rel {
+	case "careteam":
+		pt = "pt-ct-" + ck
+	case "self":
+		pt = "pt-self-" + ck
+	case "none":
+		pt = "pt-no-" + ck
+	default:
+		return c, "", fmt.Errorf("unknown relationship %q", r.rel)
+	}
+	reading := r.action == "read" || r.action == "search"
+	switch r.bg {
+	case "no":
+	case "active", "expired":
+		switch {
+		case c.who == "operator" || c.who == "device" || c.who == "u-vendor":
+			c.notes = append(c.notes, "break-the-glass opens on a console session; the "+r.role+" has none, so the row runs with its usual credential")
+		case reading:
+			c.session = true
+		default:
+			c.notes = append(c.notes, "break-the-glass open on the console session, the write sent with a bearer token (sessions only GET)")
+		}
+	default:
+		return c, "", fmt.Errorf("unknown break_glass %q", r.bg)
+	}
+	var typ, id string
+	switch r.kind {
+	case "patient-clinical":
+		typ, id = "Observation", "obs-"+pt
+	case "patient-demographics":
+		typ, id = "Patient", pt
+	case "financial":
+		typ, id = "Claim", "claim-"+pt
+	case "reference":
+		typ, id = "Practitioner", "pr-ref"
+	case "audit-log", "configuration":
+	default:
+		return c, "", fmt.Errorf("unknown kind %q", r.kind)
+	}
+	switch r.action {
+	case "admin":
+		return c, "no interaction of the HTTPS server is decided with the admin action: users, keys and configuration " +
+			"change only through the owner-only admin socket and the CLI (the operator path)", nil
+	case "export":
+		if !exportRoute {
+			return c, "the server has no export interaction yet (GET /fhir/$export and /fhir/Patient/$export are not routes)", nil
+		}
+		return c, "", fmt.Errorf("an export interaction exists now: teach mxPlan to drive it")
+	case "audit-read":
+		c.method, c.path = http.MethodGet, "/_audit/leaf?index=0"
+		if r.role == "patient" && r.rel == "self" {
+			c.path = "/Patient/" + pt + "/$access-report"
+		}
+	case "read":
+		c.method, c.path = http.MethodGet, "/"+typ+"/"+id
+	case "search":
+		c.method, c.path, c.find = http.MethodGet, "/"+typ+"?_id="+id, id
+	case "create":
+		c.method, c.path = http.MethodPost, "/"+typ
+		var res map[string]any
+		switch r.kind {
+		case "patient-clinical":
+			res = mxObservation("", pt)
+		case "financial":
+			res = mxClaim("", pt)
+		case "reference":
+			res = mxPractitioner("new")
+		case "patient-demographics":
+			res = mxPatient("new")
+			if r.rel != "none" {
+				// A new Patient has no care team or owner yet: the
+				// relationship is exercised with a demographic record
+				// of the existing patient (scheduling, front-desk work).
+				c.path = "/Appointment"
+				res = mxJSON(`{"resourceType":"Appointment","status":"proposed","participant":[{"actor":{"reference":"Patient/` + pt + `"},"status":"needs-action"}]}`)
+				c.notes = append(c.notes, "create patient-demographics with a relationship: POST Appointment for the existing patient (a new Patient has no relationship)")
+			}
+		}
+		c.body, _ = json.Marshal(res)
+	case "update":
+		c.method, c.path, c.body = http.MethodPut, "/"+typ+"/"+id, e.bodies[typ+"/"+id]
+	case "delete":
+		c.method = http.MethodDelete
+		del := fmt.Sprintf("del-%d", r.line)
+		switch {
+		case r.kind == "patient-clinical":
+			c.setup = mxObservation(del, pt)
+		case r.kind == "financial":
+			c.setup = mxClaim(del, pt)
+		case r.kind == "reference":
+			c.setup = mxPractitioner(del)
+		case r.role == "operator": // the operator's decisions read no facts
+			c.setup = mxPatient(del)
+		default:
+			c.path, c.last = "/Patient/"+pt, true
+		}
+		if c.setup != nil {
+			c.path = "/" + typ + "/" + del
+		}
+	default:
+		return c, "", fmt.Errorf("unknown action %q", r.action)
+	}
+	if c.method == "" || c.path == "" {
+		return c, "", fmt.Errorf("no interaction for action %s on kind %s", r.action, r.kind)
+	}
+	return c, "", nil
+}
