@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -190,4 +191,32 @@ func TestMemoBounded(t *testing.T) {
 	if d := e.Decide(ctx, r); !d.Allow {
 		t.Errorf("past the bound a treatment read is denied: %+v", d)
 	}
+}
+
+// BenchmarkDecideLatencyFresh is BenchmarkDecideLatency with every
+// decision evaluated afresh (no memo): the latency of a combination of
+// inputs seen for the first time, or of a policy set that names entities
+// by id.
+//
+//	go test -run '^$' -bench DecideLatencyFresh -benchtime 100000x ./internal/policy
+func BenchmarkDecideLatencyFresh(b *testing.B) {
+	reqs, f := benchRequests()
+	e := newTestEngine(b, f)
+	e.set.Load().memo = nil
+	ctx := context.Background()
+	mix := make([]Request, 0, len(reqs))
+	for _, r := range reqs {
+		mix = append(mix, r)
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		e.Decide(ctx, mix[i%len(mix)])
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)*50/100].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
 }
