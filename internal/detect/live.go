@@ -23,8 +23,9 @@ type LiveConfig struct {
 	Alerts *AlertStore
 	// Directory loads the directory facts (staff, patients, care
 	// relationships); nil runs the rules that need none. It is called at
-	// start, every DirectoryEvery, and (at most every 5 s) when an event
-	// names a patient the directory does not know yet.
+	// start, every DirectoryEvery, and when an event names a patient the
+	// directory does not know yet (at most once per step, and so that
+	// loading takes at most a tenth of the time).
 	Directory      func(ctx context.Context) (*Directory, error)
 	DirectoryEvery time.Duration // default 5 minutes
 	Poll           time.Duration // default 1 s
@@ -48,8 +49,10 @@ type Live struct {
 	state   *liveState
 	cursor  uint64
 	started bool
-	dirAt   time.Time
-	mu      sync.Mutex // serialises Step
+	dirAt   time.Time     // last directory load (by Now)
+	dirCost time.Duration // how long it took (wall clock)
+	dirStep bool          // loaded during this Step
+	mu      sync.Mutex    // serialises Step
 }
 
 // NewLive returns a Live detector; call Run (or Step).
@@ -107,6 +110,7 @@ func (l *Live) Step(ctx context.Context) (int, error) {
 			return 0, err
 		}
 	}
+	l.dirStep = false
 	if l.c.Directory != nil && l.c.Now().Sub(l.dirAt) >= l.c.DirectoryEvery {
 		l.reloadDirectory(ctx)
 	}
@@ -189,8 +193,10 @@ func (l *Live) start(ctx context.Context) error {
 var errNoDirectory = errors.New("detect: directory unavailable")
 
 func (l *Live) reloadDirectory(ctx context.Context) {
-	l.dirAt = l.c.Now()
+	l.dirAt, l.dirStep = l.c.Now(), true
+	start := time.Now()
 	d, err := l.c.Directory(ctx)
+	l.dirCost = time.Since(start)
 	if err == nil && d == nil {
 		err = errNoDirectory
 	}
@@ -202,9 +208,9 @@ func (l *Live) reloadDirectory(ctx context.Context) {
 }
 
 // maybeReload reloads the directory when an event names a patient it
-// does not know (a patient created since), at most every 5 s.
+// does not know (a patient created since the last load).
 func (l *Live) maybeReload(ctx context.Context, ev *liveEvent) {
-	if l.c.Directory == nil || l.c.Now().Sub(l.dirAt) < 5*time.Second {
+	if l.c.Directory == nil || l.dirStep || l.c.Now().Sub(l.dirAt) < 10*l.dirCost {
 		return
 	}
 	for _, p := range ev.Patients {

@@ -193,7 +193,8 @@ func (s *liveState) apply(ev *liveEvent) []finding {
 	underBG := ev.BreakGlass || ev.T.Before(s.bgUntil[ev.User])
 	for _, pid := range ev.Patients {
 		rules := s.patientRules(ev, act, ui, st, pid, underBG)
-		if pi, ok := s.dir.patIdx[pid]; !ok || st == nil || s.dir.Explain(ui, pi, ev.T.Unix(), -1, st.Dept) == 0 {
+		reads := act == ActRead || act == ActSearch || act == ActExport || act == ActPrint
+		if pi, ok := s.dir.patIdx[pid]; reads && (!ok || st == nil || s.dir.Explain(ui, pi, ev.T.Unix(), -1, st.Dept) == 0) {
 			if s.once(fmt.Sprintf("bulk|%s|%d|%s", ev.User, hour, pid)) &&
 				s.bump(fmt.Sprintf("bulk|%s|%d", ev.User, hour)) >= bulkPatients {
 				userAlert("bulk-access")
