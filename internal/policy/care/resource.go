@@ -2,7 +2,6 @@ package care
 
 import (
 	"encoding/json"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -34,10 +33,21 @@ func (r reference) local() string {
 	return typ + "/" + id
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
-
-// validID reports whether s is a FHIR id (so it can go into a query as is).
-func validID(s string) bool { return idPattern.MatchString(s) }
+// validID reports whether s is a FHIR id, [A-Za-z0-9\-.]{1,64} (so it
+// can go into a query as is). It runs for every decision about a patient,
+// hence a loop rather than a regular expression.
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
 
 // period is a FHIR Period.
 type period struct {
