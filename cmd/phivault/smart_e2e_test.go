@@ -140,7 +140,9 @@ func searchIDs(t *testing.T, s *liveServer, rel, token string) []string {
 	if st != http.StatusOK {
 		t.Fatalf("GET %s = %d %.200s", rel, st, body)
 	}
-	var b struct{ Entry []struct{ Resource struct{ ID string } } }
+	var b struct {
+		Entry []struct{ Resource struct{ ID string } }
+	}
 	if err := json.Unmarshal([]byte(body), &b); err != nil {
 		t.Fatal(err)
 	}
