@@ -29,7 +29,7 @@ type LiveConfig struct {
 	Directory      func(ctx context.Context) (*Directory, error)
 	DirectoryEvery time.Duration // default 5 minutes
 	Poll           time.Duration // default 1 s
-	Batch          int           // leaves per transaction, default 512
+	Batch          int           // leaves per transaction, default 4096
 	// Route, when set, is called with every alert that is new or gained a
 	// rule, after it is durably stored (e.g. Webhook.Send). It must not block.
 	Route  func(*StoredAlert)
@@ -61,7 +61,7 @@ func NewLive(c LiveConfig) *Live {
 		c.Poll = time.Second
 	}
 	if c.Batch <= 0 {
-		c.Batch = 512
+		c.Batch = 4096
 	}
 	if c.DirectoryEvery <= 0 {
 		c.DirectoryEvery = 5 * time.Minute

@@ -19,6 +19,7 @@ import (
 // alert store wrote), and a clock the test moves.
 type liveFixture struct {
 	log      *audit.Log
+	logStore store.Backend
 	prover   *audit.Prover
 	alerts   *AlertStore
 	alertDir string
@@ -26,7 +27,7 @@ type liveFixture struct {
 	dir      *Directory
 }
 
-func newLiveFixture(t *testing.T, directory string) *liveFixture {
+func newLiveFixture(t testing.TB, directory string) *liveFixture {
 	t.Helper()
 	ctx := context.Background()
 	tmp := t.TempDir()
@@ -56,7 +57,7 @@ func newLiveFixture(t *testing.T, directory string) *liveFixture {
 	if f.alerts, err = NewAlertStore(ctx, alertSt, b); err != nil {
 		t.Fatal(err)
 	}
-	f.log = audit.NewLog(logSt, 5*time.Second)
+	f.log, f.logStore = audit.NewLog(logSt, 5*time.Second), logSt
 	f.prover = f.log.Prover()
 	if directory != "" {
 		if f.dir, err = LoadDirectory(strings.NewReader(directory)); err != nil {
@@ -78,7 +79,7 @@ func (f *liveFixture) live(route func(*StoredAlert)) *Live {
 
 // record appends an event at the fixture's clock, which then moves on a
 // second.
-func (f *liveFixture) record(t *testing.T, ev audit.Event) {
+func (f *liveFixture) record(t testing.TB, ev audit.Event) {
 	t.Helper()
 	if ev.Time.IsZero() {
 		ev.Time = f.now
