@@ -86,6 +86,10 @@ func TestMintCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := policy.Principal{UserID: "alice", Roles: []string{"administrator", "auditor"}, Method: "operator-token"}
+	if !strings.HasPrefix(p.SessionID, "op:") || len(p.SessionID) < 10 {
+		t.Errorf("session id %q: want op: and the token's unique id, for audit and revocation", p.SessionID)
+	}
+	want.SessionID = p.SessionID
 	if diff := cmp.Diff(want, p); diff != "" {
 		t.Errorf("principal (-want +got):\n%s", diff)
 	}
