@@ -184,6 +184,9 @@ func TestSMARTAppEndToEnd(t *testing.T) {
 		// only, so the patient's own Condition is out of reach.
 		narrow := authorize(t, s, b, amy, app, "launch/patient patient/Observation.rs", "")
 		reach(t, s, "patient/Observation.rs", narrow.AccessToken, []string{"Observation/obs-a"}, []string{"Condition/cond-a", "Patient/pat-a"})
+		// SMART v1 scope names mean the same.
+		v1 := authorize(t, s, b, amy, app, "launch/patient patient/Observation.read", "")
+		reach(t, s, "patient/Observation.read", v1.AccessToken, []string{"Observation/obs-a"}, []string{"Condition/cond-a", "Observation/obs-b"})
 
 		// Refresh-token rotation: a new pair; the old refresh token is
 		// single-use, and its reuse ends the whole family.
