@@ -9,12 +9,11 @@ package main
 // pages' Content-Security-Policy, and the sign-in's return to ?next=.
 
 import (
-	"context"
 	"fmt"
+	"github.com/phivault/phivault/internal/browsertest"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -23,37 +22,11 @@ import (
 	"golang.org/x/oauth2"
 )
 
-const chromiumPath = "/usr/bin/chromium"
-
-// chromium returns a headless Chromium context, skipping the test when
-// Chromium is absent (failing it under CI=true).
-func chromium(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Chromium is required under CI=true: %v", err)
-		}
-		t.Skipf("Chromium not installed at %s; skipping the browser test", chromiumPath)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck, chromedp.IgnoreCertErrors, chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelC := chromedp.NewContext(actx)
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
-	return ctx
-}
-
 func TestSMARTChromiumStandaloneLaunch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test; run without -short")
 	}
-	bctx := chromium(t)
+	bctx := browsertest.Context(t, 90*time.Second)
 	s := startServe(t)
 	seedClinic(t, s)
 	amy := addPerson(t, s, "amy", "--role", "patient", "--patient", "pat-a")

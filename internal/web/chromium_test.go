@@ -3,10 +3,10 @@ package web
 import (
 	"context"
 	"crypto/rand"
+	"github.com/phivault/phivault/internal/browsertest"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,19 +23,6 @@ import (
 	"github.com/phivault/phivault/internal/server"
 	"github.com/phivault/phivault/internal/store/sqlite"
 )
-
-const chromiumPath = "/usr/bin/chromium"
-
-// needChromium skips when Chromium is absent, and fails under CI=true.
-func needChromium(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Chromium is required under CI=true: %v", err)
-		}
-		t.Skipf("Chromium not installed at %s; skipping the browser test", chromiumPath)
-	}
-}
 
 // realConsole serves the console through server.Handler (its security
 // headers included) over a real account directory in a temporary SQLite
@@ -86,22 +73,6 @@ func realConsole(t *testing.T) (string, *account.Directory) {
 	return srv.URL, d
 }
 
-func browserContext(t *testing.T) context.Context {
-	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck, chromedp.IgnoreCertErrors, chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelC := chromedp.NewContext(actx)
-	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
-	return ctx
-}
-
 // TestChromiumPasswordAndTOTP signs in through the real pages in headless
 // Chromium: password, then a TOTP code computed from the secret, landing
 // on /console/ with the second factor proved and the style sheet applied
@@ -110,7 +81,7 @@ func TestChromiumPasswordAndTOTP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test; run without -short")
 	}
-	needChromium(t)
+	browsertest.Need(t)
 	url, d := realConsole(t)
 	ctx := context.Background()
 	const user, pw = "dr.grey", "seven silent harbours 42"
@@ -122,7 +93,7 @@ func TestChromiumPasswordAndTOTP(t *testing.T) {
 	if err := d.UpdateMFA(ctx, user, func(m *account.MFA) error { m.TOTPSecret = secret; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	bctx := browserContext(t)
+	bctx := browsertest.Context(t, 60*time.Second)
 	start := time.Now()
 	err := chromedp.Do(bctx,
 		chromedp.Navigate(url+"/login"),
@@ -173,13 +144,13 @@ func TestChromiumEnrolmentAndRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test; run without -short")
 	}
-	needChromium(t)
+	browsertest.Need(t)
 	url, d := realConsole(t)
 	const user, pw = "nurse.joy", "amber lantern quietly 93"
 	if err := d.Create(context.Background(), account.Account{ID: user, Roles: []string{"nurse"}}, pw, "test"); err != nil {
 		t.Fatal(err)
 	}
-	bctx := browserContext(t)
+	bctx := browsertest.Context(t, 60*time.Second)
 	signIn := func(next string) {
 		t.Helper()
 		if err := chromedp.Do(bctx, chromedp.Navigate(url+"/login"), chromedp.WaitVisible("#user"),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/phivault/phivault/internal/browsertest"
 	"log/slog"
 	"net"
 	"net/http"
@@ -248,7 +249,7 @@ func TestChromiumPasskey(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test; run without -short")
 	}
-	needChromium(t)
+	browsertest.Need(t)
 	s := newPasskeyStack(t)
 	ctx := context.Background()
 	const user, pw = "dr.wilson", "amber kites over oslo 77"
@@ -266,7 +267,7 @@ func TestChromiumPasskey(t *testing.T) {
 	readChart := func(p policy.Principal) policy.Decision {
 		return engine.Decide(ctx, policy.Request{Principal: p, Action: policy.Read, Type: "Observation", ID: "obs-1", Patient: "pt-1", Purpose: "treatment"})
 	}
-	bctx := browserContext(t)
+	bctx := browsertest.Context(t, 60*time.Second)
 	if err := chromedp.Do(bctx, chromedp.Navigate(s.url+"/login"), chromedp.WaitVisible("#user")); err != nil {
 		t.Fatal(err)
 	}

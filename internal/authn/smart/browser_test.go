@@ -1,12 +1,11 @@
 package smart
 
 import (
-	"context"
 	"fmt"
+	"github.com/phivault/phivault/internal/browsertest"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,35 +13,6 @@ import (
 	"github.com/chromedp/chromedp"
 	"golang.org/x/oauth2"
 )
-
-const chromiumPath = "/usr/bin/chromium"
-
-// needChromium skips when Chromium is absent, and fails under CI=true.
-func needChromium(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Chromium is required under CI=true: %v", err)
-		}
-		t.Skipf("Chromium not installed at %s; skipping the browser test", chromiumPath)
-	}
-}
-
-func browserContext(t *testing.T) context.Context {
-	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck, chromedp.IgnoreCertErrors, chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelC := chromedp.NewContext(actx)
-	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
-	return ctx
-}
 
 // TestChromiumStandaloneLaunch drives a standalone patient launch in
 // headless Chromium from an app on another site (http://localhost) to the
@@ -55,7 +25,7 @@ func TestChromiumStandaloneLaunch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test; run without -short")
 	}
-	needChromium(t)
+	browsertest.Need(t)
 	h := newHarness(t)
 	appSrv := httptest.NewServer(nil)
 	t.Cleanup(appSrv.Close)
@@ -76,7 +46,7 @@ func TestChromiumStandaloneLaunch(t *testing.T) {
 		fmt.Fprintf(w, `<!doctype html><a id="go" href="%s">Launch</a>`, strings.ReplaceAll(authURL, "&", "&amp;"))
 	})
 
-	bctx := browserContext(t)
+	bctx := browsertest.Context(t, 60*time.Second)
 	start := time.Now()
 	err := chromedp.Do(bctx,
 		chromedp.Navigate(appURL+"/"),
