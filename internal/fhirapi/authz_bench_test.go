@@ -114,15 +114,15 @@ func newReadBench(b *testing.B, factsOpts care.Options) *readBench {
 
 // workload is the read mix: for request i, one of GET Patient/{id},
 // GET Observation/{id} and a patient-scoped search of 20 observations.
-func workload(i int) (path string, matches int) {
+func workload(i int) string {
 	p := (i / 3) % benchPatients
 	switch i % 3 {
 	case 0:
-		return fmt.Sprintf("/fhir/Patient/p%d", p), 1
+		return fmt.Sprintf("/fhir/Patient/p%d", p)
 	case 1:
-		return fmt.Sprintf("/fhir/Observation/o%d-%d", p, (i/3)%benchObsPer), 1
+		return fmt.Sprintf("/fhir/Observation/o%d-%d", p, (i/3)%benchObsPer)
 	default:
-		return fmt.Sprintf("/fhir/Observation?patient=Patient/p%d&_count=20", p), 20
+		return fmt.Sprintf("/fhir/Observation?patient=Patient/p%d&_count=20", p)
 	}
 }
 
@@ -169,8 +169,7 @@ func BenchmarkReadAuthz(b *testing.B) {
 						if sub.kind >= 0 {
 							i = i*3 + sub.kind
 						}
-						path, _ := workload(i)
-						return path
+						return workload(i)
 					}
 					// Warm both paths (DEK cache, search, care facts).
 					for i := range 3 * benchPatients {
