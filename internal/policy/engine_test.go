@@ -172,6 +172,9 @@ func TestRules(t *testing.T) {
 		{"untrained patient", patient, obs(Read, "p1", ""), true, []string{"patient-own"}},
 		{"no MFA on password login", with(who("physician"), func(p *Principal) { p.MFA = false; p.Method = "password" }), obs(Read, "p1", "TREAT"), false, []string{"mfa-required"}},
 		{"no MFA on SSO login", with(who("physician"), func(p *Principal) { p.MFA = false; p.Method = "sso" }), obs(Read, "p1", "TREAT"), false, []string{"mfa-required"}},
+		// A SMART token is as strong as the sign-in that authorized it.
+		{"no MFA behind a SMART token", with(who("physician"), func(p *Principal) { p.MFA = false; p.Method = "smart"; p.Scopes = []string{"user/*.rs"} }), obs(Read, "p1", "TREAT"), false, []string{"mfa-required"}},
+		{"MFA behind a SMART token", with(who("physician"), func(p *Principal) { p.MFA = true; p.Method = "smart"; p.Scopes = []string{"user/*.rs"} }), obs(Read, "p1", "TREAT"), true, []string{"clinical-care"}},
 		{"no MFA on an operator token", with(who("physician"), func(p *Principal) { p.MFA = false; p.Method = "operator-token" }), obs(Read, "p1", "TREAT"), true, []string{"clinical-care"}},
 
 		{"patient reads own", patient, obs(Read, "p1", ""), true, []string{"patient-own"}},

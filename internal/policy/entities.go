@@ -75,9 +75,12 @@ func operatorMethod(m string) bool {
 	return m == "operator-token" || m == "local-cli" || m == "admin-socket"
 }
 
-// interactiveMethod reports an interactive login, where MFA is required.
+// interactiveMethod reports a person's sign-in, where MFA is required: a
+// console login (password, passkey, single sign-on) and a SMART token,
+// which a user authorized through that login and which carries whether
+// they proved a second factor.
 func interactiveMethod(m string) bool {
-	return strings.HasPrefix(m, "password") || strings.HasPrefix(m, "sso")
+	return strings.HasPrefix(m, "password") || strings.HasPrefix(m, "sso") || m == "passkey" || m == "smart"
 }
 
 // workforce reports whether p holds any role other than the non-workforce
