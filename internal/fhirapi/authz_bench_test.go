@@ -2,6 +2,7 @@ package fhirapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -43,7 +44,7 @@ type readBench struct {
 	doctor     policy.Principal
 }
 
-func newReadBench(b *testing.B, factsOpts care.Options) *readBench {
+func newReadBench(b testing.TB, factsOpts care.Options) *readBench {
 	b.Helper()
 	dir := b.TempDir()
 	ctx := context.Background()
@@ -106,6 +107,7 @@ func newReadBench(b *testing.B, factsOpts care.Options) *readBench {
 	}
 	return &readBench{
 		full: mk(engine),
+
 		none: mk(allowAll{}),
 		doctor: policy.Principal{UserID: "u-dr1", Roles: []string{"physician"}, Method: "password+totp",
 			Practitioner: "dr1", MFA: true, Trained: true, AuthTime: time.Now(), SessionID: "s-dr1"},
@@ -126,15 +128,57 @@ func workload(i int) string {
 	}
 }
 
-// serve sends one GET as who and fails the benchmark unless it is
-// answered 200 (a denial would make the authorized run look cheap).
-func serve(b *testing.B, h http.Handler, who policy.Principal, path string) {
+// get sends one GET as who and returns the status.
+func get(h http.Handler, who policy.Principal, path string) (int, string) {
 	r := httptest.NewRequest(http.MethodGet, path, nil)
 	r = r.WithContext(policy.WithPrincipal(r.Context(), who))
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
-	if w.Code != http.StatusOK {
-		b.Fatalf("GET %s: %d %s", path, w.Code, w.Body.String())
+	return w.Code, w.Body.String()
+}
+
+// serve sends one GET as who and fails the benchmark unless it is
+// answered 200 (a denial would make the authorized run look cheap).
+func serve(b *testing.B, h http.Handler, who policy.Principal, path string) {
+	if code, body := get(h, who, path); code != http.StatusOK {
+		b.Fatalf("GET %s: %d %s", path, code, body)
+	}
+}
+
+// TestReadBenchEnforces: the benchmark's authorized stack really decides
+// from the data. The benchmark's physician is allowed the whole workload;
+// a physician without a CareTeam, one without MFA and one without
+// training are denied what the allow-all stack serves them.
+func TestReadBenchEnforces(t *testing.T) {
+	env := newReadBench(t, care.Options{})
+	outsider := env.doctor
+	outsider.UserID, outsider.Practitioner = "u-dr2", "dr2"
+	noMFA := env.doctor
+	noMFA.MFA = false
+	untrained := env.doctor
+	untrained.Trained = false
+	for i := range 6 {
+		path := workload(i)
+		if code, body := get(env.full, env.doctor, path); code != http.StatusOK {
+			t.Errorf("care-team physician: GET %s = %d %s", path, code, body)
+		}
+		for name, who := range map[string]policy.Principal{"no care relationship": outsider, "no MFA": noMFA, "untrained": untrained} {
+			if code, _ := get(env.none, who, path); code != http.StatusOK {
+				t.Errorf("%s, allow-all: GET %s = %d, want 200", name, path, code)
+			}
+			code, body := get(env.full, who, path)
+			switch {
+			case i%3 == 2 && code == http.StatusOK: // a search hides what the caller may not see
+				var b struct {
+					Entry []any `json:"entry"`
+				}
+				if err := json.Unmarshal([]byte(body), &b); err != nil || len(b.Entry) != 0 {
+					t.Errorf("%s: GET %s returned %d entries (err %v), want none", name, path, len(b.Entry), err)
+				}
+			case i%3 != 2 && code != http.StatusForbidden:
+				t.Errorf("%s: GET %s = %d, want 403", name, path, code)
+			}
+		}
 	}
 }
 
