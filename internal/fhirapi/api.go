@@ -47,12 +47,15 @@ type Config struct {
 	MaxBundleEntries int
 	// Alerts, when set, serves the live detector's alerts under /fhir/_alerts.
 	Alerts Alerts
+	// Export configures bulk export ($export); off unless Export.Barrier is set.
+	Export ExportConfig
 }
 
 // API is the FHIR REST handler set.
 type API struct {
 	Config
 	started time.Time
+	exports *exportManager
 }
 
 // New returns an API; mount Handler under /fhir/.
@@ -63,7 +66,7 @@ func New(c Config) *API {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
-	return &API{Config: c, started: time.Now()}
+	return &API{Config: c, started: time.Now(), exports: newExportManager(c.Export)}
 }
 
 // Handler returns the routes, rooted at /fhir.
@@ -88,6 +91,7 @@ func (a *API) Handler() http.Handler {
 	h("GET /fhir/{type}/{id}/_history/{vid}", a.vread)
 	a.auditRoutes(h)
 	a.alertRoutes(h)
+	a.exportRoutes(h)
 	mux.Handle("/fhir/", a.wrap(func(c *call) error {
 		if allow := allowedMethods(mux, c.r); len(allow) > 0 {
 			c.w.Header().Set("Allow", strings.Join(allow, ", "))

@@ -259,6 +259,7 @@ func TestAuditCoverage(t *testing.T) {
 
 	auditCoverageExtra(t, cv)
 	alertsCoverageExtra(t, cv)
+	exportCoverageExtra(t, cv)
 
 	// Every registered route was exercised, and the parser sees the routes
 	// the mux serves.
