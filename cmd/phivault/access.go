@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/phivault/phivault/internal/adminapi"
 	"github.com/phivault/phivault/internal/authn"
 	"github.com/phivault/phivault/internal/authn/account"
 	"github.com/phivault/phivault/internal/authn/passkey"
@@ -139,6 +140,14 @@ func (n *node) openAccessWith(ctx context.Context, base string, log *slog.Logger
 		a.routes[p] = h
 	}
 	a.auth = &authn.Bearer{Operator: n.tokens, Accounts: a.accounts, SMART: a.smart}
+	// User administration and the access review over HTTPS (/admin/v1/),
+	// decided by the same policy engine as the FHIR API.
+	admin, err := adminapi.Routes(adminapi.Config{Accounts: a.accounts, Auth: a.auth, Sessions: a.sessions,
+		Policy: n.policy, Audit: n.audit, Log: log, Now: o.Now})
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(a.routes, admin)
 	return a, nil
 }
 

@@ -18,6 +18,7 @@ type mxCell struct {
 	session bool   // through a console session (break-the-glass rows)
 	method  string
 	path    string // under the FHIR base, e.g. "/Observation/obs-pt-ct-none"
+	root    bool   // path is under the server's root instead (the admin API)
 	body    []byte
 	find    string         // search: the id the bundle must hold for "allow"
 	setup   map[string]any // stored by the operator just before (a delete's target)
@@ -112,8 +113,17 @@ func (e *mxEnv) mxPlan(r mxRow, exportRoute bool) (c mxCell, skip string, err er
 	}
 	switch r.action {
 	case "admin":
-		return c, "no interaction of the HTTPS server is decided with the admin action: users, keys and configuration " +
-			"change only through the owner-only admin socket and the CLI (the operator path)", nil
+		// The user administration API (internal/adminapi) decides every
+		// call with the admin action; its list of users stands for all.
+		if c.who == "device" {
+			return c, "the device's credential is its client certificate, accepted only under /device/fhir/: " +
+				"the admin API sees no credential from it (401), so no policy decision is made", nil
+		}
+		c.method, c.path, c.root = http.MethodGet, "/admin/v1/users", true
+		if r.bg == "active" && c.who != "operator" && c.who != "u-vendor" {
+			// Sent with the console session on which the window is open.
+			c.session, c.notes = true, nil
+		}
 	case "export":
 		if !exportRoute {
 			return c, "the server has no export interaction yet (GET /fhir/$export and /fhir/Patient/$export are not routes)", nil

@@ -108,6 +108,9 @@ func (e *mxEnv) exec(c mxCell, browsers map[string]*mxBrowser) mxResult {
 	case c.session:
 		client, bearer = browsers[c.who].c, ""
 	}
+	if c.root {
+		base = e.origin
+	}
 	st, body, err := e.send(client, c.method, base+c.path, bearer, c.row.purpose, c.body)
 	res.status = st
 	switch {
