@@ -54,6 +54,8 @@ type env struct {
 	sess   *session.Manager
 	log    *audit.Log
 	clk    *clock
+	st     *sqlite.Backend
+	b      *barrier.Barrier
 	h      http.Handler
 	tok    map[string]string // user id -> bearer token
 }
@@ -81,7 +83,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, log: audit.NewLog(st, 5*time.Second), clk: &clock{t: time.Now().UTC()}, tok: map[string]string{}}
+	e := &env{t: t, log: audit.NewLog(st, 5*time.Second), clk: &clock{t: time.Now().UTC()}, st: st, b: b, tok: map[string]string{}}
 	o := account.DefaultOptions(e.log)
 	o.Now = e.clk.Now
 	if e.dir, err = account.Open(ctx, st, b, o); err != nil {
