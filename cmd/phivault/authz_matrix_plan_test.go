@@ -5,10 +5,13 @@ package main
 // states what the columns mean).
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
+	"time"
 )
 
 // mxCell is how one row is driven over HTTPS.
@@ -23,6 +26,7 @@ type mxCell struct {
 	find    string         // search: the id the bundle must hold for "allow"
 	setup   map[string]any // stored by the operator just before (a delete's target)
 	last    bool           // run after everything else (it may remove shared data)
+	export  bool           // a bulk export kick-off, driven by execExport
 	notes   []string       // how the row was mapped, when not literally
 }
 
@@ -128,7 +132,16 @@ func (e *mxEnv) mxPlan(r mxRow, exportRoute bool) (c mxCell, skip string, err er
 		if !exportRoute {
 			return c, "the server has no export interaction yet (GET /fhir/$export and /fhir/Patient/$export are not routes)", nil
 		}
-		return c, "", fmt.Errorf("an export interaction exists now: teach mxPlan to drive it")
+		if typ == "" {
+			return c, "", fmt.Errorf("no export target for kind %s", r.kind)
+		}
+		// A system-level bulk export of the target's type: allow means the
+		// target is in the files (see execExport). Bulk export is for bearer
+		// tokens: rows with a break-the-glass window run with the token.
+		c.method, c.path, c.find, c.export = http.MethodGet, "/$export?_type="+typ, id, true
+		if r.bg != "no" && c.who != "operator" && c.who != "device" && c.who != "u-vendor" {
+			c.notes = []string{"export with break-the-glass: sent with the bearer token (bulk export is not a console interaction)"}
+		}
 	case "audit-read":
 		c.method, c.path = http.MethodGet, "/_audit/leaf?index=0"
 		if r.role == "patient" && r.rel == "self" {
@@ -187,4 +200,85 @@ func (e *mxEnv) mxPlan(r mxRow, exportRoute bool) (c mxCell, skip string, err er
 		return c, "", fmt.Errorf("no interaction for action %s on kind %s", r.action, r.kind)
 	}
 	return c, "", nil
+}
+
+// execExport drives an export cell: the kick-off (Prefer: respond-async)
+// with the row's credential; 403 is a deny. Otherwise it polls the status
+// URL, downloads every output file, allows when the target is in them, and
+// cancels the job (removing its files).
+func (e *mxEnv) execExport(c mxCell) mxResult {
+	res := mxResult{c: c}
+	client, base, bearer := e.client, e.origin+"/fhir", e.tokens[c.who]
+	switch c.who {
+	case "operator":
+		bearer = e.operator
+	case "device":
+		client, base, bearer = e.device, e.origin+"/device/fhir", ""
+	}
+	get := func(method, u string) (*http.Response, []byte, error) {
+		req, err := http.NewRequest(method, u, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		req.Header.Set("Accept", "application/fhir+json")
+		req.Header.Set("Prefer", "respond-async")
+		req.Header.Set("X-Purpose-Of-Use", c.row.purpose)
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp, b, err
+	}
+	resp, body, err := get(http.MethodGet, base+c.path)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	if res.status = resp.StatusCode; res.status == http.StatusForbidden {
+		return res
+	}
+	status := resp.Header.Get("Content-Location")
+	if res.status != http.StatusAccepted || status == "" {
+		res.err = fmt.Errorf("kick-off: status %d (want 202 or 403): %.200s", res.status, body)
+		return res
+	}
+	defer get(http.MethodDelete, status)
+	var m struct{ Output []struct{ URL string } }
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		resp, body, err = get(http.MethodGet, status)
+		switch {
+		case err != nil:
+			res.err = err
+			return res
+		case resp.StatusCode == http.StatusAccepted && time.Now().Before(deadline):
+			continue
+		case resp.StatusCode != http.StatusOK:
+			res.err = fmt.Errorf("export status: %d: %.200s", resp.StatusCode, body)
+			return res
+		}
+		if err := json.Unmarshal(body, &m); err != nil {
+			res.err = fmt.Errorf("export manifest: %v", err)
+			return res
+		}
+		break
+	}
+	for _, f := range m.Output {
+		resp, body, err = get(http.MethodGet, f.URL)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			res.err = fmt.Errorf("export file: %v %.200s", err, body)
+			return res
+		}
+		for _, line := range bytes.Split(body, []byte("\n")) {
+			var r struct{ ID string }
+			if len(line) > 0 && json.Unmarshal(line, &r) == nil && r.ID == c.find {
+				res.allowed = true
+			}
+		}
+	}
+	return res
 }

@@ -208,6 +208,7 @@ func (n *node) api(base string) *fhirapi.API {
 	return fhirapi.New(fhirapi.Config{
 		Records: n.records, Search: n.search, Policy: n.policy, Audit: n.audit,
 		Log: n.log, Base: base, Version: version,
+		Export: fhirapi.ExportConfig{Barrier: n.barrier},
 	})
 }
 

@@ -134,6 +134,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 	base := "https://" + publicHost(ln.Addr(), o.listen)
 	metrics := server.NewMetrics()
 	api := n.api(base + "/fhir")
+	defer api.Close() // stops bulk export jobs and removes their output
 	api.Alerts = alerts
 	acc, err := n.openAccess(ctx, base, log, o.ssoConfig)
 	if err != nil {

@@ -34,7 +34,8 @@ type ExportConfig struct {
 
 const (
 	exportFileMax  = 10_000 // resources per output file
-	exportMaxJobs  = 32     // jobs held at once (running, waiting or done)
+	exportMaxJobs  = 64     // jobs held at once (running, waiting or done)
+	exportUserJobs = 16     // of which one user may hold
 	exportReadSize = 256    // resources read per ReadMany
 	exportMaxRun   = 6 * time.Hour
 	metaExport     = "export/"    // + job + "/" + file -> sealed NDJSON
@@ -117,8 +118,14 @@ func (m *exportManager) reserve(who policy.Principal, purpose, request, level st
 	if m.closed {
 		return nil, errorf(http.StatusServiceUnavailable, "transient", "the server is shutting down")
 	}
-	if len(m.jobs) >= exportMaxJobs {
-		return nil, errorf(http.StatusTooManyRequests, "throttled", "too many export jobs; try again later")
+	mine := 0
+	for _, o := range m.jobs {
+		if o.owner.UserID == who.UserID {
+			mine++
+		}
+	}
+	if len(m.jobs) >= exportMaxJobs || mine >= exportUserJobs {
+		return nil, errorf(http.StatusTooManyRequests, "throttled", "too many export jobs; cancel finished ones (DELETE their status URL) or try again later")
 	}
 	m.jobs[j.id] = j
 	return j, nil
