@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -338,5 +339,32 @@ func TestUserLifecycle(t *testing.T) {
 	}
 	if e.lastEvent(`"user-revoke"`, `"sam"`, "urn:phivault:user:nina") == "" {
 		t.Error("the revoke is not audited")
+	}
+}
+
+// Nobody widens, keeps, re-enables or unlocks their own access, or records
+// their own training; another administrator can.
+func TestNoGrantsToOneself(t *testing.T) {
+	e := newEnv(t)
+	before := e.roles("ada")
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"PUT", "/admin/v1/users/ada/roles", map[string][]string{"roles": {"administrator", "auditor"}}},
+		{"POST", "/admin/v1/access-review/ada", map[string][]string{"keep": before}},
+		{"POST", "/admin/v1/users/ada/training", map[string]string{"course": "hipaa", "completed": "2026-01-01", "expires": "2027-01-01"}},
+		{"POST", "/admin/v1/users/ada/unlock", nil},
+		{"POST", "/admin/v1/users/ada/enable", nil},
+	} {
+		if r := e.do("ada", c.method, c.path, c.body); r.status != http.StatusForbidden {
+			t.Errorf("%s %s on one's own account: %d %s, want 403", c.method, c.path, r.status, r.body)
+		}
+	}
+	if got := e.roles("ada"); !slices.Equal(got, before) {
+		t.Errorf("roles after refused self-changes = %v, want %v", got, before)
+	}
+	if r := e.do("sam", "PUT", "/admin/v1/users/ada/roles", map[string][]string{"roles": {"administrator", "auditor"}}); r.status != http.StatusOK {
+		t.Errorf("another officer changing ada's roles: %d %s", r.status, r.body)
 	}
 }

@@ -102,6 +102,9 @@ func wantCSV(r *http.Request) (bool, error) {
 // the roles kept stay, every other is revoked, and if any was the user's
 // sessions and tokens end.
 func (a *api) recertify(c *call) error {
+	if err := notSelf(c); err != nil {
+		return err
+	}
 	b, err := readBody(c.r)
 	if err != nil {
 		return err
@@ -178,6 +181,9 @@ func (a *api) disable(c *call) error {
 
 // enable answers POST .../enable [{"reason": "..."}].
 func (a *api) enable(c *call) error {
+	if err := notSelf(c); err != nil {
+		return err
+	}
 	return a.withReason(c, false, a.c.Accounts.Enable)
 }
 
@@ -197,7 +203,12 @@ func (a *api) withReason(c *call, required bool, fn func(ctx context.Context, id
 }
 
 // unlock answers POST .../unlock: the lockout after failed logins is lifted.
-func (a *api) unlock(c *call) error { return a.noBody(c, a.c.Accounts.Unlock) }
+func (a *api) unlock(c *call) error {
+	if err := notSelf(c); err != nil {
+		return err
+	}
+	return a.noBody(c, a.c.Accounts.Unlock)
+}
 
 // revoke answers POST .../revoke: every session and token of the user ends.
 func (a *api) revoke(c *call) error { return a.noBody(c, a.c.Accounts.Revoke) }
@@ -219,6 +230,9 @@ func (a *api) noBody(c *call, fn func(ctx context.Context, id, by string) error)
 // roles answers PUT .../roles {"roles": [...]}: the roles are replaced
 // (an empty list takes every role away and ends the user's sessions).
 func (a *api) roles(c *call) error {
+	if err := notSelf(c); err != nil {
+		return err
+	}
 	b, err := readBody(c.r)
 	if err != nil {
 		return err
@@ -236,6 +250,9 @@ func (a *api) roles(c *call) error {
 // training answers POST .../training {"course", "completed", "expires"}:
 // a completed course is recorded (the training gate and the review use it).
 func (a *api) training(c *call) error {
+	if err := notSelf(c); err != nil {
+		return err
+	}
 	b, err := readBody(c.r)
 	if err != nil {
 		return err
@@ -271,4 +288,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
+}
+
+// notSelf refuses a grant to the caller's own account: nobody keeps,
+// widens, re-enables or unlocks their own access, or records their own
+// training (separation of duties). Disabling or revoking oneself is
+// allowed: it only takes access away.
+func notSelf(c *call) error {
+	if c.target != "" && c.target == c.who.UserID {
+		return errorf(http.StatusForbidden, "forbidden", "you cannot change your own roles, training, lock or review; ask another administrator")
+	}
+	return nil
 }
