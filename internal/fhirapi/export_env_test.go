@@ -57,6 +57,13 @@ type exportEnv struct {
 
 func newExportEnv(t testing.TB, ttl time.Duration) *exportEnv {
 	t.Helper()
+	return newExportEnvWith(t, ExportConfig{TTL: ttl}, exportPolicy{})
+}
+
+// newExportEnvWith is newExportEnv with export settings (its Barrier is
+// filled in) and a policy.
+func newExportEnvWith(t testing.TB, xc ExportConfig, pol policy.Decider) *exportEnv {
+	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
 	db, err := sqlite.Open(filepath.Join(dir, "db"))
@@ -78,10 +85,11 @@ func newExportEnv(t testing.TB, ttl time.Duration) *exportEnv {
 	}
 	ix := &fakeIndex{b: b}
 	rec := records.New(fb, b, ix, "test")
+	xc.Barrier = b
 	api := New(Config{
-		Records: rec, Search: &fakeSearch{ix: ix, rec: rec}, Policy: exportPolicy{},
+		Records: rec, Search: &fakeSearch{ix: ix, rec: rec}, Policy: pol,
 		Audit: audit.NewLog(fb, 5*time.Second), Base: testBase, Version: "test",
-		Export: ExportConfig{Barrier: b, TTL: ttl},
+		Export: xc,
 	})
 	t.Cleanup(func() { api.Close(); db.Close() })
 	env := &exportEnv{t: t, dir: dir, fb: fb, rec: rec, api: api, h: api.Handler()}
