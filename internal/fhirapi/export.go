@@ -168,7 +168,7 @@ func (a *API) exportKickoff(c *call, level, typ string, members map[string]bool)
 	if err := a.decide(c, policy.Export, typ, "", ""); err != nil {
 		return err
 	}
-	j, err := a.exports.reserve(c.who, c.purpose(), a.Base+strings.TrimPrefix(c.r.URL.RequestURI(), "/fhir"), level, p, members)
+	j, err := a.exports.reserve(c.who, c.purpose(), a.Base+strings.TrimPrefix(c.r.URL.RequestURI(), "/fhir"), level, typ, p, members)
 	if err != nil {
 		return err
 	}
@@ -266,6 +266,11 @@ func (a *API) exportFile(c *call) error {
 		return errorf(http.StatusNotFound, "not-found", "no such export file")
 	}
 	f := st.files[n]
+	// The caller may have lost the right to export since the kick-off
+	// (a role or grant revoked): the export decision is asked again.
+	if err := a.decide(c, policy.Export, j.gate, "", ""); err != nil {
+		return err
+	}
 	body, err := a.exports.open(c.ctx, a, j, n)
 	if err != nil {
 		return err

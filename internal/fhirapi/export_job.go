@@ -69,6 +69,7 @@ type exportJob struct {
 	purpose string
 	request string
 	level   string
+	gate    string // the type the kick-off's export decision named ("" for system level)
 	params  exportParams
 	members map[string]bool
 	started time.Time // the manifest's transactionTime
@@ -106,10 +107,10 @@ func (j *exportJob) snapshot() exportState {
 }
 
 // reserve registers a new job for who, not yet started.
-func (m *exportManager) reserve(who policy.Principal, purpose, request, level string, p exportParams, members map[string]bool) (*exportJob, error) {
+func (m *exportManager) reserve(who policy.Principal, purpose, request, level, gate string, p exportParams, members map[string]bool) (*exportJob, error) {
 	var b [16]byte
 	rand.Read(b[:])
-	j := &exportJob{id: hex.EncodeToString(b[:]), owner: who, purpose: purpose, request: request, level: level,
+	j := &exportJob{id: hex.EncodeToString(b[:]), owner: who, purpose: purpose, request: request, level: level, gate: gate,
 		params: p, members: members, started: time.Now(), ended: make(chan struct{})}
 	j.state.progress = "waiting"
 	m.mu.Lock()

@@ -373,3 +373,33 @@ func TestExportUserCap(t *testing.T) {
 	}
 	env.kickoff(exportLimited, "/fhir/$export?_type=Practitioner")
 }
+
+// revocable is exportPolicy until revoked, then denies everything.
+type revocable struct {
+	exportPolicy
+	revoked atomic.Bool
+}
+
+func (r *revocable) Decide(ctx context.Context, q policy.Request) policy.Decision {
+	if r.revoked.Load() {
+		return policy.Decision{Policies: []string{"test-revoked"}, Reason: "revoked"}
+	}
+	return r.exportPolicy.Decide(ctx, q)
+}
+
+// TestExportRecheckAtDownload: a caller who lost the right to export
+// after the kick-off gets 403 for the files (audited), not the data.
+func TestExportRecheckAtDownload(t *testing.T) {
+	pol := &revocable{}
+	env := newExportEnvWith(t, ExportConfig{TTL: time.Hour}, pol)
+	m := env.wait(exportLimited, env.kickoff(exportLimited, "/fhir/Patient/$export"))
+	pol.revoked.Store(true)
+	before := auditSize(t, env.fb)
+	w := raw(env.h, &exportLimited, "GET", "/fhir"+strings.TrimPrefix(m.Output[0].URL, testBase), nil)
+	if w.Code != http.StatusForbidden || strings.Contains(w.Body.String(), exportFamily) {
+		t.Errorf("download after revocation: %d %s", w.Code, w.Body)
+	}
+	if ls := leaves(t, env.fb, before); len(ls) != 1 || summarize(t, ls[0]).Decision != "deny" || len(summarize(t, ls[0]).Entities) != 0 {
+		t.Errorf("events: %s", ls)
+	}
+}
