@@ -1,6 +1,7 @@
 package fhirapi
 
 import (
+	"context"
 	"encoding/json"
 	"io/fs"
 	"net/http"
@@ -216,8 +217,19 @@ func TestExportCancelAndExpiry(t *testing.T) {
 	env := newExportEnv(t, 200*time.Millisecond)
 	status := env.kickoff(exportAdmin, "/fhir/$export")
 	m := env.wait(exportAdmin, status)
+	destroyed := func() int {
+		ids, err := env.api.Export.Barrier.Destroyed(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ids)
+	}
+	shredded := destroyed()
 	if w := raw(env.h, &exportAdmin, "DELETE", status, nil); w.Code != http.StatusAccepted {
 		t.Fatalf("cancel: %d %s", w.Code, w.Body)
+	}
+	if n := destroyed(); n != shredded+1 {
+		t.Errorf("cancel destroyed %d data keys, want the job's one", n-shredded)
 	}
 	if w := raw(env.h, &exportAdmin, "GET", status, nil); w.Code != http.StatusNotFound {
 		t.Errorf("status after cancel: %d", w.Code)
@@ -234,7 +246,11 @@ func TestExportCancelAndExpiry(t *testing.T) {
 	if len(env.exportMeta()) == 0 {
 		t.Fatal("no output stored")
 	}
+	shredded = destroyed()
 	time.Sleep(400 * time.Millisecond)
+	if n := destroyed(); n != shredded+1 {
+		t.Errorf("expiry destroyed %d data keys, want the job's one", n-shredded)
+	}
 	if w := raw(env.h, &exportAdmin, "GET", status, nil); w.Code != http.StatusNotFound {
 		t.Errorf("status after expiry: %d", w.Code)
 	}
