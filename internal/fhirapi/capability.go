@@ -63,12 +63,18 @@ func (a *API) capabilities(c *call) error {
 		"rest": []any{map[string]any{
 			"mode": "server",
 			"security": map[string]any{
-				"cors":        false,
-				"description": "Bearer tokens (Authorization: Bearer ...). Every access is decided by policy and audited before data is returned.",
+				"cors": false,
+				"service": []any{map[string]any{"coding": []any{map[string]any{
+					"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}}}},
+				"description": "Bearer tokens (Authorization: Bearer ...): SMART on FHIR access tokens (see .well-known/smart-configuration) or operator tokens. Every access is decided by policy and audited before data is returned.",
 			},
 			"resource":    resources,
 			"interaction": []any{code("transaction"), code("batch"), code("history-system")},
 		}},
+	}
+	if a.Export.Barrier != nil {
+		rest := cs["rest"].([]any)[0].(map[string]any)
+		rest["operation"] = []any{map[string]any{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}}
 	}
 	if err := a.record(c); err != nil {
 		return err

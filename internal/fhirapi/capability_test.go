@@ -1,8 +1,11 @@
 package fhirapi
 
 import (
+	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestCapabilityStatement checks that /metadata claims the interactions
@@ -60,4 +63,28 @@ func TestCapabilityStatement(t *testing.T) {
 			t.Errorf("%s (%s %s) is claimed but answered %d", name, c.method, c.path, st)
 		}
 	}
+}
+
+// /metadata names SMART on FHIR as the security service, and claims bulk
+// $export only when the export is configured (and then it answers).
+func TestCapabilitySecurityAndExport(t *testing.T) {
+	env := newTestEnv(t)
+	_, cs := env.do("GET", "/fhir/metadata", nil)
+	rest := cs["rest"].([]any)[0].(map[string]any)
+	svc, _ := json.Marshal(rest["security"].(map[string]any)["service"])
+	if !strings.Contains(string(svc), `"code":"SMART-on-FHIR"`) {
+		t.Errorf("security service = %s, want SMART-on-FHIR", svc)
+	}
+	if _, claimed := rest["operation"]; claimed {
+		t.Error("$export is claimed by a server without export")
+	}
+	if st, _ := env.do("GET", "/fhir/$export", nil); st != http.StatusNotFound {
+		t.Errorf("$export is not claimed but answers %d", st)
+	}
+	ex := newExportEnv(t, time.Hour)
+	w := raw(ex.h, &exportAdmin, "GET", "/fhir/metadata", nil)
+	if !strings.Contains(w.Body.String(), `"operation":[{"definition":"http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export","name":"export"}]`) {
+		t.Errorf("a server with export does not claim it: %.300s", w.Body.String())
+	}
+	ex.kickoff(exportAdmin, "/fhir/$export")
 }
