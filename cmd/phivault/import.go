@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/term"
 
@@ -77,9 +78,10 @@ func operatorClient(dir string, stderr io.Writer) (*http.Client, func(), error) 
 	return server.InProcess(n.api("http://phivault/fhir").Handler(), p), n.close, nil
 }
 
-// importFiles expands the arguments into .json and .ndjson files: batch
-// bundles (shared reference data such as organizations and practitioners)
-// go first, as exports like Synthea's require.
+// importFiles expands the arguments into .json and .ndjson files: the
+// shared reference data (batch bundles, and bundles of organizations and
+// practitioners with no patient) goes first, as exports like Synthea's
+// require.
 func importFiles(args []string) ([]string, error) {
 	var out []string
 	for _, a := range args {
@@ -98,13 +100,17 @@ func importFiles(args []string) ([]string, error) {
 			return nil, err
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return batchFirst(out[i]) && !batchFirst(out[j]) })
+	sort.SliceStable(out, func(i, j int) bool { return sharedFirst(out[i]) && !sharedFirst(out[j]) })
 	return out, nil
 }
 
-// batchFirst reports whether a file holds a batch bundle (read from the
-// first few KiB).
-func batchFirst(path string) bool {
+// sharedFirst reports, from the first few KiB of a file, whether it holds
+// shared reference data to import before everything else, one file at a
+// time: a batch bundle, or a bundle that starts without a Patient (such as
+// Synthea's hospitalInformation and practitionerInformation). Imported
+// beside the patients' bundles, which write the same organizations, a
+// large one of these would keep losing to their small transactions.
+func sharedFirst(path string) bool {
 	f, err := os.Open(path)
 	if err != nil {
 		return false
@@ -112,7 +118,11 @@ func batchFirst(path string) bool {
 	defer f.Close()
 	head := make([]byte, 4096)
 	n, _ := io.ReadFull(f, head)
-	return bytes.Contains(head[:n], []byte(`"type": "batch"`)) || bytes.Contains(head[:n], []byte(`"type":"batch"`))
+	h := bytes.ReplaceAll(head[:n], []byte(`": "`), []byte(`":"`))
+	if bytes.Contains(h, []byte(`"type":"batch"`)) {
+		return true
+	}
+	return bytes.Contains(h, []byte(`"resourceType":"Bundle"`)) && !bytes.Contains(h, []byte(`"resourceType":"Patient"`))
 }
 
 type importer struct {
@@ -125,9 +135,9 @@ type importer struct {
 }
 
 func (im *importer) run(files []string, workers int) {
-	// Batch bundles first, all of them, before any transaction.
+	// Shared reference data first, all of it, before the patients.
 	i := 0
-	for i < len(files) && batchFirst(files[i]) {
+	for i < len(files) && sharedFirst(files[i]) {
 		im.one(files[i])
 		i++
 	}
@@ -275,26 +285,37 @@ func bundleOf(rs []map[string]any, typ string) map[string]any {
 	return map[string]any{"resourceType": "Bundle", "type": typ, "entry": entries}
 }
 
-// post sends a bundle and checks every entry's outcome.
+// post sends a bundle and checks every entry's outcome. A transaction
+// that kept losing to concurrent changes (409) is sent again, a few times
+// and after a pause: the import's bundles are idempotent.
 func (im *importer) post(b map[string]any) (int, error) {
 	body, err := json.Marshal(b)
 	if err != nil {
 		return 0, err
 	}
-	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://phivault/fhir", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/fhir+json")
-	req.Header.Set("Prefer", "return=minimal")
-	resp, err := im.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
 	var out map[string]any
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&out); err != nil {
-		return 0, fmt.Errorf("server answered %d without a readable body", resp.StatusCode)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%d: %s", resp.StatusCode, diagnostics(out))
+	for try := 0; ; try++ {
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://phivault/fhir", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/fhir+json")
+		req.Header.Set("Prefer", "return=minimal")
+		resp, err := im.client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		out = nil
+		err = json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&out)
+		resp.Body.Close()
+		if err != nil {
+			return 0, fmt.Errorf("server answered %d without a readable body", resp.StatusCode)
+		}
+		if resp.StatusCode == http.StatusConflict && try < 4 {
+			time.Sleep(time.Duration(100<<try) * time.Millisecond)
+			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("%d: %s", resp.StatusCode, diagnostics(out))
+		}
+		break
 	}
 	n, bad := 0, []string{}
 	entries, _ := out["entry"].([]any)
