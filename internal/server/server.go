@@ -33,20 +33,20 @@ type Sessions interface {
 
 // Config is what Handler needs.
 type Config struct {
-	FHIR    http.Handler // the /fhir/ routes
+	FHIR http.Handler // the /fhir/ routes
 	// Routes are further public routes by ServeMux pattern (login, console,
 	// OAuth). They get the security headers, limits and metrics but no
 	// bearer-token check: each authenticates its callers itself.
 	Routes map[string]http.Handler
-	Auth    Authenticator
+	Auth   Authenticator
 	// Sessions, when set, lets a signed-in console user read the FHIR API
 	// from the browser (GET and HEAD only: the session cookie is
 	// SameSite=Strict, and nothing is changed without a bearer token).
 	// This is how a break-the-glass window is used.
 	Sessions Sessions
-	Audit   *audit.Log
-	Log     *slog.Logger
-	Metrics *Metrics
+	Audit    *audit.Log
+	Log      *slog.Logger
+	Metrics  *Metrics
 	// RequestTimeout bounds each request's work (default 60s).
 	RequestTimeout time.Duration
 }
