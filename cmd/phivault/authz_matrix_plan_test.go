@@ -27,7 +27,10 @@ type mxCell struct {
 	setup   map[string]any // stored by the operator just before (a delete's target)
 	last    bool           // run after everything else (it may remove shared data)
 	export  bool           // a bulk export kick-off, driven by execExport
-	notes   []string       // how the row was mapped, when not literally
+	// noCred: the credential is not accepted on this path at all, so a
+	// 401 is this cell's denial (the device's certificate on the admin API).
+	noCred bool
+	notes  []string // how the row was mapped, when not literally
 }
 
 // Phases of the run.
@@ -119,12 +122,13 @@ func (e *mxEnv) mxPlan(r mxRow, exportRoute bool) (c mxCell, skip string, err er
 	case "admin":
 		// The user administration API (internal/adminapi) decides every
 		// call with the admin action; its list of users stands for all.
-		if c.who == "device" {
-			return c, "the device's credential is its client certificate, accepted only under /device/fhir/: " +
-				"the admin API sees no credential from it (401), so no policy decision is made", nil
-		}
 		c.method, c.path, c.root = http.MethodGet, "/admin/v1/users", true
-		if r.bg == "active" && c.who != "operator" && c.who != "u-vendor" {
+		if c.who == "device" {
+			// Its credential is its client certificate, accepted only under
+			// /device/fhir/: presented to the admin API it gets 401.
+			c.noCred, c.notes = true, append(c.notes, "device certificate on the admin API: 401 is the denial")
+		}
+		if r.bg == "active" && c.who != "operator" && c.who != "u-vendor" && c.who != "device" {
 			// Sent with the console session on which the window is open.
 			c.session, c.notes = true, nil
 		}

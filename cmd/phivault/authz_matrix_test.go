@@ -108,6 +108,9 @@ func (e *mxEnv) exec(c mxCell, browsers map[string]*mxBrowser) mxResult {
 		bearer = e.operator
 	case c.who == "device":
 		client, base, bearer = e.device, e.origin+"/device/fhir", ""
+		if c.noCred {
+			base = e.origin
+		}
 	case c.session:
 		client, bearer = browsers[c.who].c, ""
 	}
@@ -120,6 +123,7 @@ func (e *mxEnv) exec(c mxCell, browsers map[string]*mxBrowser) mxResult {
 	case err != nil:
 		res.err = err
 	case st == http.StatusForbidden:
+	case st == http.StatusUnauthorized && c.noCred:
 	case st/100 == 2 && c.find != "":
 		var b struct {
 			Entry []struct {
