@@ -22,6 +22,7 @@ type serveOptions struct {
 	data, listen, certFile, keyFile string
 	logLevel, witness               string
 	alertWebhook                    string
+	syslog, syslogCA                string
 	ssoConfig                       string
 	clientCA, clientCRL             string
 	ready                           func(url string) // called once listening
@@ -38,6 +39,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.witness, "audit-witness", "", "append every signed audit checkpoint to this file (keep it outside the data directory)")
 	fs.StringVar(&o.ssoConfig, "sso-config", "", "single sign-on through an OpenID Connect provider: a JSON file (see docs/access.md); the client secret comes from "+ssoSecretEnv)
+	fs.StringVar(&o.syslog, "syslog", "", "send every audit event to this syslog server, tls://host:port (RFC 5424 over TLS, RFC 5425); see docs/audit.md")
+	fs.StringVar(&o.syslogCA, "syslog-ca", "", "CA bundle (PEM) that verifies the --syslog server's certificate")
 	fs.StringVar(&o.alertWebhook, "alert-webhook", "", "POST every new monitoring alert as JSON to this URL (signed with PHIVAULT_WEBHOOK_SECRET when set)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -126,6 +129,11 @@ func serve(o serveOptions, stderr io.Writer) error {
 		return err
 	}
 	defer stopDetector()
+	stopSyslog, err := n.startSyslogSink(ctx, o.syslog, o.syslogCA, log) // follows the audit log from its stored cursor
+	if err != nil {
+		return err
+	}
+	defer stopSyslog()
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
