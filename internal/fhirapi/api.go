@@ -92,6 +92,7 @@ func (a *API) Handler() http.Handler {
 	a.auditRoutes(h)
 	a.alertRoutes(h)
 	a.exportRoutes(h)
+	a.everythingRoutes(h)
 	mux.Handle("/fhir/", a.wrap(func(c *call) error {
 		if allow := allowedMethods(mux, c.r); len(allow) > 0 {
 			c.w.Header().Set("Allow", strings.Join(allow, ", "))

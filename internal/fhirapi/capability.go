@@ -48,6 +48,9 @@ func (a *API) capabilities(c *call) error {
 				r["searchParam"] = ps
 			}
 		}
+		if t == "Patient" {
+			r["operation"] = []any{map[string]any{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
+		}
 		resources = append(resources, r)
 	}
 	cs := map[string]any{
