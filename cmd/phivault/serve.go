@@ -163,15 +163,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 		ln.Close()
 		return fmt.Errorf("admin socket: %w", err)
 	}
-	adminMux := http.NewServeMux()
-	adminMux.Handle("/fhir/", n.gate(api.Handler()))
-	adminMux.Handle("/fhir", n.gate(api.Handler()))
-	adminMux.HandleFunc("POST /admin/token", n.adminTokenHandler(acc.accounts))
-	adminMux.Handle("POST /admin/accounts", accountsAdminHandler(acc.accounts))
-	n.adminClientRoutes(adminMux, acc.smart.Clients())
-	adminMux.HandleFunc("POST /admin/policy", n.adminPolicyHandler)
-	n.adminSealRoutes(adminMux) // seal, unseal, keys rotate/status/retire
-	admin := server.NewHTTPServer(server.AdminHandler(adminMux), log)
+	admin := server.NewHTTPServer(server.AdminHandler(n.adminMux(api.Handler(), acc)), log)
 	admin.ConnContext = server.AdminConnContext
 
 	errc := make(chan error, 2)
@@ -193,6 +185,20 @@ func serve(o serveOptions, stderr io.Writer) error {
 	err = server.Shutdown(srv, 20*time.Second)
 	os.Remove(filepath.Join(o.data, server.SocketName))
 	return err
+}
+
+// adminMux is the admin socket's routes: the FHIR API as the local
+// operator, tokens, accounts, SMART clients, the policy set, seal and keys.
+func (n *node) adminMux(api http.Handler, acc *access) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/fhir/", n.gate(api))
+	mux.Handle("/fhir", n.gate(api))
+	mux.HandleFunc("POST /admin/token", n.adminTokenHandler(acc.accounts))
+	mux.Handle("POST /admin/accounts", accountsAdminHandler(acc.accounts))
+	n.adminClientRoutes(mux, acc.smart.Clients())
+	mux.HandleFunc("POST /admin/policy", n.adminPolicyHandler)
+	n.adminSealRoutes(mux) // seal, unseal, keys rotate/status/retire
+	return mux
 }
 
 // publicHost names the listener for URLs: the host given, or localhost
