@@ -180,6 +180,13 @@ func TestAuditCoverage(t *testing.T) {
 	cv.do(adm, "POST", "/fhir/Patient/_search", "identifier=urn%3Asys%7Cp1", 200, []evSummary{search}, "Content-Type", "application/x-www-form-urlencoded")
 	cv.do(adm, "GET", "/fhir/Patient/"+pid+"/_history", nil, 200, []evSummary{ev("history-instance", "R", ps(pid),
 		"Patient/"+pid+"/_history/1", "Patient/"+pid+"/_history/2", "Patient/"+pid+"/_history/3")})
+	// $everything (its compartment search is tested over the real engine
+	// in everything_test.go; this test's searcher answers only identifier,
+	// so the Patient alone is returned here).
+	everything := ev("everything", "E", ps(pid), "Patient/"+pid+"/_history/3")
+	everything.Query = true
+	cv.do(adm, "GET", "/fhir/Patient/"+pid+"/$everything", nil, 200, []evSummary{everything})
+	cv.do(adm, "POST", "/fhir/Patient/"+pid+"/$everything", "start=2020", 400, []evSummary{failed("everything", "E")}, "Content-Type", "application/x-www-form-urlencoded")
 	cv.do(adm, "GET", "/fhir/Observation/_history", nil, 200, []evSummary{ev("history-type", "R", ps(pid), "Observation/"+oid+"/_history/1")})
 	cv.do(adm, "GET", "/fhir/_history", nil, 200, []evSummary{ev("history-system", "R", ps(pid, "p2", p3),
 		"Patient/"+pid+"/_history/1", "Patient/"+pid+"/_history/2", "Patient/"+pid+"/_history/3", "Observation/"+oid+"/_history/1",
