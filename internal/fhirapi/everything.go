@@ -195,8 +195,8 @@ func (a *API) compartment(c *call, id string, eq everythingQuery) ([]records.Ent
 // everythingPos is a resource's place in the answer's order: the Patient
 // first, then by type and id.
 type everythingPos struct {
-	Rank     int    `json:"r"`
-	Type, ID string `json:"-"`
+	Rank     int
+	Type, ID string
 }
 
 func everythingPosOf(e records.Entry) everythingPos {
