@@ -262,7 +262,9 @@ func clientText(err error) string {
 // fail audits a refused call and answers e as an OperationOutcome. If the
 // audit record cannot be made the answer is 503 instead.
 func (a *api) fail(c *call, e *apiError) {
-	c.ev.Allowed = false
+	// c.ev.Allowed stays the policy's decision: a request the policy
+	// permitted that then failed (bad body, unknown user) is a permitted
+	// failure, not a denial.
 	c.ev.Outcome, c.ev.OutcomeDesc = audit.MinorFailure, e.msg
 	if e.status >= 500 {
 		c.ev.Outcome = audit.SeriousFail

@@ -354,5 +354,11 @@ func (s *Server) launch(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
+	// Who opened an app's context on which patient is audited before the
+	// launch id is handed out.
+	if err := s.record(r, "launch", "launch", true, "EHR launch context created", grant{User: user.UserID, Patient: body.Patient}); err != nil {
+		oauthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the audit log is unavailable; try again")
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"launch": id, "expires_in": int(launchTTL / time.Second)})
 }
