@@ -23,7 +23,10 @@ func (a *API) everythingRoutes(h func(string, func(*call) error)) {
 
 // everything serves GET (and POST with a form body: the same parameters)
 // Patient/{id}/$everything: a searchset Bundle of the Patient and every
-// resource of its compartment that the caller may read.
+// resource of its compartment that the caller may read (search mode
+// "match", paged and counted), plus the Practitioner, PractitionerRole,
+// Organization, Location and Medication resources a page refers to that
+// the caller may read (mode "include", not counted).
 //
 // Contract: a caller denied the Patient read gets 403 (audited, naming the
 // patient); an unknown patient 404, a deleted one 410 (after the read
@@ -115,6 +118,20 @@ func (a *API) everything(c *call) error {
 	entries := make([]any, 0, len(page))
 	for _, e := range page {
 		entry, err := a.searchEntry(c, nil, e, "match")
+		if err != nil {
+			return err
+		}
+		entries = append(entries, entry)
+	}
+	incs, err := a.everythingIncludes(c, page)
+	if err != nil {
+		return err
+	}
+	for _, e := range incs {
+		if !a.allowed(c, e) {
+			continue
+		}
+		entry, err := a.searchEntry(c, nil, e, "include")
 		if err != nil {
 			return err
 		}

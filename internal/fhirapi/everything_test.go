@@ -91,7 +91,7 @@ func newEverythingEnv(t *testing.T) (*authzEnv, *auditSwitch) {
 		`{"resourceType":"Patient","id":"p1","name":[{"family":"Alpha"}]}`,
 		`{"resourceType":"Patient","id":"p2","name":[{"family":"Beta"}]}`,
 		`{"resourceType":"Patient","id":"p3","name":[{"family":"Gamma"}]}`,
-		obs("o1", "p1", "1111-1", ""),
+		obs("o1", "p1", "1111-1", `,"performer":[{"reference":"Practitioner/dr1"},{"reference":"Practitioner/gone"}]`),
 		obs("o2", "p2", "9999-9", ""),
 		obs("o4", "p1", "2222-2", `,"performer":[{"reference":"Patient/p2"}]`),
 		obs("o5", "p2", "9999-9", `,"performer":[{"reference":"Patient/p1"}]`),
@@ -100,8 +100,10 @@ func newEverythingEnv(t *testing.T) (*authzEnv, *auditSwitch) {
 		`{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1"},"code":{"text":"asthma"}}`,
 		`{"resourceType":"Condition","id":"c2","meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}]},"subject":{"reference":"Patient/p1"},"code":{"text":"hidden"}}`,
 		`{"resourceType":"Condition","id":"c3","subject":{"reference":"Patient/p2"},"code":{"text":"other"}}`,
-		`{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"}}`,
+		`{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"},"serviceProvider":{"reference":"Organization/orgR"}}`,
 		`{"resourceType":"Practitioner","id":"dr1","name":[{"family":"Doc"}]}`,
+		`{"resourceType":"Practitioner","id":"dr2","name":[{"family":"Other"}]}`,
+		`{"resourceType":"Organization","id":"orgR","meta":{"security":[{"code":"R"}]},"name":"Restricted clinic"}`,
 	)
 	return env, sw
 }
@@ -177,12 +179,17 @@ func TestEverythingCompleteAndAudited(t *testing.T) {
 	if a.total != float64(len(p1All)) {
 		t.Errorf("total = %v, want %d", a.total, len(p1All))
 	}
+	// The practitioner o1 names is included (not counted); the restricted
+	// organization e1 names and the missing practitioner are not.
+	if diff := cmp.Diff([]string{"Practitioner/dr1"}, a.includes); diff != "" {
+		t.Errorf("includes (-want +got):\n%s", diff)
+	}
 	if got := auditSizeOf(t, env) - before; got != 1 {
 		t.Errorf("%d audit events, want 1", got)
 	}
 	in, out, pats, ents := lastEvent(t, env)
 	var want []string
-	for _, m := range p1All {
+	for _, m := range append(slices.Clone(p1All), "Practitioner/dr1") {
 		want = append(want, m+"/_history/1")
 	}
 	slices.Sort(want)
