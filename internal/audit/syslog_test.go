@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -16,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -134,6 +136,14 @@ func (r *rsyslog) start() {
 	}
 }
 
+// freeze stops rsyslogd (SIGSTOP): it accepts nothing more from its
+// sockets until killed.
+func (r *rsyslog) freeze() {
+	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 // kill ends rsyslogd with SIGKILL: whatever it held in memory is lost.
 func (r *rsyslog) kill() {
 	if r.cmd != nil && r.cmd.Process != nil {
@@ -178,8 +188,8 @@ func (r *rsyslog) waitFor(n int) {
 }
 
 // TestSyslogRsyslog sends the log to a real rsyslogd over TLS, kills it
-// (SIGKILL) once just after a delivery and keeps it down while events are
-// appended, and checks that the receiver has every event, in log order,
+// (SIGKILL) with events in its socket it never read, keeps it down while
+// events are appended, restarts it, then restarts the sink, and checks that the receiver has every event, in log order,
 // byte for byte, with duplicates only as resends of the same leaf.
 func TestSyslogRsyslog(t *testing.T) {
 	r := newRsyslog(t)
@@ -194,18 +204,36 @@ func TestSyslogRsyslog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// rsyslog's gnutls driver: which TLS version does it agree to?
+	probe, err := tls.Dial("tcp", "127.0.0.1:"+r.port, tc)
+	if err != nil {
+		t.Fatalf("TLS handshake with rsyslogd: %v", err)
+	}
+	t.Logf("rsyslogd negotiated %s", tls.VersionName(probe.ConnectionState().Version))
+	probe.Close()
+
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { sink.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	}()
 
 	appendLeaves(t, st, 0, 300)
 	r.waitFor(300)
-	// Killed right after a delivery: the batch is not yet confirmed.
+	// Events written and flushed into the connection, but never read by
+	// rsyslogd: frozen (SIGSTOP), then killed. TCP accepted them; only the
+	// sink's confirmation window gets them there.
+	r.freeze()
 	appendLeaves(t, st, 300, 100)
 	for sink.sent.Load() < 400 {
 		time.Sleep(time.Millisecond)
 	}
+	time.Sleep(100 * time.Millisecond) // several polls: a sink that trusted the flush would move its cursor now
 	r.kill()
 	appendLeaves(t, st, 400, 250) // appended while rsyslog is down
 	time.Sleep(300 * time.Millisecond)
@@ -250,6 +278,32 @@ func TestSyslogRsyslog(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages received for 650 events (%d resent duplicates, each marked with its leaf index)", len(idx), dups)
+
+	// phivault restarts: a new sink on the same store resumes at the
+	// persisted cursor and sends only what is new.
+	cancel()
+	<-done
+	stopped = true
+	appendLeaves(t, st, 650, 50)
+	sink2, err := NewSyslogSink(SyslogConfig{Log: NewProver(st), Store: st, Addr: "127.0.0.1:" + r.port, TLS: tc,
+		Poll: 20 * time.Millisecond, Confirm: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan struct{})
+	go func() { sink2.Run(ctx2); close(done2) }()
+	defer func() { cancel2(); <-done2 }()
+	r.waitFor(700)
+	idx2, _ := r.received()
+	tail := idx2[len(idx):]
+	wantTail := make([]uint64, 50)
+	for i := range wantTail {
+		wantTail[i] = uint64(650 + i)
+	}
+	if d := cmp.Diff(wantTail, tail); d != "" {
+		t.Errorf("after a restart of the sink, received (-want +got):\n%s", d)
+	}
 }
 
 // TestSyslogRefusesUnknownServer checks that the sink delivers nothing to
