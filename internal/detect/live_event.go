@@ -133,7 +133,7 @@ func (ev *liveEvent) action() (uint8, bool) {
 	switch {
 	case in == "read" || in == "vread" || strings.HasPrefix(in, "history"):
 		return ActRead, true
-	case strings.HasPrefix(in, "search"):
+	case strings.HasPrefix(in, "search") || in == "everything": // Patient/$everything: a search of one chart
 		return ActSearch, true
 	case in == "create":
 		return ActCreate, true
