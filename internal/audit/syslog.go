@@ -240,7 +240,9 @@ func (s *SyslogSink) session(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		for next < size {
+		if next < size {
+			// One batch, then back to the checks above: a long backlog
+			// is confirmed (and the cursor saved) as it goes.
 			end := min(size, next+uint64(s.c.Batch))
 			err := s.c.Log.ScanLeaves(ctx, next, end, s.c.Batch, func(i uint64, leaf []byte) error {
 				_, err := bw.Write(frameSyslog(i, leaf, s.c.Hostname))
@@ -256,6 +258,9 @@ func (s *SyslogSink) session(ctx context.Context) error {
 			s.sent.Add(end - next)
 			pending = append(pending, batchMark{end, time.Now()})
 			next = end
+			if next < size {
+				continue
+			}
 		}
 		select {
 		case <-ctx.Done():
