@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,7 +16,10 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/phivault/phivault/internal/audit"
+	"github.com/phivault/phivault/internal/authn"
 	"github.com/phivault/phivault/internal/authn/account"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/server"
@@ -72,7 +76,11 @@ func parseAccessReview(args []string, stderr io.Writer) (*acctCall, error) {
 	if *csvOut && len(ds) > 0 {
 		return nil, fail(exitUsage, "--csv writes the report; it cannot be combined with decisions", "review first, then decide in a second command")
 	}
-	return &acctCall{data: *data, run: func(ctx context.Context, d *account.Directory, by string, _ account.Password, out io.Writer) error {
+	read := ""
+	if len(ds) == 0 {
+		read = "access-review"
+	}
+	return &acctCall{data: *data, read: read, run: func(ctx context.Context, d *account.Directory, by string, _ account.Password, out io.Writer) error {
 		if len(ds) == 0 {
 			return writeReview(ctx, d, *csvOut, out)
 		}
@@ -226,15 +234,40 @@ func runAccountCmd(cmd string, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := c.run(ctx, d, "operator:uid-"+strconv.Itoa(os.Getuid()), pw, stdout); err != nil {
+	by := "operator:uid-" + strconv.Itoa(os.Getuid())
+	var out bytes.Buffer
+	if err := c.run(ctx, d, by, pw, &out); err != nil {
 		return acctError(err)
 	}
-	return nil
+	if err := c.auditRead(ctx, n.audit, by); err != nil {
+		return fail(exitFail, "the audit log is unavailable; nothing is shown", "")
+	}
+	_, err = stdout.Write(out.Bytes())
+	return err
+}
+
+// readRecorder is the audit log as the account commands use it.
+type readRecorder interface {
+	Record(ctx context.Context, e *audit.Event) error
+}
+
+// auditRead durably records the read of a command that only shows
+// accounts (nothing for the others, whose changes the directory audits).
+func (c *acctCall) auditRead(ctx context.Context, rec readRecorder, by string) error {
+	if c.read == "" {
+		return nil
+	}
+	ev := &audit.Event{Time: time.Now(), Interaction: c.read, Action: "R", Outcome: audit.Success, UserID: by,
+		Roles: []string{authn.OperatorRole}, Allowed: true, Policies: []string{"operator-path"}}
+	if c.target != "" {
+		ev.Entities = []string{"urn:phivault:user:" + c.target}
+	}
+	return rec.Record(ctx, ev)
 }
 
 // accountsAdminHandler serves POST /admin/accounts on the admin socket:
 // it runs an account command line against d as the socket's operator.
-func accountsAdminHandler(d *account.Directory) http.HandlerFunc {
+func accountsAdminHandler(d *account.Directory, rec readRecorder) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req acctRequest
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
@@ -252,6 +285,9 @@ func accountsAdminHandler(d *account.Directory) http.HandlerFunc {
 			err = c.run(r.Context(), d, by, account.Password(req.Password), &out)
 			if err != nil {
 				err = acctError(err)
+			} else if aerr := c.auditRead(r.Context(), rec, by); aerr != nil {
+				out.Reset() // nothing leaves without its event
+				err = fail(exitFail, "the audit log is unavailable; nothing is shown", "try again")
 			}
 		}
 		resp.Out = out.String()

@@ -167,15 +167,21 @@ func acServerRoutes(t *testing.T) []string {
 }
 
 // acPatterns returns the string literals passed first to calls named one
-// of names in the Go files given.
+// of names in file.
 func acPatterns(t *testing.T, file string, names ...string) []string {
+	return acPatternsIn(t, file, nil, names...)
+}
+
+// acPatternsIn is acPatterns inside the functions named in fns only (nil:
+// anywhere in the file).
+func acPatternsIn(t *testing.T, file string, fns []string, names ...string) []string {
 	t.Helper()
 	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	ast.Inspect(f, func(n ast.Node) bool {
+	visit := func(n ast.Node) bool {
 		call, ok := n.(*ast.CallExpr)
 		if !ok || len(call.Args) < 2 {
 			return true
@@ -192,7 +198,12 @@ func acPatterns(t *testing.T, file string, names ...string) []string {
 			out = append(out, p)
 		}
 		return true
-	})
+	}
+	for _, d := range f.Decls {
+		if fd, ok := d.(*ast.FuncDecl); ok && (fns == nil || slices.Contains(fns, fd.Name.Name)) {
+			ast.Inspect(fd, visit)
+		}
+	}
 	return out
 }
 

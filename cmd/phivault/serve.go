@@ -194,7 +194,7 @@ func (n *node) adminMux(api http.Handler, acc *access) *http.ServeMux {
 	mux.Handle("/fhir/", n.gate(api))
 	mux.Handle("/fhir", n.gate(api))
 	mux.HandleFunc("POST /admin/token", n.adminTokenHandler(acc.accounts))
-	mux.Handle("POST /admin/accounts", accountsAdminHandler(acc.accounts))
+	mux.Handle("POST /admin/accounts", accountsAdminHandler(acc.accounts, n.audit))
 	n.adminClientRoutes(mux, acc.smart.Clients())
 	mux.HandleFunc("POST /admin/policy", n.adminPolicyHandler)
 	n.adminSealRoutes(mux) // seal, unseal, keys rotate/status/retire

@@ -26,6 +26,11 @@ type acctCall struct {
 	stdinPW  bool // --password-stdin
 	password account.Password
 	run      func(ctx context.Context, d *account.Directory, by string, pw account.Password, out io.Writer) error
+	// read names the audit interaction of a command that only shows
+	// accounts (user list, user show, the access review report), and
+	// target the account shown; the event is recorded before the output
+	// leaves (auditRead).
+	read, target string
 }
 
 var userSubs = "add, list, show, disable, enable, unlock, roles, password or revoke"
@@ -91,6 +96,7 @@ func parseUser(args []string, stderr io.Writer) (*acctCall, error) {
 		c.run = func(ctx context.Context, d *account.Directory, _ string, _ account.Password, out io.Writer) error {
 			return listUsers(ctx, d, out)
 		}
+		c.read = "user-list"
 		return c, nil
 	}
 	if len(pos) != 1 || pos[0] == "" {
@@ -115,6 +121,7 @@ func parseUser(args []string, stderr io.Writer) (*acctCall, error) {
 		c.run = func(ctx context.Context, d *account.Directory, _ string, _ account.Password, out io.Writer) error {
 			return showUser(ctx, d, id, out)
 		}
+		c.read, c.target = "user-read", id
 	case "disable":
 		if strings.TrimSpace(*reason) == "" {
 			return nil, fail(exitUsage, "--reason is required", "say why, e.g. --reason 'left the hospital'")

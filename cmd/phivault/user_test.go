@@ -41,7 +41,7 @@ func TestAccountCommandsThroughAdminSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("POST /admin/accounts", accountsAdminHandler(d))
+	mux.Handle("POST /admin/accounts", accountsAdminHandler(d, n.audit))
 	srv := &http.Server{Handler: server.AdminHandler(mux), ConnContext: server.AdminConnContext}
 	go srv.Serve(ln)
 	defer srv.Close()
