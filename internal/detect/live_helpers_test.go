@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,8 +24,10 @@ type liveFixture struct {
 	prover   *audit.Prover
 	alerts   *AlertStore
 	alertDir string
-	now      time.Time
+	now      time.Time // the test goroutine's clock
 	dir      *Directory
+	// seen is now as the detector's goroutine reads it (set by record).
+	seen atomic.Int64
 }
 
 func newLiveFixture(t testing.TB, directory string) *liveFixture {
@@ -45,6 +48,7 @@ func newLiveFixture(t testing.TB, directory string) *liveFixture {
 	}
 	t.Cleanup(func() { logSt.Close() })
 	f := &liveFixture{alertDir: filepath.Join(tmp, "alerts"), now: time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)}
+	f.seen.Store(f.now.UnixNano())
 	alertSt, err := sqlite.Open(f.alertDir)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +74,7 @@ func newLiveFixture(t testing.TB, directory string) *liveFixture {
 // live returns a detector over the fixture (a fresh one is a restart).
 func (f *liveFixture) live(route func(*StoredAlert)) *Live {
 	c := LiveConfig{Log: f.prover, Alerts: f.alerts, Poll: 10 * time.Millisecond, Route: route,
-		Now: func() time.Time { return f.now }}
+		Now: func() time.Time { return time.Unix(0, f.seen.Load()).UTC() }}
 	if f.dir != nil {
 		c.Directory = func(context.Context) (*Directory, error) { return f.dir, nil }
 	}
@@ -94,6 +98,7 @@ func (f *liveFixture) record(t testing.TB, ev audit.Event) {
 		t.Fatal(err)
 	}
 	f.now = f.now.Add(time.Second)
+	f.seen.Store(f.now.UnixNano())
 }
 
 func (f *liveFixture) step(t *testing.T, l *Live) int {
