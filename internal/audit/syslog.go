@@ -47,6 +47,10 @@ type SyslogConfig struct {
 	// server died is sent again on the next connection.
 	Confirm    time.Duration
 	MaxBackoff time.Duration // longest pause between reconnections; default 30 s
+	// MaxMessage caps a message's length in bytes (default 190,000, under
+	// rsyslog's default imtcp maxFrameSize); a longer event is sent with
+	// fewer entities and its leaf hash (see frameSyslog).
+	MaxMessage int
 	Logger     *slog.Logger
 }
 
@@ -94,6 +98,9 @@ func NewSyslogSink(c SyslogConfig) (*SyslogSink, error) {
 	}
 	if c.Confirm <= 0 {
 		c.Confirm = 2 * time.Second
+	}
+	if c.MaxMessage <= 0 {
+		c.MaxMessage = 190_000
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 30 * time.Second
@@ -245,7 +252,7 @@ func (s *SyslogSink) session(ctx context.Context) error {
 			// is confirmed (and the cursor saved) as it goes.
 			end := min(size, next+uint64(s.c.Batch))
 			err := s.c.Log.ScanLeaves(ctx, next, end, s.c.Batch, func(i uint64, leaf []byte) error {
-				_, err := bw.Write(frameSyslog(i, leaf, s.c.Hostname))
+				_, err := bw.Write(frameSyslog(i, leaf, s.c.Hostname, s.c.MaxMessage))
 				return err
 			})
 			if err == nil {

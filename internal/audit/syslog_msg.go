@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -18,7 +19,13 @@ const syslogSDID = "phivault@32473"
 // MSGID AUDIT, structured data [phivault@32473 leaf="i"] and the leaf
 // itself, the BALP AuditEvent as compact JSON, as MSG. The leaf holds ids
 // and references only, never patient values.
-func frameSyslog(i uint64, leaf []byte, host string) []byte {
+//
+// A leaf longer than maxMsg bytes (0: no limit) is sent shortened, see
+// shortenLeaf, with its Merkle leaf hash in the structured data
+// (leafhash="hex") so the receiver can fetch and check the whole event
+// from the log. rsyslog misreads the rest of a connection after a frame
+// above its imtcp maxFrameSize (default 200,000 bytes).
+func frameSyslog(i uint64, leaf []byte, host string, maxMsg int) []byte {
 	var h struct {
 		Recorded string `json:"recorded"`
 		Outcome  string `json:"outcome"`
@@ -34,7 +41,12 @@ func frameSyslog(i uint64, leaf []byte, host string) []byte {
 	}
 	var m bytes.Buffer
 	m.WriteString("<" + strconv.Itoa(pri) + ">1 " + ts + " " + syslogName(host, 255) + " phivault - AUDIT [")
-	m.WriteString(syslogSDID + ` leaf="` + strconv.FormatUint(i, 10) + `"] `)
+	m.WriteString(syslogSDID + ` leaf="` + strconv.FormatUint(i, 10) + `"`)
+	if maxMsg > 0 && len(leaf) > maxMsg-m.Len()-200 {
+		m.WriteString(` leafhash="` + hex.EncodeToString(LeafHash(leaf)) + `"`)
+		leaf = shortenLeaf(leaf, maxMsg-m.Len()-200)
+	}
+	m.WriteString("] ")
 	m.Write(leaf)
 	out := make([]byte, 0, m.Len()+8)
 	out = strconv.AppendInt(out, int64(m.Len()), 10)
@@ -71,12 +83,56 @@ func SyslogLeaf(line []byte) (uint64, []byte, error) {
 	}
 	rest := line[k+len(marker):]
 	end := bytes.IndexByte(rest, '"')
-	if end <= 0 || end > 20 || !bytes.HasPrefix(rest[end:], []byte(`"]`)) {
+	if end <= 0 || end > 20 || len(rest) < end+2 || (rest[end+1] != ']' && rest[end+1] != ' ') {
 		return 0, nil, errNoLeafIndex
 	}
 	i, err := strconv.ParseUint(string(rest[:end]), 10, 64)
 	if err != nil || (end > 1 && rest[0] == '0') {
 		return 0, nil, errNoLeafIndex
 	}
-	return i, bytes.TrimSpace(rest[end+2:]), nil
+	close := bytes.IndexByte(rest[end:], ']') // our parameter values hold no ']'
+	if close < 0 {
+		return 0, nil, errNoLeafIndex
+	}
+	return i, bytes.TrimSpace(rest[end+close+1:]), nil
+}
+
+// shortenLeaf returns the event leaf with as many of its entities as fit
+// in max bytes, and an extension urn:phivault:syslog-omitted-entities
+// counting the rest. An event that does not fit even without entities
+// becomes a stub naming only its time and outcome.
+func shortenLeaf(leaf []byte, max int) []byte {
+	var ev map[string]any
+	if err := json.Unmarshal(leaf, &ev); err != nil || ev == nil {
+		return []byte(`{"omitted":"not an event; see the log"}`)
+	}
+	ents, _ := ev["entity"].([]any)
+	ext, _ := ev["extension"].([]any)
+	enc := func(k int) []byte {
+		ev["entity"] = ents[:k]
+		ev["extension"] = append(ext[:len(ext):len(ext)], map[string]any{"url": "urn:phivault:syslog-omitted-entities", "valueInteger": len(ents) - k})
+		var b bytes.Buffer
+		e := json.NewEncoder(&b)
+		e.SetEscapeHTML(false)
+		if e.Encode(ev) != nil {
+			return nil
+		}
+		return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	}
+	lo, hi := 0, len(ents) // the largest k that fits is in [lo, hi]
+	if len(enc(0)) > max {
+		stub := map[string]any{"resourceType": "AuditEvent", "recorded": ev["recorded"], "outcome": ev["outcome"],
+			"extension": []any{map[string]any{"url": "urn:phivault:syslog-omitted-entities", "valueInteger": len(ents)}}}
+		b, _ := json.Marshal(stub)
+		return b
+	}
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if len(enc(mid)) <= max {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return enc(lo)
 }

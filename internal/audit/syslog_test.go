@@ -9,6 +9,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -120,8 +122,13 @@ func (r *rsyslog) start() {
 	pid := filepath.Join(r.dir, "rsyslog.pid")
 	os.Remove(pid)
 	r.cmd = exec.Command(r.bin, "-n", "-f", filepath.Join(r.dir, "rsyslog.conf"), "-i", pid)
-	var errb bytes.Buffer
-	r.cmd.Stdout, r.cmd.Stderr = &errb, &errb
+	errb := new(bytes.Buffer)
+	r.cmd.Stdout, r.cmd.Stderr = errb, errb
+	r.t.Cleanup(func() {
+		if r.t.Failed() {
+			r.t.Logf("rsyslogd said: %.2000s", errb.String())
+		}
+	})
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
@@ -350,7 +357,7 @@ func TestParseSyslogURL(t *testing.T) {
 // octet count matches, and the header, leaf index and event round-trip.
 func TestFrameSyslog(t *testing.T) {
 	leaf := testEvent(3).Leaf()
-	f := frameSyslog(42, leaf, "host name")
+	f := frameSyslog(42, leaf, "host name", 0)
 	sp := bytes.IndexByte(f, ' ')
 	n, err := strconv.Atoi(string(f[:sp]))
 	if err != nil || n != len(f)-sp-1 {
@@ -368,7 +375,7 @@ func TestFrameSyslog(t *testing.T) {
 }
 
 func FuzzSyslogLeaf(f *testing.F) {
-	f.Add(frameSyslog(7, testEvent(1).Leaf(), "h"))
+	f.Add(frameSyslog(7, testEvent(1).Leaf(), "h", 0))
 	f.Add([]byte(`[phivault@32473 leaf="01"] x`))
 	f.Add([]byte(`[phivault@32473 leaf="18446744073709551616"] x`))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -377,9 +384,91 @@ func FuzzSyslogLeaf(f *testing.F) {
 			return
 		}
 		// Whatever parses, re-framed, parses to the same index and body.
-		j, js2, err := SyslogLeaf(frameSyslog(i, js, "h"))
+		j, js2, err := SyslogLeaf(frameSyslog(i, js, "h", 0))
 		if err != nil || j != i || !bytes.Equal(js, js2) {
 			t.Fatalf("round trip: %d %q -> %d %q %v", i, js, j, js2, err)
+		}
+	})
+}
+
+// TestSyslogLargeEvent sends a search event naming 3,000 resources (about
+// 430 KB, above rsyslog's default frame limit of 200,000 bytes) and then a
+// small one: the first arrives shortened, valid JSON with as many entities
+// as fit, the count of the others and the leaf hash of the whole; the
+// second arrives intact (the stream stays in step).
+func TestSyslogLargeEvent(t *testing.T) {
+	r := newRsyslog(t)
+	r.start()
+	ev := testEvent(1)
+	for i := range 3000 {
+		ev.Entities = append(ev.Entities, fmt.Sprintf("Observation/%08d/_history/1", i))
+	}
+	var whole struct{ Entity []any }
+	if err := json.Unmarshal(ev.Leaf(), &whole); err != nil {
+		t.Fatal(err)
+	}
+	st := memstore.New()
+	small := testEvent(2).Leaf()
+	if err := st.Update(context.Background(), func(w store.Writer) error {
+		if _, err := w.AppendAudit(ev.Leaf()); err != nil {
+			return err
+		}
+		_, err := w.AppendAudit(small)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := SyslogTLS(filepath.Join(r.dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := NewSyslogSink(SyslogConfig{Log: NewProver(st), Store: st, Addr: "127.0.0.1:" + r.port, TLS: tc, Poll: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sink.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	r.waitFor(2)
+	_, body := r.received()
+	if !bytes.Equal(body[1][0], small) {
+		t.Errorf("the event after the large one arrived as %.200q", body[1][0])
+	}
+	var got struct {
+		Entity    []any
+		Extension []struct {
+			URL          string
+			ValueInteger int
+		}
+	}
+	if err := json.Unmarshal(body[0][0], &got); err != nil {
+		t.Fatalf("shortened event is not JSON: %v", err)
+	}
+	omitted := -1
+	for _, e := range got.Extension {
+		if e.URL == "urn:phivault:syslog-omitted-entities" {
+			omitted = e.ValueInteger
+		}
+	}
+	if len(got.Entity) < 1000 || len(got.Entity)+omitted != len(whole.Entity) || len(body[0][0]) > 190_000 {
+		t.Errorf("shortened event: %d bytes, %d entities kept, %d omitted; want <= 190000 bytes, >= 1000 kept, %d in all", len(body[0][0]), len(got.Entity), omitted, len(whole.Entity))
+	}
+	b, _ := os.ReadFile(r.out)
+	if want := `leafhash="` + hex.EncodeToString(LeafHash(ev.Leaf())) + `"`; !bytes.Contains(b, []byte(want)) {
+		t.Errorf("no %s in the received line", want)
+	}
+}
+
+func FuzzShortenLeaf(f *testing.F) {
+	f.Add(testEvent(1).Leaf(), 300)
+	f.Add([]byte(`{"entity":[1,2,3],"extension":"x"}`), 10)
+	f.Add([]byte(`[]`), 50)
+	f.Add([]byte(`null`), 5)
+	f.Fuzz(func(t *testing.T, leaf []byte, max int) {
+		out := shortenLeaf(leaf, max)
+		if !json.Valid(out) {
+			t.Fatalf("shortenLeaf(%q, %d) = %q, not JSON", leaf, max, out)
 		}
 	})
 }
