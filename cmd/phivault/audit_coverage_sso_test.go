@@ -78,7 +78,7 @@ func TestAuditCoverageSSO(t *testing.T) {
 	redirect := rp.URL + sso.CallbackPath
 	st := acIDPStorage{storage.NewStorageWithClients(storage.NewUserStore(idp.URL),
 		map[string]*storage.Client{"phivault": storage.WebClient("phivault", "secret-phivault", redirect)})}
-	var h http.Handler = exampleop.SetupServer(idp.URL, st, nil, false)
+	var h http.Handler = exampleop.SetupServer(idp.URL, st, slog.New(slog.DiscardHandler), false)
 	idpH.Store(&h)
 
 	// ssoRoutes' handler, with the provider's test certificate trusted.
