@@ -251,12 +251,14 @@ func (s *SyslogSink) session(ctx context.Context) error {
 			// One batch, then back to the checks above: a long backlog
 			// is confirmed (and the cursor saved) as it goes.
 			end := min(size, next+uint64(s.c.Batch))
+			// The buffer writes through as it fills: the deadline covers
+			// the whole batch.
+			_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 			err := s.c.Log.ScanLeaves(ctx, next, end, s.c.Batch, func(i uint64, leaf []byte) error {
 				_, err := bw.Write(frameSyslog(i, leaf, s.c.Hostname, s.c.MaxMessage))
 				return err
 			})
 			if err == nil {
-				_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
 				err = bw.Flush()
 			}
 			if err != nil {
