@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/phivault/phivault/internal/keys"
+	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/server"
 )
 
@@ -39,6 +40,15 @@ type sealState struct {
 
 	mu       sync.Mutex // serializes seal and unseal
 	unsealed chan struct{}
+	by       string // the operator whose share completed the last unseal (audit agent)
+}
+
+// operatorOf names the admin socket's caller for audit events.
+func operatorOf(r *http.Request) string {
+	if p, ok := policy.PrincipalFrom(r.Context()); ok && p.UserID != "" {
+		return p.UserID
+	}
+	return "operator:admin-socket"
 }
 
 // openServeNode opens the node for serve. With a Shamir key file it
@@ -63,6 +73,10 @@ func openServeNode(ctx context.Context, o serveOptions, log *slog.Logger, stderr
 	if err := n.open(ctx, s.kek); err != nil {
 		n.close()
 		return nil, err
+	}
+	if err := n.auditKeys(ctx, s.by, "key-unseal", "unsealed at start"); err != nil { // fail closed: do not serve
+		n.close()
+		return nil, fmt.Errorf("audit of the unseal: %w", err)
 	}
 	s.sealed.Store(false)
 	log.Info("unsealed")
@@ -212,11 +226,19 @@ func (n *node) adminUnseal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.kek.Unseal(f)
+	s.by = operatorOf(r)
 	if n.barrier != nil { // sealed at run time: reopen the same barrier
 		if err := n.barrier.Reopen(r.Context()); err != nil {
 			s.kek.Seal()
 			s.have.Store(0)
 			writeStatus(w, http.StatusInternalServerError, n.status("the key file opened but the store's keys did not: "+err.Error()))
+			return
+		}
+		if err := n.auditKeys(r.Context(), s.by, "key-unseal", "unsealed at run time"); err != nil { // fail closed: stay sealed
+			n.barrier.Close()
+			s.kek.Seal()
+			s.have.Store(0)
+			writeStatus(w, http.StatusServiceUnavailable, n.status("the audit log is unavailable; the server stays sealed"))
 			return
 		}
 		s.sealed.Store(false)
@@ -242,6 +264,13 @@ func (n *node) adminSeal(w http.ResponseWriter, r *http.Request) {
 	s := n.seal
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.sealed.Load() && n.db != nil {
+		// Recorded while the keys are still held. Sealing is the
+		// emergency stop: it goes ahead even if the record fails.
+		if err := n.auditKeys(r.Context(), operatorOf(r), "key-seal", "keys wiped from memory"); err != nil {
+			n.log.Error("the audit of a seal failed; sealing anyway", "err", err.Error())
+		}
+	}
 	s.sealed.Store(true)
 	s.kek.Seal()
 	if n.barrier != nil {
