@@ -237,8 +237,10 @@ func TestSyslogRsyslog(t *testing.T) {
 	// sink's confirmation window gets them there.
 	r.freeze()
 	appendLeaves(t, st, 300, 100)
-	for sink.sent.Load() < 400 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(20 * time.Second); sink.sent.Load() < 400; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink wrote %d events into the frozen server's socket, want 400", sink.sent.Load())
+		}
 	}
 	time.Sleep(100 * time.Millisecond) // several polls: a sink that trusted the flush would move its cursor now
 	r.kill()
