@@ -65,8 +65,7 @@ func TestAuditCoverageAdminSocket(t *testing.T) {
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
-	op := "operator:admin-socket"
-	socketUser := "operator:uid-" + strconv.Itoa(os.Getuid())
+	socketUser := "operator:uid-" + strconv.Itoa(os.Getuid()) // the admin socket's caller, from SO_PEERCRED
 	send := func(method, path, body string, status int) func() error {
 		return func() error {
 			req, err := http.NewRequest(method, "http://phivault"+path, strings.NewReader(body))
@@ -87,7 +86,7 @@ func TestAuditCoverageAdminSocket(t *testing.T) {
 		}
 	}
 	opEv := func(interaction, action, outcome string, entities ...string) acEvent {
-		return acEvent{Interaction: interaction, Action: action, Outcome: outcome, User: op, Decision: "permit", Entities: entities}
+		return acEvent{Interaction: interaction, Action: action, Outcome: outcome, User: socketUser, Decision: "permit", Entities: entities}
 	}
 	policySrc := policy.DefaultPolicies()
 	sockEv := func(interaction, action string, entities ...string) acEvent {

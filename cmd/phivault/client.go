@@ -230,7 +230,7 @@ func (n *node) adminClientRoutes(mux *http.ServeMux, reg *smart.Clients) {
 			http.Error(w, "the body must be a client as JSON", http.StatusBadRequest)
 			return
 		}
-		cl, sec, err := n.clientAdd(r.Context(), reg, c, "operator:admin-socket")
+		cl, sec, err := n.clientAdd(r.Context(), reg, c, operatorOf(r))
 		reply(w, struct {
 			Client smart.Client
 			Secret string
@@ -246,7 +246,7 @@ func (n *node) adminClientRoutes(mux *http.ServeMux, reg *smart.Clients) {
 			http.Error(w, `the body must be {"id": "..."}`, http.StatusBadRequest)
 			return
 		}
-		reply(w, map[string]string{"removed": in.ID}, n.clientRemove(r.Context(), reg, in.ID, "operator:admin-socket"))
+		reply(w, map[string]string{"removed": in.ID}, n.clientRemove(r.Context(), reg, in.ID, operatorOf(r)))
 	})
 }
 

@@ -273,7 +273,7 @@ func (n *node) adminKeysHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, _ := strconv.Atoi(r.URL.Query().Get("version"))
-	out, err := n.keysOp(r.Context(), op, v, "operator:admin-socket")
+	out, err := n.keysOp(r.Context(), op, v, operatorOf(r))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusConflict)
 		return

@@ -145,7 +145,7 @@ func (n *node) adminPolicyHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "the policy set is too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	err = n.installPolicy(r.Context(), src, "operator:admin-socket")
+	err = n.installPolicy(r.Context(), src, operatorOf(r))
 	var ce *cliError
 	switch {
 	case err == nil:

@@ -119,7 +119,7 @@ func (n *node) serveToken(dir *account.Directory, w http.ResponseWriter, r *http
 		http.Error(w, "bad ttl", http.StatusBadRequest)
 		return
 	}
-	tok, err := n.mintAudited(r.Context(), dir, q.Get("user"), q.Get("role"), ttl, "operator:admin-socket")
+	tok, err := n.mintAudited(r.Context(), dir, q.Get("user"), q.Get("role"), ttl, operatorOf(r))
 	switch {
 	case errors.Is(err, audit.ErrUnavailable):
 		http.Error(w, "the audit log is unavailable; no token was issued", http.StatusServiceUnavailable)
