@@ -157,7 +157,7 @@ var acPublicQuiet = map[string]struct{ method, path, why string }{
 	"GET /oauth/jwks":       {"GET", "/oauth/jwks", "the token-signing public keys: public by design"},
 	"OPTIONS /oauth/token":  {"OPTIONS", "/oauth/token", "CORS preflight: nothing is exchanged"},
 	"OPTIONS /oauth/revoke": {"OPTIONS", "/oauth/revoke", "CORS preflight: nothing is exchanged"},
-	"GET /oauth/authorize":  {"GET", "/oauth/authorize", "shows the consent page; the decision is audited on POST (consent-grant, consent-deny)"},
+	"GET /oauth/authorize":  {"GET", "/oauth/authorize", "shows the consent page (here refused: no app named); the decision is audited on POST (consent-grant, consent-deny)"},
 }
 
 // acServerRoutes are the routes server.Handler registers itself: the
@@ -229,7 +229,13 @@ func TestAuditCoverageServer(t *testing.T) {
 			if err := acGetQuiet(e.client, e.origin, q.method, q.path); err != nil {
 				return err
 			}
-			return acGetQuiet(quiet.c, e.origin, q.method, q.path)
+			// Signed in, the page itself must answer (not a 404 of a
+			// mistyped path): 2xx or 3xx, but for the two that refuse.
+			st, err := acStatusOf(quiet.c, e.origin, q.method, q.path)
+			if err == nil && (st >= 400) != (r == "/" || r == "GET /oauth/authorize") {
+				err = errStatus("signed in "+q.method+" "+q.path, st)
+			}
+			return err
 		})
 	}
 	acConsoleCases(e, c)
@@ -248,19 +254,24 @@ func TestAuditCoverageServer(t *testing.T) {
 
 // acGetQuiet sends one request with client and requires a status below 500.
 func acGetQuiet(client *http.Client, origin, method, path string) error {
+	st, err := acStatusOf(client, origin, method, path)
+	if err == nil && st >= 500 {
+		err = errStatus(method+" "+path, st)
+	}
+	return err
+}
+
+func acStatusOf(client *http.Client, origin, method, path string) (int, error) {
 	req, err := http.NewRequest(method, origin+path, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	resp.Body.Close()
-	if resp.StatusCode >= 500 {
-		return errStatus(method+" "+path, resp.StatusCode)
-	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 type statusErr struct {
