@@ -165,7 +165,7 @@ func (e *badEnv) pathCases() []badCase {
 		badCase{name: "version abc", method: "GET", path: "/fhir/Patient/" + e.patient + "/_history/abc", want: 400},
 		badCase{name: "delete unknown id", method: "DELETE", path: "/fhir/Patient/no-such-patient", want: 404},
 		badCase{name: "patch unknown id", method: "PATCH", path: "/fhir/Patient/no-such-patient", ct: "application/json-patch+json", body: []byte(`[]`), want: 404},
-		badCase{name: "unknown operation", method: "GET", path: "/fhir/Patient/" + e.patient + "/$everything", want: 404},
+		badCase{name: "unknown operation", method: "GET", path: "/fhir/Patient/" + e.patient + "/$frobnicate", want: 404},
 		badCase{name: "too deep a path", method: "GET", path: "/fhir/Patient/" + e.patient + "/_history/1/x", want: 404},
 	)
 	return cs
