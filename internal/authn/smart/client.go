@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -88,7 +89,7 @@ func (cs *Clients) Add(ctx context.Context, c Client) (Client, Secret, error) {
 	if err := validate(&c); err != nil {
 		return Client{}, "", err
 	}
-	c.ID = randomID(16)
+	c.ID = clientID()
 	c.Created = cs.now().UTC()
 	var secret Secret
 	if c.Type == Confidential && len(c.JWKS) == 0 {
@@ -285,6 +286,15 @@ func validJWKS(raw []byte) error {
 		}
 	}
 	return nil
+}
+
+// clientID returns a new client id: 128 random bits in lower-case base32,
+// so that it never starts with "-" (operators type it on command lines)
+// and survives case-folding systems.
+func clientID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
 }
 
 func randomID(n int) string {
