@@ -92,6 +92,10 @@ func parsePHC(s string) (argonParams, []byte, []byte, error) {
 	if seen != 3 || p.Memory < 8*uint32(p.Threads) {
 		return argonParams{}, nil, nil, errBadHash
 	}
+	// The decoder skips \r and \n; a stored hash has neither.
+	if strings.ContainsAny(parts[4]+parts[5], "\r\n") {
+		return argonParams{}, nil, nil, errBadHash
+	}
 	salt, err1 := b64.Strict().DecodeString(parts[4])
 	key, err2 := b64.Strict().DecodeString(parts[5])
 	if err1 != nil || err2 != nil || len(salt) < 8 || len(salt) > 64 || len(key) < 16 || len(key) > 64 {
