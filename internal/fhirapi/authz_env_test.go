@@ -59,7 +59,9 @@ type authzEnv struct {
 	api    *fhirapi.API
 }
 
-func newAuthzEnv(t *testing.T) *authzEnv {
+// newStack opens a SQLite store under a fresh file KEK and returns it
+// with records and the search engine over it.
+func newStack(t testing.TB) (*sqlite.Backend, *records.Store, *search.Engine) {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -83,6 +85,12 @@ func newAuthzEnv(t *testing.T) *authzEnv {
 	eng := search.New(b)
 	rec := records.New(db, b, eng, "test")
 	eng.SetRecords(rec)
+	return db, rec, eng
+}
+
+func newAuthzEnv(t *testing.T) *authzEnv {
+	t.Helper()
+	db, rec, eng := newStack(t)
 	pol := &p1Only{}
 	api := fhirapi.New(fhirapi.Config{Records: rec, Search: eng, Policy: pol,
 		Audit: audit.NewLog(db, 5*time.Second), Base: base, Version: "test"})

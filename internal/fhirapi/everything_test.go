@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -14,14 +13,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/phivault/phivault/internal/audit"
-	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/fhirapi"
-	"github.com/phivault/phivault/internal/keys"
 	"github.com/phivault/phivault/internal/policy"
-	"github.com/phivault/phivault/internal/records"
-	"github.com/phivault/phivault/internal/search"
 	"github.com/phivault/phivault/internal/store"
-	"github.com/phivault/phivault/internal/store/sqlite"
 )
 
 // restrictedOrP3 denies reading anything labelled R (restricted) and
@@ -61,28 +55,7 @@ func (w auditSwitchWriter) AppendAudit(leaf []byte) (int64, error) {
 // engine, deciding with restrictedOrP3, loaded with three patients' data.
 func newEverythingEnv(t *testing.T) (*authzEnv, *auditSwitch) {
 	t.Helper()
-	dir := t.TempDir()
-	ctx := context.Background()
-	db, err := sqlite.Open(filepath.Join(dir, "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	keyPath := filepath.Join(dir, "kek.json")
-	if err := keys.CreateFile(keyPath, nil); err != nil {
-		t.Fatal(err)
-	}
-	kek, err := keys.OpenFile(keyPath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := barrier.Open(ctx, kek, db, 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := search.New(b)
-	rec := records.New(db, b, eng, "test")
-	eng.SetRecords(rec)
+	db, rec, eng := newStack(t)
 	sw := &auditSwitch{Backend: db}
 	api := fhirapi.New(fhirapi.Config{Records: rec, Search: eng, Policy: restrictedOrP3{},
 		Audit: audit.NewLog(sw, 5*time.Second), Base: base, Version: "test"})
