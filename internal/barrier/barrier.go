@@ -73,6 +73,8 @@ type Barrier struct {
 	names map[string]KeyID // key name -> id, bounded
 
 	closed atomic.Bool // Close wiped the keys
+
+	gone sync.Map // KeyID -> struct{}: keys known destroyed (see shred.go)
 }
 
 // Open returns a barrier over st using kek, creating the index key on first
@@ -233,6 +235,10 @@ func (b *Barrier) key(ctx context.Context, id KeyID) (*dataKey, error) {
 	aead, _ := cipher.NewGCM(blk)
 	k := &dataKey{raw: dek, aead: aead}
 	k = b.cache.put(id, k)
+	if _, destroyed := b.gone.Load(id); destroyed { // destroyed while unwrapping (see forget)
+		b.cache.drop(id)
+		return nil, ErrKeyDestroyed
+	}
 	if b.closed.Load() { // closed while unwrapping: wipe what was just cached
 		b.cache.purge()
 		return nil, ErrClosed

@@ -39,8 +39,10 @@ type Versioned interface {
 // audit record of the erasure): if one fails, nothing is destroyed. They
 // may run more than once (see store.Backend.Update).
 //
-// Another process holding the key in its cache keeps it until it evicts
-// it; callers destroy keys only where they are the one writer.
+// The key is dropped from this barrier's cache at once, also when a
+// concurrent Open was unwrapping it meanwhile. Other processes sharing the
+// store (nodes on one PostgreSQL) drop it at their next SyncDestroyed (see
+// WatchDestroyed).
 func (b *Barrier) Destroy(ctx context.Context, name string, with ...func(store.Writer) error) (KeyID, error) {
 	var id KeyID
 	if b.closed.Load() {
@@ -78,6 +80,9 @@ func (b *Barrier) Destroy(ctx context.Context, name string, with ...func(store.W
 		if err := tx.SetMeta(metaKey+id.String(), out); err != nil {
 			return err
 		}
+		if err := markDestroyed(tx, id); err != nil {
+			return err
+		}
 		for _, fn := range with {
 			if err := fn(tx); err != nil {
 				return err
@@ -88,7 +93,7 @@ func (b *Barrier) Destroy(ctx context.Context, name string, with ...func(store.W
 	if err != nil {
 		return KeyID{}, err
 	}
-	b.cache.drop(id)
+	b.forget(id)
 	return id, nil
 }
 
@@ -122,10 +127,13 @@ func (b *Barrier) DestroyID(ctx context.Context, id KeyID) (found bool, err erro
 			rec.Destroyed = time.Now().UTC()
 		}
 		out, _ := json.Marshal(rec)
-		return tx.SetMeta(metaKey+id.String(), out)
+		if err := tx.SetMeta(metaKey+id.String(), out); err != nil {
+			return err
+		}
+		return markDestroyed(tx, id)
 	})
-	if err == nil {
-		b.cache.drop(id)
+	if err == nil && found {
+		b.forget(id)
 	}
 	return found, err
 }
@@ -253,12 +261,19 @@ func (b *Barrier) records(ctx context.Context) ([]storedRecord, error) {
 
 // Rewrap wraps every live data key that the KEK's current version did not
 // wrap under the current version (KEK rotation), and returns how many it
-// rewrapped. It runs alongside reads and writes: each record is replaced
+// rewrapped. It is RewrapProgress without a progress report.
+func (b *Barrier) Rewrap(ctx context.Context) (int, error) {
+	return b.RewrapProgress(ctx, nil)
+}
+
+// RewrapProgress is Rewrap that calls progress (when not nil) once with
+// the number of keys to rewrap before it starts and again after each
+// committed batch, with the number rewrapped so far. It runs alongside reads and writes: each record is replaced
 // only if it has not changed since it was read (a key destroyed meanwhile
 // stays destroyed), and the unwrapped data keys themselves never change,
 // so sealed data and cached keys stay valid. The KEK must implement
 // Versioned. Running it again after a failure continues where it stopped.
-func (b *Barrier) Rewrap(ctx context.Context) (int, error) {
+func (b *Barrier) RewrapProgress(ctx context.Context, progress func(done, todo int)) (int, error) {
 	vk, ok := b.kek.(Versioned)
 	if !ok {
 		return 0, errors.New("barrier: the KEK has no versions to rotate")
@@ -274,7 +289,16 @@ func (b *Barrier) Rewrap(ctx context.Context) (int, error) {
 		old, new []byte
 	}
 	var pending []change
-	done := 0
+	done, todo := 0, 0
+	for _, r := range recs {
+		if r.rec.Wrapped != nil && r.rec.Destroyed.IsZero() && r.rec.Wrapped.KEK != cur {
+			todo++
+		}
+	}
+	if progress == nil {
+		progress = func(int, int) {}
+	}
+	progress(0, todo)
 	flush := func() error {
 		if len(pending) == 0 {
 			return nil
@@ -299,6 +323,7 @@ func (b *Barrier) Rewrap(ctx context.Context) (int, error) {
 		}
 		done += n
 		pending = pending[:0]
+		progress(done, todo)
 		return nil
 	}
 	for _, r := range recs {
