@@ -1,12 +1,15 @@
 package backup
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
+	"path"
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
@@ -46,7 +49,7 @@ func chunkID(idKey, plain []byte) string {
 }
 
 // chunkPath is where a chunk lives, relative to the repository.
-func chunkPath(id string) string { return filepath.Join("data", id[:2], id) }
+func chunkPath(id string) string { return path.Join("data", id[:2], id) }
 
 func validID(id string) bool {
 	if len(id) != 64 {
@@ -67,21 +70,21 @@ func (r *Repo) sealChunk(plain []byte) ([]byte, error) {
 // id, whether it was new, and the stored size.
 func (r *Repo) putChunk(plain []byte) (id string, added bool, stored int64, err error) {
 	id = chunkID(r.key.IDKey, plain)
-	p := filepath.Join(r.dir, chunkPath(id))
-	if fi, err := os.Lstat(p); err == nil {
-		return id, false, fi.Size(), nil
+	ctx := context.Background()
+	if size, err := r.st.Size(ctx, chunkPath(id)); err == nil {
+		return id, false, size, nil
 	}
 	sealed, err := r.sealChunk(plain)
 	if err != nil {
 		return "", false, 0, err
 	}
 	if err := r.writeOnce(chunkPath(id), sealed); err != nil {
-		if err == ErrExists {
-			fi, serr := os.Lstat(p)
+		if errors.Is(err, ErrExists) {
+			size, serr := r.st.Size(ctx, chunkPath(id))
 			if serr != nil {
 				return "", false, 0, serr
 			}
-			return id, false, fi.Size(), nil
+			return id, false, size, nil
 		}
 		return "", false, 0, err
 	}
@@ -90,12 +93,12 @@ func (r *Repo) putChunk(plain []byte) (id string, added bool, stored int64, err 
 
 // readChunk reads, decrypts and checks one chunk against c: stored size,
 // plaintext size, SHA-256 and (when idKey is known) keyed id.
-func readChunk(dir string, ids []age.Identity, idKey []byte, c Chunk) ([]byte, error) {
+func readChunk(ctx context.Context, st Storage, ids []age.Identity, idKey []byte, c Chunk) ([]byte, error) {
 	if !validID(c.ID) {
 		return nil, fmt.Errorf("%w: malformed chunk id", ErrDamaged)
 	}
-	sealed, err := os.ReadFile(filepath.Join(dir, chunkPath(c.ID)))
-	if os.IsNotExist(err) {
+	sealed, err := st.Get(ctx, chunkPath(c.ID))
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: chunk missing", ErrDamaged)
 	} else if err != nil {
 		return nil, err

@@ -6,9 +6,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
-	"sort"
 
 	"filippo.io/age"
 )
@@ -20,18 +21,21 @@ var ErrNoSnapshot = errNoSnapshot
 // everything) or the write key's server identity (reads the config and
 // manifests, not chunks).
 type Reader struct {
-	dir string
+	st  Storage
 	ids []age.Identity
 	key *Key // from the config: the id key checks chunk ids and manifest MACs
 }
 
-// OpenReader decrypts the repository's config with ids.
-func OpenReader(dir string, ids []age.Identity) (*Reader, error) {
-	k, err := ReadKey(dir, ids)
+// OpenReader opens the repository in directory dir; see OpenReaderIn.
+func OpenReader(dir string, ids []age.Identity) (*Reader, error) { return OpenReaderIn(Dir(dir), ids) }
+
+// OpenReaderIn decrypts the config of the repository in st with ids.
+func OpenReaderIn(st Storage, ids []age.Identity) (*Reader, error) {
+	k, err := ReadKeyIn(st, ids)
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{dir: dir, ids: ids, key: k}, nil
+	return &Reader{st: st, ids: ids, key: k}, nil
 }
 
 // ServerIdentity returns the identity of k that reads manifests.
@@ -41,16 +45,7 @@ func (k *Key) ServerIdentity() (age.Identity, error) {
 
 // Snapshots lists the snapshot ids in the repository, sorted.
 func (r *Reader) Snapshots() ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(r.dir, "snapshots"))
-	if err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
-	}
-	var ids []string
-	for _, e := range ents {
-		ids = append(ids, e.Name())
-	}
-	sort.Strings(ids)
-	return ids, nil
+	return r.st.List(context.Background(), "snapshots")
 }
 
 // Manifest reads and checks snapshot id.
@@ -58,8 +53,8 @@ func (r *Reader) Manifest(id string) (*Manifest, error) {
 	if len(id) != 32 || !validHex(id) {
 		return nil, fmt.Errorf("%w: %q", ErrNoSnapshot, id)
 	}
-	sealed, err := os.ReadFile(filepath.Join(r.dir, "snapshots", id))
-	if errors.Is(err, os.ErrNotExist) {
+	sealed, err := r.st.Get(context.Background(), path.Join("snapshots", id))
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrNoSnapshot, id)
 	} else if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
@@ -88,7 +83,7 @@ func (r *Reader) Latest() (*Manifest, error) {
 		}
 	}
 	if best == nil {
-		return nil, fmt.Errorf("%w in %s that decrypts and checks", ErrNoSnapshot, r.dir)
+		return nil, fmt.Errorf("%w in %s that decrypts and checks", ErrNoSnapshot, r.st)
 	}
 	return best, nil
 }
@@ -130,7 +125,7 @@ func (r *Reader) restoreFile(ctx context.Context, m *Manifest, f File, to string
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		plain, err := readChunk(r.dir, r.ids, r.key.IDKey, c)
+		plain, err := readChunk(ctx, r.st, r.ids, r.key.IDKey, c)
 		if err != nil {
 			return &DamageError{Snapshot: m.ID, File: f.Path, Chunk: i, ChunkID: c.ID, Err: err}
 		}

@@ -1,5 +1,5 @@
-// Package backup owns phivault's backup repository: a directory of
-// write-once files holding deduplicated, compressed chunks and snapshot
+// Package backup owns phivault's backup repository: write-once files in a
+// directory or an S3 bucket (Storage) holding deduplicated, compressed chunks and snapshot
 // manifests, every one of them encrypted with age (X25519) to the backup
 // recipients, whose private keys are never on the server.
 //
@@ -9,8 +9,9 @@
 //     read manifests (file names, sizes, counts) but never chunk contents.
 //     File names are random (snapshots) or keyed hashes (chunks), so the
 //     repository reveals the number and sizes of chunks, nothing more.
-//   - Files are created exclusively, fsynced and renamed into place; an
-//     existing file is never overwritten or removed by this package.
+//   - Files are written once (Storage.Create) and read back as first
+//     written; an existing file is never overwritten or removed by this
+//     package. On S3 with Object Lock the bucket itself refuses it too.
 //   - Every chunk read back is checked against its keyed id and the
 //     plaintext hash in the manifest; damage is reported by snapshot, file
 //     and chunk, never restored silently.
@@ -20,14 +21,15 @@ package backup
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -78,16 +80,19 @@ type config struct {
 	Key
 }
 
-// Repo is an open repository directory.
+// Repo is an open repository.
 type Repo struct {
-	dir    string
+	st     Storage
 	key    *Key
 	recips []age.Recipient // backup recipients plus the server recipient
 }
 
-// Init creates a repository at dir for the given recipients (age1...) and
-// returns its write key. dir must not hold a repository.
-func Init(dir string, recipients []string) (*Key, error) {
+// Init creates a repository in directory dir; see InitIn.
+func Init(dir string, recipients []string) (*Key, error) { return InitIn(Dir(dir), recipients) }
+
+// InitIn creates a repository in st for the given recipients (age1...) and
+// returns its write key. st must not hold a repository.
+func InitIn(st Storage, recipients []string) (*Key, error) {
 	if len(recipients) == 0 {
 		return nil, errors.New("backup: at least one recipient is needed")
 	}
@@ -103,12 +108,7 @@ func Init(dir string, recipients []string) (*Key, error) {
 		return nil, err
 	}
 	k := &Key{Repo: randomHex(16), Pol: pol, IDKey: randomBytes(32), Server: srv.String(), Recips: recipients, server: srv}
-	for _, d := range []string{"", "data", "snapshots", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
-			return nil, fmt.Errorf("backup: %w", err)
-		}
-	}
-	r := &Repo{dir: dir, key: k}
+	r := &Repo{st: st, key: k}
 	if r.recips, err = k.allRecipients(); err != nil {
 		return nil, err
 	}
@@ -122,17 +122,20 @@ func Init(dir string, recipients []string) (*Key, error) {
 	}
 	if err := r.writeOnce("config", sealed); err != nil {
 		if errors.Is(err, ErrExists) {
-			return nil, fmt.Errorf("backup: %s already holds a repository: %w", dir, err)
+			return nil, fmt.Errorf("backup: %s already holds a repository: %w", st, err)
 		}
 		return nil, err
 	}
 	return k, nil
 }
 
-// Open opens the repository at dir for writing with its write key.
-func Open(dir string, k *Key) (*Repo, error) {
-	cfg, err := os.ReadFile(filepath.Join(dir, "config"))
-	if errors.Is(err, os.ErrNotExist) {
+// Open opens the repository in directory dir; see OpenIn.
+func Open(dir string, k *Key) (*Repo, error) { return OpenIn(Dir(dir), k) }
+
+// OpenIn opens the repository in st for writing with its write key.
+func OpenIn(st Storage, k *Key) (*Repo, error) {
+	cfg, err := st.Get(context.Background(), "config")
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoRepo
 	} else if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
@@ -149,18 +152,21 @@ func Open(dir string, k *Key) (*Repo, error) {
 	if got.Repo != k.Repo || !bytes.Equal(got.IDKey, k.IDKey) {
 		return nil, ErrWrongKey
 	}
-	r := &Repo{dir: dir, key: k}
+	r := &Repo{st: st, key: k}
 	if r.recips, err = k.allRecipients(); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-// ReadKey decrypts the repository's config with a recipient's identity
+// ReadKey reads the key of the repository in directory dir; see ReadKeyIn.
+func ReadKey(dir string, ids []age.Identity) (*Key, error) { return ReadKeyIn(Dir(dir), ids) }
+
+// ReadKeyIn decrypts the repository's config with a recipient's identity
 // and returns the write key (to give a restored node its key back).
-func ReadKey(dir string, ids []age.Identity) (*Key, error) {
-	cfg, err := os.ReadFile(filepath.Join(dir, "config"))
-	if errors.Is(err, os.ErrNotExist) {
+func ReadKeyIn(st Storage, ids []age.Identity) (*Key, error) {
+	cfg, err := st.Get(context.Background(), "config")
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoRepo
 	} else if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
@@ -188,8 +194,8 @@ func readConfig(sealed []byte, ids ...age.Identity) (*config, error) {
 	return &c, nil
 }
 
-// Dir returns the repository directory.
-func (r *Repo) Dir() string { return r.dir }
+// Dir names the repository's storage (a directory path or an s3:// URL).
+func (r *Repo) Dir() string { return r.st.String() }
 
 func (k *Key) allRecipients() ([]age.Recipient, error) {
 	rs, err := parseRecipients(k.Recips)
@@ -253,41 +259,10 @@ func open(sealed []byte, ids []age.Identity) ([]byte, error) {
 	return body, nil
 }
 
-// writeOnce writes data to rel: a temporary file created exclusively,
-// fsynced, then linked to its final name, which fails if the name exists
-// (link(2) never replaces), and the directory fsynced.
+// writeOnce stores data under rel unless rel exists (ErrExists).
+// Callers have no context to give: an S3 request ends on its own timeouts.
 func (r *Repo) writeOnce(rel string, data []byte) error {
-	final := filepath.Join(r.dir, rel)
-	if _, err := os.Lstat(final); err == nil {
-		return ErrExists
-	}
-	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	tmp := filepath.Join(r.dir, "tmp", randomHex(16))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
-	if err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	defer os.Remove(tmp)
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("backup: write %s: %w", rel, err)
-	}
-	os.Chtimes(tmp, epoch, epoch)
-	if err := os.Link(tmp, final); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return ErrExists
-		}
-		return fmt.Errorf("backup: %w", err)
-	}
-	return syncDir(filepath.Dir(final))
+	return r.st.Create(context.Background(), rel, data)
 }
 
 func syncDir(dir string) error {

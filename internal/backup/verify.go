@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 )
 
 // VerifyOptions selects how deep Verify looks.
@@ -25,10 +24,14 @@ type VerifyReport struct {
 	Chunks     int // distinct chunks referenced by readable manifests
 	ChunksRead int // distinct chunks decrypted and hashed
 	Damage     []*DamageError
+	// Altered lists names written over or deleted after phivault wrote
+	// them, on storage that keeps every version: the reads above used the
+	// first versions, but someone with write access tried to destroy them.
+	Altered []Alteration
 }
 
-// OK reports whether nothing was found damaged.
-func (r *VerifyReport) OK() bool { return len(r.Damage) == 0 }
+// OK reports whether nothing was found damaged or altered.
+func (r *VerifyReport) OK() bool { return len(r.Damage) == 0 && len(r.Altered) == 0 }
 
 // Verify checks every snapshot of the repository: its manifest decrypts,
 // authenticates (MAC under the repository's id key) and names itself; every
@@ -64,12 +67,12 @@ func (r *Reader) Verify(ctx context.Context, opt VerifyOptions) (*VerifyReport, 
 			for i, c := range f.Chunks {
 				res := checked[c.ID]
 				if res == nil {
-					res = &result{err: statChunk(r.dir, c)}
+					res = &result{err: statChunk(ctx, r.st, c)}
 					checked[c.ID] = res
 				}
 				if res.err == nil && opt.ReadData && !res.done && sampled(c.ID, opt.Subset) {
 					res.done = true
-					_, res.err = readChunk(r.dir, r.ids, r.key.IDKey, c)
+					_, res.err = readChunk(ctx, r.st, r.ids, r.key.IDKey, c)
 					if errors.Is(res.err, ErrNoIdentity) {
 						return nil, fmt.Errorf("--read-data needs a backup recipient's identity: %w", res.err)
 					}
@@ -86,24 +89,27 @@ func (r *Reader) Verify(ctx context.Context, opt VerifyOptions) (*VerifyReport, 
 		}
 	}
 	rep.Chunks = len(checked)
+	if al, ok := r.st.(AlterationLister); ok {
+		if rep.Altered, err = al.Alterations(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return rep, nil
 }
 
 // statChunk checks that a chunk exists with its recorded stored size.
-func statChunk(dir string, c Chunk) error {
+func statChunk(ctx context.Context, st Storage, c Chunk) error {
 	if !validID(c.ID) {
 		return fmt.Errorf("%w: malformed chunk id", ErrDamaged)
 	}
-	fi, err := os.Lstat(filepath.Join(dir, chunkPath(c.ID)))
+	size, err := st.Size(ctx, chunkPath(c.ID))
 	switch {
-	case os.IsNotExist(err):
+	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: chunk missing", ErrDamaged)
 	case err != nil:
 		return err
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("%w: chunk is not a regular file", ErrDamaged)
-	case fi.Size() != c.Stored:
-		return fmt.Errorf("%w: chunk is %d bytes, the manifest says %d", ErrDamaged, fi.Size(), c.Stored)
+	case size != c.Stored:
+		return fmt.Errorf("%w: chunk is %d bytes, the manifest says %d", ErrDamaged, size, c.Stored)
 	}
 	return nil
 }
