@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -55,14 +56,17 @@ func (in *Integrator) Integrate(ctx context.Context) (Tree, error) {
 	}
 }
 
-// step integrates at most integrateBatch leaves: it reads and hashes in a
-// snapshot, then writes the tiles and state in one transaction that first
-// checks the state it started from is still current.
+// step integrates at most integrateBatch leaves: it reads, hashes and
+// indexes them in a snapshot, then writes the tiles, the leaf index and
+// the state in one transaction that first checks the state it started
+// from is still current (so the index always covers the integrated tree).
 func (in *Integrator) step(ctx context.Context) (Tree, bool, error) {
 	var (
 		old   []byte
+		oldIx uint64
 		next  treeState
 		tiles map[[2]uint64][]byte
+		ix    map[string][]byte // index keys, written with the tiles
 		more  bool
 	)
 	err := in.st.View(ctx, func(r store.Reader) error {
@@ -71,6 +75,21 @@ func (in *Integrator) step(ctx context.Context) (Tree, bool, error) {
 			return err
 		}
 		old, next = raw, s
+		ixSize, err := readIndexSize(r)
+		if err != nil {
+			return err
+		}
+		oldIx = ixSize
+		if ixSize > s.size {
+			return fmt.Errorf("audit: integrate: the index covers %d leaves, the tree %d", ixSize, s.size)
+		}
+		if ixSize < s.size {
+			// A tree integrated before the index existed: index it first,
+			// a batch per step, then extend both together.
+			ix, err = indexLeaves(r, ixSize, min(s.size, ixSize+integrateBatch))
+			more = true
+			return err
+		}
 		n, err := r.AuditSize()
 		if err != nil {
 			return fmt.Errorf("audit: integrate: %w", err)
@@ -90,14 +109,17 @@ func (in *Integrator) step(ctx context.Context) (Tree, bool, error) {
 		if uint64(len(leaves)) != to-s.size {
 			return fmt.Errorf("audit: integrate: store returned %d leaves for [%d, %d)", len(leaves), s.size, to)
 		}
-		next, tiles, err = extend(r, s, leaves)
+		if next, tiles, err = extend(r, s, leaves); err != nil {
+			return err
+		}
+		ix, err = indexBatch(r, s.size, leaves)
 		return err
 	})
 	if err != nil {
 		return Tree{}, false, err
 	}
 	t := Tree{Size: next.size, Root: next.root()}
-	if tiles == nil {
+	if tiles == nil && ix == nil {
 		return t, more, nil
 	}
 	err = in.st.Update(ctx, func(w store.Writer) error {
@@ -111,9 +133,17 @@ func (in *Integrator) step(ctx context.Context) (Tree, bool, error) {
 		if !bytes.Equal(cur, old) {
 			return ErrConcurrentIntegration
 		}
+		if n, err := readIndexSize(w); err != nil || n != oldIx {
+			return cmp.Or(err, ErrConcurrentIntegration)
+		}
 		for k, v := range tiles {
 			if err := w.SetMeta(tileKey(k[0], k[1]), v); err != nil {
 				return fmt.Errorf("audit: integrate: %w", err)
+			}
+		}
+		for k, v := range ix {
+			if err := w.SetMeta(k, v); err != nil {
+				return fmt.Errorf("audit: integrate: index: %w", err)
 			}
 		}
 		if err := w.SetMeta(keyTree, next.encode()); err != nil {
