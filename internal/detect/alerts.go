@@ -109,7 +109,7 @@ func (e *Engine) finish() {
 		}
 		a.Reasons = append(a.Reasons, why...)
 		a.FirstSeen, a.LastSeen = time.Unix(a.first, 0).UTC(), time.Unix(a.last, 0).UTC()
-		a.CaseID = "case-" + a.UserID
+		a.CaseID = CaseID(a.UserID)
 		h := sha256.Sum256(fmt.Appendf(nil, "%s|%s|%v|%d", a.UserID, a.PatientID, a.Rules, d))
 		a.ID = "al-" + hex.EncodeToString(h[:6])
 		switch {

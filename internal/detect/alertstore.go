@@ -238,7 +238,7 @@ func (s *AlertStore) commit(ctx context.Context, fs []finding, next uint64, now 
 					return err
 				}
 				if a == nil {
-					a = &StoredAlert{ID: f.id, CaseID: "case-" + f.user, UserID: f.user, PatientID: f.patient,
+					a = &StoredAlert{ID: f.id, CaseID: CaseID(f.user), UserID: f.user, PatientID: f.patient,
 						FirstSeen: f.t, LastSeen: f.t, Raised: now, Status: StatusNew}
 					fresh[name] = true
 				} else if f.leaf <= a.Leaf {
@@ -261,6 +261,13 @@ func (s *AlertStore) commit(ctx context.Context, fs []finding, next uint64, now 
 			if fresh[name] {
 				changed = append(changed, a)
 			}
+		}
+		// The cases and the routing outbox change with the alerts.
+		if err := s.touchCases(ctx, w, changed, now); err != nil {
+			return err
+		}
+		if err := s.enqueue(ctx, w, changed); err != nil {
+			return err
 		}
 		return w.SetMeta(cursorKey, []byte(strconv.FormatUint(next, 10)))
 	})

@@ -16,9 +16,13 @@ import (
 // Webhook routes alerts to an HTTP endpoint: a POST of JSON per alert
 // carrying ids, rules, score and times, never patient data beyond the
 // patient id (no notes). With a secret, the header X-Phivault-Signature
-// is "sha256=" and the hex HMAC-SHA256 of the body under it. Delivery is
-// asynchronous with a bounded queue; a failed POST is retried three
-// times, then logged and dropped (the alert itself stays in the store).
+// is "sha256=" and the hex HMAC-SHA256 of the body under it.
+//
+// As a Channel under a Router (what serve uses), delivery follows the
+// persisted outbox: at least once, retried until the endpoint takes it.
+// Start and Send are a best-effort alternative without the store: a
+// bounded queue, a failed POST retried three times, then logged and
+// dropped (the alert itself stays in the store).
 type Webhook struct {
 	URL    string
 	Secret []byte
@@ -85,25 +89,47 @@ func (w *Webhook) deliver(ctx context.Context, body []byte) {
 			case <-time.After(time.Duration(try) * time.Second):
 			}
 		}
-		if err = w.post(ctx, body); err == nil {
+		if err = w.post(ctx, body, ""); err == nil {
 			return
 		}
 	}
 	w.Log.Error("detect: alert webhook failed", "err", err.Error())
 }
 
-func (w *Webhook) post(ctx context.Context, body []byte) error {
+var _ Channel = (*Webhook)(nil)
+
+// Deliver POSTs d's alert once, with the header X-Phivault-Delivery set
+// to d.MessageID() (the same on every resend): as a Channel under a
+// Router, failures are retried from the persisted outbox, not dropped.
+func (w *Webhook) Deliver(ctx context.Context, d *Delivery) error {
+	a := d.Alert
+	b, err := json.Marshal(webhookBody{a.ID, a.CaseID, a.UserID, a.PatientID, a.Rules, a.Score, a.Severity, a.Reasons,
+		a.FirstSeen, a.LastSeen, a.Status})
+	if err != nil {
+		return err
+	}
+	return w.post(ctx, b, d.MessageID())
+}
+
+func (w *Webhook) post(ctx context.Context, body []byte, delivery string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if delivery != "" {
+		req.Header.Set("X-Phivault-Delivery", delivery)
+	}
 	if len(w.Secret) > 0 {
 		m := hmac.New(sha256.New, w.Secret)
 		m.Write(body)
 		req.Header.Set("X-Phivault-Signature", "sha256="+hex.EncodeToString(m.Sum(nil)))
 	}
-	resp, err := w.Client.Do(req)
+	client := w.Client
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

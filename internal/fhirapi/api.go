@@ -91,6 +91,7 @@ func (a *API) Handler() http.Handler {
 	h("GET /fhir/{type}/{id}/_history/{vid}", a.vread)
 	a.auditRoutes(h)
 	a.alertRoutes(h)
+	a.caseRoutes(h)
 	a.exportRoutes(h)
 	a.everythingRoutes(h)
 	mux.Handle("/fhir/", a.wrap(func(c *call) error {

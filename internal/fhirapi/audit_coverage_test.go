@@ -266,6 +266,7 @@ func TestAuditCoverage(t *testing.T) {
 
 	auditCoverageExtra(t, cv)
 	alertsCoverageExtra(t, cv)
+	casesCoverageExtra(t, cv)
 	exportCoverageExtra(t, cv)
 
 	// Every registered route was exercised, and the parser sees the routes

@@ -16,6 +16,11 @@ import (
 const maxRetries = 8
 
 func (a *API) read(c *call) error {
+	if c.r.PathValue("type") == "_cases" {
+		// GET /fhir/_cases/{id} cannot be a route of its own: it would
+		// clash with GET /fhir/{type}/_history in the mux.
+		return a.caseRead(c)
+	}
 	c.ev.Interaction, c.ev.Action = "read", "R"
 	typ, id, err := c.target(true)
 	if err != nil {
@@ -285,6 +290,11 @@ func (a *API) commit(c *call, ops []records.Op, act policy.Action) ([]records.Re
 		})
 		switch {
 		case errors.Is(err, records.ErrPrecondition):
+			return nil, errorf(http.StatusPreconditionFailed, "conflict", "the resource has changed: its version does not match If-Match")
+		case errors.Is(err, records.ErrConflict) && ops[0].IfMatch != 0:
+			// The version If-Match names was current when planned, but a
+			// concurrent write (on this node or another) made a newer one
+			// first: the precondition is false.
 			return nil, errorf(http.StatusPreconditionFailed, "conflict", "the resource has changed: its version does not match If-Match")
 		case errors.Is(err, records.ErrConflict) && try < maxRetries && ops[0].IfMatch == 0 && !ops[0].MustCreate && ops[0].Unless == nil:
 			continue
