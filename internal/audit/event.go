@@ -6,11 +6,7 @@
 // string) is recorded as a keyed hash.
 package audit
 
-import (
-	"bytes"
-	"encoding/json"
-	"time"
-)
+import "time"
 
 // Outcome codes of AuditEvent.outcome.
 const (
@@ -44,6 +40,7 @@ type Event struct {
 }
 
 // AuditEvent renders e as a FHIR R4 AuditEvent (BALP "RESTful activity").
+// It is the reference for the leaf format: Leaf writes exactly its JSON.
 func (e *Event) AuditEvent() map[string]any {
 	typ := map[string]any{"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"}
 	if e.Interaction == "login" || e.Interaction == "logout" || e.Interaction == "login-failed" {
@@ -119,14 +116,4 @@ func (e *Event) AuditEvent() map[string]any {
 	}
 	ae["extension"] = ext
 	return ae
-}
-
-// Leaf returns the bytes appended to the log for e: its AuditEvent as
-// compact JSON.
-func (e *Event) Leaf() []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(e.AuditEvent()) // maps of strings cannot fail to encode
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }

@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Backend) {
 		{"MetaPrefix", testMetaPrefix},
 		{"Audit", testAudit},
 		{"AuditConcurrent", testAuditConcurrent},
+		{"AuditBatch", testAuditBatch},
 		{"UpdateError", testUpdateError},
 		{"UpdateAtomicConcurrent", testUpdateAtomicConcurrent},
 		{"ReadYourWrites", testReadYourWrites},
