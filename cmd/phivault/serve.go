@@ -121,19 +121,17 @@ func serve(o serveOptions, stderr io.Writer) error {
 	if o.witness != "" {
 		witnesses = append(witnesses, &audit.FileWitness{Path: o.witness})
 	}
-	ckpt := audit.NewCheckpointer(n.db, audit.NewIntegrator(n.db), signer, audit.CheckpointerOptions{Witnesses: witnesses, Logger: log})
-	ckpt.Start(ctx)
-	defer ckpt.Stop()
-	alerts, stopDetector, err := n.startDetector(ctx, o.alertWebhook, log) // the live detector: alerts within seconds
+	alerts, detector, err := n.detectorJob(ctx, o.alertWebhook, log) // the live detector: alerts within seconds
 	if err != nil {
 		return err
 	}
-	defer stopDetector()
-	stopSyslog, err := n.startSyslogSink(ctx, o.syslog, o.syslogCA, log) // follows the audit log from its stored cursor
+	syslogSink, err := n.syslogJob(o.syslog, o.syslogCA, log) // follows the audit log from its stored cursor
 	if err != nil {
 		return err
 	}
-	defer stopSyslog()
+	// Cluster-wide jobs run on one node at a time (see leader.go).
+	stopJobs := leadJobs(ctx, electorFor(n.db, time.Second, log), log, checkpointJob(signer, witnesses, log), detector, syslogSink)
+	defer stopJobs()
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

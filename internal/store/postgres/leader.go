@@ -69,8 +69,10 @@ func (b *Backend) Elector(name string, o ElectorOptions) *Elector {
 
 // Campaign blocks until this node leads, and returns its term; or until
 // ctx ends, returning ctx's error. Connection failures while campaigning
-// are logged and retried every Interval. The term lives until ctx ends,
-// Resign is called, or its connection fails, whichever comes first.
+// are logged and retried every Interval. ctx bounds the campaign only:
+// the term lives until Resign is called or its connection fails, so that
+// a leader shutting down can finish its work (a final checkpoint) before
+// it resigns.
 func (e *Elector) Campaign(ctx context.Context) (*Term, error) {
 	var conn *pgx.Conn
 	defer func() {
@@ -119,7 +121,7 @@ func (e *Elector) try(ctx context.Context, conn *pgx.Conn) (*Term, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
-	tctx, cancel := context.WithCancel(ctx)
+	tctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	t := &Term{b: e.b, conn: conn, key: key, pid: conn.PgConn().PID(), lost: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
 	go t.watch(tctx, e.interval, e.log, e.name)
 	return t, nil
@@ -138,7 +140,7 @@ type Term struct {
 }
 
 // Lost is closed when the term ends: the connection holding the lock
-// failed, ctx of Campaign ended, or Resign was called. The node must stop
+// failed, or Resign was called. The node must stop
 // its leader-only work at once; Fenced refuses its writes from then on.
 func (t *Term) Lost() <-chan struct{} { return t.lost }
 

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/phivault/phivault/internal/store"
+	"github.com/phivault/phivault/internal/store/postgres"
+)
+
+// TestCluster runs three nodes on one PostgreSQL database under concurrent
+// load. Concurrent If-Match updates of one resource through different
+// nodes have exactly one winner per version and 412 for the rest; exactly
+// one node leads; kill -9 of the leader makes another node take over and
+// sign a checkpoint covering every leaf within 10 seconds; and the cluster's
+// audit log verifies as one tree holding every answered request exactly
+// once.
+func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test: three server processes; skipped under -short")
+	}
+	c := newCluster(t, 3)
+	ctx := context.Background()
+	leader, _ := c.waitLeader(make([]int, 3), 10*time.Second)
+	time.Sleep(2 * time.Second) // followers campaign at least once more
+	if n := c.leadCounts(); n[0]+n[1]+n[2] != 1 {
+		t.Fatalf("leader lines per node %v, want exactly one leader", n)
+	}
+
+	var mu sync.Mutex
+	answered := map[string]int{} // User-Agent -> status
+	note := func(agent string, status int) {
+		mu.Lock()
+		answered[agent] = status
+		mu.Unlock()
+	}
+	agent, status, etag, body, err := c.do(ctx, 0, "POST", "/fhir/Patient", patientBody("", "created"))
+	if err != nil || status != 201 {
+		t.Fatalf("create: %d %v %s", status, err, body)
+	}
+	note(agent, status)
+	var created struct{ ID string }
+	json.Unmarshal(body, &created)
+	if created.ID == "" || etag != `W/"1"` {
+		t.Fatalf("create answered id %q, ETag %q", created.ID, etag)
+	}
+	path := "/fhir/Patient/" + created.ID
+
+	// Workers on every node race to make each next version.
+	const workers, last = 12, 40
+	winners := map[int][]string{} // version -> the markers that won it
+	conflicts := 0
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := range workers {
+		node := g % 3
+		wg.Go(func() {
+			for try := 0; ; try++ {
+				agent, status, etag, _, err := c.do(ctx, node, "GET", path, nil)
+				if err != nil || status != 200 {
+					t.Errorf("node %d: read: %d %v", node, status, err)
+					return
+				}
+				note(agent, status)
+				cur, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(etag, `W/"`), `"`))
+				if err != nil {
+					t.Errorf("node %d: ETag %q", node, etag)
+					return
+				}
+				if cur >= last {
+					return
+				}
+				marker := fmt.Sprintf("w%d-t%d", g, try)
+				agent, status, etag, body, err := c.do(ctx, node, "PUT", path, patientBody(created.ID, marker), "If-Match", fmt.Sprintf(`W/"%d"`, cur))
+				if err != nil {
+					t.Errorf("node %d: update: %v", node, err)
+					return
+				}
+				note(agent, status)
+				mu.Lock()
+				switch status {
+				case 200:
+					if etag != fmt.Sprintf(`W/"%d"`, cur+1) {
+						t.Errorf("node %d: update of version %d answered ETag %s", node, cur, etag)
+					}
+					winners[cur+1] = append(winners[cur+1], marker)
+				case 412:
+					conflicts++
+				default:
+					t.Errorf("node %d: update: status %d, want 200 or 412: %s", node, status, body)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if t.Failed() {
+		t.FailNow()
+	}
+	for v := 2; v <= last; v++ {
+		if len(winners[v]) != 1 {
+			t.Errorf("version %d: winners %v, want exactly one", v, winners[v])
+		}
+	}
+	if conflicts == 0 {
+		t.Error("no update lost a race (412): the workers did not contend")
+	}
+	for i := range 3 {
+		agent, status, etag, body, err := c.do(ctx, i, "GET", path, nil)
+		note(agent, status)
+		if err != nil || etag != fmt.Sprintf(`W/"%d"`, last) || !strings.Contains(string(body), winners[last][0]) {
+			t.Errorf("node %d sees %s (%v), want version %d by %v", i, etag, err, last, winners[last])
+		}
+	}
+	t.Logf("%d versions, %d conflicts (412) over 3 nodes in %v; leader: node %d", last-1, conflicts, elapsed, leader)
+
+	// kill -9 of the leader: another node leads and signs within 10 s.
+	before := c.leadCounts()
+	killed := time.Now()
+	c.kill9(leader)
+	next, tookAt := c.waitLeader(before, 10*time.Second)
+	for i := range 3 {
+		if i != leader {
+			agent, status, _, _, err := c.do(ctx, i, "GET", path, nil)
+			if err != nil || status != 200 {
+				t.Fatalf("node %d after the leader died: %d %v", i, status, err)
+			}
+			note(agent, status)
+		}
+	}
+	db, err := postgres.Open(ctx, c.dsn, postgres.WithoutMigrate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var leaves int64
+	if err := db.View(ctx, func(r store.Reader) error { leaves, err = r.AuditSize(); return err }); err != nil {
+		t.Fatal(err)
+	}
+	var signed int64
+	for deadline := killed.Add(10 * time.Second); time.Now().Before(deadline) && signed < leaves; time.Sleep(200 * time.Millisecond) {
+		agent, status, _, body, err := c.do(ctx, next, "GET", "/fhir/_audit/checkpoint", nil)
+		if err == nil && status == 200 {
+			note(agent, status)
+			signed = checkpointSize(t, body)
+		}
+	}
+	if signed < leaves {
+		t.Fatalf("10s after kill -9 of the leader the latest checkpoint covers %d of %d leaves", signed, leaves)
+	}
+	t.Logf("kill -9 of the leader: node %d led after %v; a checkpoint covered all %d leaves after %v",
+		next, tookAt.Sub(killed).Round(time.Millisecond), leaves, time.Since(killed).Round(time.Millisecond))
+
+	// The cluster's audit log verifies as one tree and holds every
+	// answered request exactly once.
+	for i := range 3 {
+		if i != leader {
+			c.stop(i)
+		}
+	}
+	out, err := c.cli("", "audit", "verify", "--data", c.dirs[0])
+	if err != nil || !strings.Contains(out, "OK: the audit log verifies") {
+		t.Fatalf("audit verify: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`leaves: (\d+)\n.*\nleaves covered by a signed checkpoint: (\d+)`).FindStringSubmatch(out)
+	if m == nil || m[1] != m[2] {
+		t.Errorf("audit verify: not every leaf is covered by a signed checkpoint after a clean stop:\n%s", out)
+	}
+	export, err := c.cli("", "audit", "export", "--data", c.dirs[1])
+	if err != nil {
+		t.Fatalf("audit export: %v\n%s", err, export)
+	}
+	seen := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(export))
+	sc.Buffer(nil, 1<<22)
+	for sc.Scan() {
+		var ev struct {
+			Extension []struct{ URL, ValueString string }
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue
+		}
+		for _, e := range ev.Extension {
+			if e.URL == "urn:phivault:user-agent" && strings.HasPrefix(e.ValueString, "phivault-cluster-test/") {
+				seen[e.ValueString]++
+			}
+		}
+	}
+	for agent, status := range answered {
+		if seen[agent] != 1 {
+			t.Errorf("request %s (answered %d) is in the audit log %d times, want exactly once", agent, status, seen[agent])
+		}
+	}
+	for agent, n := range seen {
+		if n > 1 {
+			t.Errorf("request %s is in the audit log %d times", agent, n)
+		}
+	}
+	t.Logf("%d answered requests, each in the audit log once; %s", len(answered), strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "))
+}
+
+// checkpointSize reads the tree size from a signed checkpoint (origin,
+// size, root, blank line, signatures).
+func checkpointSize(t *testing.T, note []byte) int64 {
+	lines := strings.SplitN(string(note), "\n", 3)
+	if len(lines) < 3 {
+		t.Fatalf("checkpoint %q", note)
+	}
+	n, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil {
+		t.Fatalf("checkpoint size %q", lines[1])
+	}
+	return n
+}
