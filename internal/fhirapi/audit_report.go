@@ -1,7 +1,6 @@
 package fhirapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,11 +11,10 @@ import (
 	"github.com/phivault/phivault/internal/audit"
 )
 
-// reportTimeout bounds the scan of an access report. The report scans the
-// whole log (one substring test per leaf, a JSON decode only for the
-// leaves that name the patient), so its cost grows with the log, not with
-// the patient's accesses; a log too large to scan in time gets a 503 until
-// a per-patient index of leaves exists.
+// reportTimeout bounds the computation of an access report. The report
+// reads the patient's postings in the audit log's leaf index and the tail
+// of the log not integrated yet, so its cost follows the patient's
+// accesses, not the size of the log.
 const reportTimeout = 20 * time.Second
 
 var fhirID = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
@@ -80,37 +78,14 @@ func (a *API) accessReport(c *call) error {
 		}
 		hdr.Checkpoint = string(cp)
 	}
-	if hdr.Scanned, err = p.Size(ctx); err != nil {
-		return err
-	}
-	var lines []reportLine
-	needle := []byte(`"reference":"Patient/` + id + `"}`)
-	err = p.ScanLeaves(ctx, 0, hdr.Scanned, 0, func(i uint64, leaf []byte) error {
-		if !bytes.Contains(leaf, needle) {
-			return nil
-		}
-		l, ok := decodeLine(leaf, id)
-		if !ok {
-			return nil
-		}
-		l.Index = i
-		if i < hdr.TreeSize {
-			if l.Proof, err = p.InclusionProof(ctx, i, hdr.TreeSize); err != nil {
-				return err
-			}
-		} else {
-			l.Pending = true
-		}
-		lines = append(lines, l)
-		return nil
-	})
+	lines, size, err := patientLines(ctx, p, id, hdr.TreeSize)
 	if errors.Is(err, context.DeadlineExceeded) && c.ctx.Err() == nil {
 		return errorf(http.StatusServiceUnavailable, "too-costly", "the access report took too long to compute")
 	}
 	if err != nil {
 		return err
 	}
-	hdr.Events = len(lines)
+	hdr.Scanned, hdr.Events = size, len(lines)
 	if err := a.record(c); err != nil {
 		return err
 	}
@@ -123,6 +98,42 @@ func (a *API) accessReport(c *call) error {
 		enc.Encode(l)
 	}
 	return nil
+}
+
+// patientLines returns the report lines of every event naming patient, in
+// log order, with inclusion proofs in the tree of size treeSize for those
+// within it (the others pending), and the log size considered.
+func patientLines(ctx context.Context, p *audit.Prover, patient string, treeSize uint64) ([]reportLine, uint64, error) {
+	var lines []reportLine
+	res, err := p.FindLeaves(ctx, audit.LeafQuery{Patient: patient}, func(i uint64, leaf []byte) bool {
+		l, ok := decodeLine(leaf, patient)
+		if ok {
+			l.Index = i
+			lines = append(lines, l)
+		}
+		return ok
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	var proved []uint64
+	for _, l := range lines {
+		if l.Index < treeSize {
+			proved = append(proved, l.Index)
+		}
+	}
+	proofs, err := p.InclusionProofs(ctx, proved, treeSize)
+	if err != nil {
+		return nil, 0, err
+	}
+	for k := range lines {
+		if k < len(proofs) {
+			lines[k].Proof = proofs[k]
+		} else {
+			lines[k].Pending = true
+		}
+	}
+	return lines, res.Size, nil
 }
 
 // decodeLine reads an AuditEvent leaf; ok is false unless it names the
