@@ -48,8 +48,9 @@ func runBackup(args []string, stdout, stderr io.Writer) error {
 }
 
 func runBackupCreate(args []string, stdout, stderr io.Writer) error {
-	fs, data := newFlags("backup create", "--data DIR --repo PATH [--recipient age1... ...] [--recipients-file FILE] [--identity FILE]", stderr)
-	repo := fs.String("repo", "", "backup repository directory (created on first use)")
+	fs, data := newFlags("backup create", "--data DIR --repo PATH|s3://BUCKET/PREFIX [--recipient age1... ...] [--recipients-file FILE] [--identity FILE] [--s3-endpoint URL --s3-lock-days N]", stderr)
+	repo := fs.String("repo", "", "backup repository: a directory, or s3://bucket/prefix (created on first use)")
+	s3 := addS3Flags(fs, true)
 	var recips multiFlag
 	fs.Var(&recips, "recipient", "age X25519 recipient (age1...) to encrypt to; repeat for several (needed to create a repository)")
 	recipFile := fs.String("recipients-file", "", "file of recipients, one per line (# comments)")
@@ -75,7 +76,11 @@ func runBackupCreate(args []string, stdout, stderr io.Writer) error {
 		}
 		recips = append(recips, rs...)
 	}
-	r, err := openRepoForWrite(*data, *repo, recips, *identity, stdout)
+	rst, err := s3.storage(context.Background(), *repo, true)
+	if err != nil {
+		return err
+	}
+	r, err := openRepoIn(*data, rst, recips, *identity, stdout)
 	if err != nil {
 		return err
 	}
@@ -89,17 +94,23 @@ func runBackupCreate(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// openRepoForWrite opens repo with this node's write key, creating the
-// repository (and the key) when repo holds none, or fetching the key from
-// the repository's config with a recipient's identity.
+// openRepoForWrite is openRepoIn for a directory repository.
 func openRepoForWrite(data, repo string, recips []string, identity string, stdout io.Writer) (*backup.Repo, error) {
+	return openRepoIn(data, backup.Dir(repo), recips, identity, stdout)
+}
+
+// openRepoIn opens the repository in st with this node's write key,
+// creating the repository (and the key) when st holds none, or fetching
+// the key from the repository's config with a recipient's identity.
+func openRepoIn(data string, st backup.Storage, recips []string, identity string, stdout io.Writer) (*backup.Repo, error) {
 	kdir := filepath.Join(data, backupKeysDir)
-	if _, err := os.Stat(filepath.Join(repo, "config")); errors.Is(err, os.ErrNotExist) {
+	repo := st.String()
+	if _, err := st.Size(context.Background(), "config"); errors.Is(err, fs.ErrNotExist) {
 		if len(recips) == 0 {
 			return nil, fail(exitUsage, repo+" holds no repository and no recipient was given",
 				"pass --recipient age1... (several allowed) or --recipients-file; the private keys stay with the backup officers, not on this server")
 		}
-		k, err := backup.Init(repo, recips)
+		k, err := backup.InitIn(st, recips)
 		if err != nil {
 			return nil, fail(exitFail, err.Error(), "check the recipients (age1...) and that the repository path is writable")
 		}
@@ -107,9 +118,11 @@ func openRepoForWrite(data, repo string, recips []string, identity string, stdou
 			return nil, err
 		}
 		fmt.Fprintf(stdout, "created repository %s (encrypted to %d recipients)\n", repo, len(recips))
-		return backup.Open(repo, k)
+		return backup.OpenIn(st, k)
+	} else if err != nil {
+		return nil, fail(exitFail, "cannot read the repository: "+err.Error(), "")
 	}
-	if _, r := findWriteKey(data, repo); r != nil {
+	if _, r := findWriteKey(data, st); r != nil {
 		return r, nil
 	}
 	if identity == "" {
@@ -120,19 +133,19 @@ func openRepoForWrite(data, repo string, recips []string, identity string, stdou
 	if err != nil {
 		return nil, err
 	}
-	k, err := backup.ReadKey(repo, ids)
+	k, err := backup.ReadKeyIn(st, ids)
 	if err != nil {
 		return nil, fail(exitFail, "cannot read the repository key: "+err.Error(), "is the identity one of the repository's recipients?")
 	}
 	if err := saveWriteKey(kdir, k); err != nil {
 		return nil, err
 	}
-	return backup.Open(repo, k)
+	return backup.OpenIn(st, k)
 }
 
-// findWriteKey returns the node's write key for repo and the repository
-// opened with it, or nils.
-func findWriteKey(data, repo string) (*backup.Key, *backup.Repo) {
+// findWriteKey returns the node's write key for the repository in st and
+// the repository opened with it, or nils.
+func findWriteKey(data string, st backup.Storage) (*backup.Key, *backup.Repo) {
 	kdir := filepath.Join(data, backupKeysDir)
 	ents, _ := os.ReadDir(kdir)
 	for _, e := range ents {
@@ -144,7 +157,7 @@ func findWriteKey(data, repo string) (*backup.Key, *backup.Repo) {
 		if json.Unmarshal(b, &k) != nil {
 			continue
 		}
-		if r, err := backup.Open(repo, &k); err == nil {
+		if r, err := backup.OpenIn(st, &k); err == nil {
 			return &k, r
 		}
 	}

@@ -19,8 +19,9 @@ import (
 )
 
 func runBackupVerify(args []string, stdout, stderr io.Writer) error {
-	fs, data := newFlags("backup verify", "--repo PATH [--identity FILE | --data DIR] [--read-data] [--subset N%]", stderr)
-	repo := fs.String("repo", "", "backup repository directory")
+	fs, data := newFlags("backup verify", "--repo PATH|s3://BUCKET/PREFIX [--identity FILE | --data DIR] [--read-data] [--subset N%]", stderr)
+	repo := fs.String("repo", "", "backup repository: a directory or s3://bucket/prefix")
+	s3 := addS3Flags(fs, false)
 	identity := fs.String("identity", "", "a recipient's age identity file (needed for --read-data); without it, the write key in --data DIR reads the manifests")
 	readData := fs.Bool("read-data", false, "decrypt and hash the chunks (needs --identity)")
 	subset := fs.String("subset", "", "with --read-data, read only this share of the chunks, e.g. 10%")
@@ -38,6 +39,10 @@ func runBackupVerify(args []string, stdout, stderr io.Writer) error {
 		}
 		opt.Subset = p / 100
 	}
+	st, err := s3.storage(context.Background(), *repo, false)
+	if err != nil {
+		return err
+	}
 	var ids []age.Identity
 	switch {
 	case *identity != "":
@@ -48,7 +53,7 @@ func runBackupVerify(args []string, stdout, stderr io.Writer) error {
 	case *readData:
 		return fail(exitUsage, "--read-data needs --identity", "only a backup recipient's identity decrypts chunks")
 	case *data != "":
-		id, err := nodeServerIdentity(*data, *repo)
+		id, err := nodeServerIdentity(*data, st)
 		if err != nil {
 			return err
 		}
@@ -56,7 +61,7 @@ func runBackupVerify(args []string, stdout, stderr io.Writer) error {
 	default:
 		return fail(exitUsage, "verify needs --identity FILE or --data DIR (the node's write key)", "")
 	}
-	rd, err := backup.OpenReader(*repo, ids)
+	rd, err := backup.OpenReaderIn(st, ids)
 	if err != nil {
 		return repoError(err)
 	}
@@ -72,16 +77,23 @@ func runBackupVerify(args []string, stdout, stderr io.Writer) error {
 	for _, d := range rep.Damage {
 		fmt.Fprintln(stdout, "DAMAGED", d)
 	}
+	for _, a := range rep.Altered {
+		fmt.Fprintln(stdout, "ALTERED", a)
+	}
+	if len(rep.Damage) == 0 {
+		return fail(exitFail, fmt.Sprintf("%d repository objects were written over or deleted after the backup; the locked first versions are intact", len(rep.Altered)),
+			"treat the server's credentials as stolen: rotate them, investigate, and restore from this repository if needed")
+	}
 	return fail(exitFail, fmt.Sprintf("%d damaged items in %d snapshots", len(rep.Damage), rep.Snapshots-rep.Good),
 		"restore from a good snapshot (see the list above); keep the repository as evidence")
 }
 
 // nodeServerIdentity is the manifest-reading identity of the node's
-// write key for repo.
-func nodeServerIdentity(data, repo string) (age.Identity, error) {
-	k, _ := findWriteKey(data, repo)
+// write key for the repository in st.
+func nodeServerIdentity(data string, st backup.Storage) (age.Identity, error) {
+	k, _ := findWriteKey(data, st)
 	if k == nil {
-		return nil, fail(exitFail, "the node "+data+" holds no write key for "+repo, "pass --identity FILE")
+		return nil, fail(exitFail, "the node "+data+" holds no write key for "+st.String(), "pass --identity FILE")
 	}
 	return k.ServerIdentity()
 }
@@ -97,8 +109,9 @@ func repoError(err error) error {
 }
 
 func runRestore(args []string, stdout, stderr io.Writer) error {
-	fs, _ := newFlags("restore", "--repo PATH --identity FILE [--snapshot ID] --to NEWDIR", stderr)
-	repo := fs.String("repo", "", "backup repository directory")
+	fs, _ := newFlags("restore", "--repo PATH|s3://BUCKET/PREFIX --identity FILE [--snapshot ID] --to NEWDIR", stderr)
+	repo := fs.String("repo", "", "backup repository: a directory or s3://bucket/prefix")
+	s3 := addS3Flags(fs, false)
 	identity := fs.String("identity", "", "a recipient's age identity file")
 	snap := fs.String("snapshot", "", "snapshot id (default: the newest that checks)")
 	to := fs.String("to", "", "new data directory to restore into (must not exist)")
@@ -112,7 +125,11 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rd, err := backup.OpenReader(*repo, ids)
+	st, err := s3.storage(context.Background(), *repo, false)
+	if err != nil {
+		return err
+	}
+	rd, err := backup.OpenReaderIn(st, ids)
 	if err != nil {
 		return repoError(err)
 	}

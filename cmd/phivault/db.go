@@ -85,7 +85,11 @@ func openStore(ctx context.Context, dir string) (store.Backend, error) {
 	case c.Backend == "sqlite" && env != "":
 		return nil, fail(exitUsage, dir+" uses the embedded store, but PHIVAULT_DB is set", "unset PHIVAULT_DB, or create a PostgreSQL directory with 'phivault init --db URL'")
 	case c.Backend == "sqlite":
-		return sqlite.Open(dir)
+		b, err := sqlite.Open(dir)
+		if err != nil {
+			return nil, err // not a nil *sqlite.Backend in a non-nil interface
+		}
+		return b, nil
 	}
 	dsn := c.DSN
 	if env != "" {

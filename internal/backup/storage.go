@@ -23,8 +23,8 @@ import (
 //     never stored gives an error matching fs.ErrNotExist. Where the backend
 //     keeps versions (S3), a later version or delete marker does not hide
 //     the first version.
-//   - List returns the base names stored directly under dir, sorted; a
-//     missing dir is an empty list.
+//   - List returns the base names of the files stored directly under dir
+//     (not deeper), sorted; a missing dir is an empty list.
 //   - Methods may be called from several goroutines.
 type Storage interface {
 	Create(ctx context.Context, name string, data []byte) error
@@ -166,7 +166,9 @@ func (d *dirStorage) List(_ context.Context, dir string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range ents {
-		names = append(names, e.Name())
+		if !e.IsDir() {
+			names = append(names, e.Name())
+		}
 	}
 	sort.Strings(names)
 	return names, nil
