@@ -221,3 +221,64 @@ func checkpointSize(t *testing.T, note []byte) int64 {
 	}
 	return n
 }
+
+// TestClusterRevocation: disabling a user, or revoking their sessions and
+// tokens, on one node makes every other node refuse their token within 5
+// seconds (acceptance 5), and the node that made the change at once.
+func TestClusterRevocation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test: server processes; skipped under -short")
+	}
+	c := newCluster(t, 2)
+	ctx := context.Background()
+	if out, err := c.cli("a long enough password 1\n", "user", "add", "--data", c.dirs[0], "alice", "--role", "physician", "--password-stdin"); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	mint := func() string {
+		out, err := c.cli("", "token", "--data", c.dirs[0], "--user", "alice", "--role", "physician")
+		if err != nil {
+			t.Fatalf("token: %v\n%s", err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+	status := func(node int, tok string) int {
+		_, s, _, body, err := c.do(ctx, node, "GET", "/fhir/Patient?_count=1", nil, "Authorization", "Bearer "+tok)
+		if err != nil {
+			t.Fatalf("node %d: %v", node, err)
+		}
+		if s != 401 && s != 200 && s != 403 {
+			t.Fatalf("node %d: status %d: %s", node, s, body)
+		}
+		return s
+	}
+	for _, change := range [][]string{
+		{"user", "revoke", "--data", c.dirs[0], "alice"},
+		{"user", "disable", "--data", c.dirs[0], "alice", "--reason", "left the hospital"},
+	} {
+		tok := mint()
+		for node := range 2 {
+			if s := status(node, tok); s == 401 { // also fills node's account cache
+				t.Fatalf("%s: node %d refuses the new token before the change", change[1], node)
+			}
+		}
+		if out, err := c.cli("", change...); err != nil {
+			t.Fatalf("%v: %v\n%s", change, err, out)
+		}
+		changed := time.Now()
+		if s := status(0, tok); s != 401 {
+			t.Errorf("%s: the node that made the change answers %d, want 401 at once", change[1], s)
+		}
+		var after time.Duration
+		for {
+			if status(1, tok) == 401 {
+				after = time.Since(changed)
+				break
+			}
+			if time.Since(changed) > 5*time.Second {
+				t.Fatalf("%s on node 0: node 1 still accepts the token after 5s", change[1])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("%s on node 0: node 1 refused the token %v later", change[1], after.Round(time.Millisecond))
+	}
+}
