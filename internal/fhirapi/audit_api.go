@@ -29,12 +29,16 @@ const actAuditRead policy.Action = "audit-read"
 //	GET /fhir/_audit/proof/inclusion?index=N[&size=M]  inclusion proof of leaf N in the tree of size M (default: latest checkpoint)
 //	GET /fhir/_audit/proof/consistency?from=A&to=B     consistency proof between the trees of sizes A and B
 //	GET /fhir/Patient/{id}/$access-report              every event naming the patient, with proofs (NDJSON)
+//	GET /fhir/AuditEvent?...                           AuditEvent search (audit_search.go)
+//	GET /fhir/Patient/{id}/$disclosures                accounting of disclosures (disclosures.go)
 func (a *API) auditRoutes(h func(string, func(*call) error)) {
 	h("GET /fhir/_audit/checkpoint", a.auditCheckpoint)
 	h("GET /fhir/_audit/leaf", a.auditLeaf)
 	h("GET /fhir/_audit/proof/inclusion", a.auditInclusion)
 	h("GET /fhir/_audit/proof/consistency", a.auditConsistency)
 	h("GET /fhir/Patient/{id}/$access-report", a.accessReport)
+	a.auditSearchRoutes(h)
+	a.disclosureRoutes(h)
 }
 
 // proofJSON is the body of a proof answer: the RFC 9162 proof hashes,

@@ -67,6 +67,7 @@ func auditCoverageExtra(t *testing.T, cv *coverage) {
 	cv.do(doctor, "GET", "/fhir/_audit/leaf?index=0", nil, 403, []evSummary{deny("audit-leaf", "R")})
 	cv.do(doctor, "GET", "/fhir/_audit/proof/inclusion?index=0", nil, 403, []evSummary{deny("audit-proof", "R")})
 	cv.do(doctor, "GET", "/fhir/Patient/p2/$access-report", nil, 403, []evSummary{deny("access-report", "E", "p2")})
+	auditSearchCoverageExtra(t, cv)
 }
 
 // TestAuditAPIProofs fetches a checkpoint, a leaf and proofs over HTTP and

@@ -266,6 +266,9 @@ func (e *bundleEntry) parseURL(raw, base string) error {
 	if !fhir.IsResourceType(e.typ) {
 		return bad("does not start with a known resource type")
 	}
+	if e.typ == "AuditEvent" && e.method != "GET" && e.method != "HEAD" {
+		return bad("writes AuditEvent, which only the server's audit log appends")
+	}
 	for _, p := range parts[1:] {
 		if !validID(p) && p != "_history" {
 			return bad("has an invalid id: ids are 1-64 characters of A-Z, a-z, 0-9, '-' and '.'")

@@ -26,6 +26,10 @@ func (a *API) capabilities(c *call) error {
 	sp, _ := a.Search.(SearchParams)
 	var resources []any
 	for _, t := range fhir.ResourceTypes() {
+		if t == "AuditEvent" { // the audit log: read and search only
+			resources = append(resources, auditEventCapability())
+			continue
+		}
 		r := map[string]any{
 			"type": t,
 			"interaction": []any{
@@ -49,7 +53,7 @@ func (a *API) capabilities(c *call) error {
 			}
 		}
 		if t == "Patient" {
-			r["operation"] = []any{map[string]any{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
+			r["operation"] = append([]any{map[string]any{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}, auditOperations()...)
 		}
 		resources = append(resources, r)
 	}

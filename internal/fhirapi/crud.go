@@ -16,6 +16,11 @@ import (
 const maxRetries = 8
 
 func (a *API) read(c *call) error {
+	if c.r.PathValue("type") == "AuditEvent" {
+		// GET /fhir/AuditEvent/{id} cannot be a route of its own (it would
+		// clash with GET /fhir/{type}/_history): the audit log serves it.
+		return a.auditEventRead(c)
+	}
 	if c.r.PathValue("type") == "_cases" {
 		// GET /fhir/_cases/{id} cannot be a route of its own: it would
 		// clash with GET /fhir/{type}/_history in the mux.

@@ -326,7 +326,8 @@ func TestEverythingInCapabilityStatement(t *testing.T) {
 	}
 	for _, r := range cs.Rest[0].Resource {
 		if r.Type == "Patient" {
-			want := []struct{ Name, Definition string }{{"everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
+			want := []struct{ Name, Definition string }{{"everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+				{"access-report", "urn:phivault:operation:Patient-access-report"}, {"disclosures", "urn:phivault:operation:Patient-disclosures"}}
 			if diff := cmp.Diff(want, r.Operation); diff != "" {
 				t.Errorf("Patient operations (-want +got):\n%s", diff)
 			}

@@ -30,6 +30,14 @@ func (c *call) target(withID bool) (typ, id string, err error) {
 	if !fhir.IsResourceType(typ) {
 		return "", "", errorf(http.StatusNotFound, "not-supported", "unknown resource type")
 	}
+	if typ == "AuditEvent" {
+		// The audit log, served by audit_search.go (search and read); it
+		// is never written, versioned or stored as a resource.
+		if c.r.Method == http.MethodGet {
+			return "", "", errNoAuditHistory
+		}
+		return "", "", errNoAuditWrite
+	}
 	if withID {
 		id = c.r.PathValue("id")
 		if !validID(id) {
