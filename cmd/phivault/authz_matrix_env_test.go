@@ -30,6 +30,7 @@ import (
 
 	"github.com/phivault/phivault/internal/authn"
 	"github.com/phivault/phivault/internal/authn/account"
+	"github.com/phivault/phivault/internal/detect"
 	"github.com/phivault/phivault/internal/server"
 )
 
@@ -122,6 +123,9 @@ func newMxEnv(t *testing.T) *mxEnv {
 	e := &mxEnv{t: t, n: n, clock: clock, origin: "https://" + ts.Listener.Addr().String(),
 		tokens: map[string]string{}, secrets: map[string][]byte{}, bodies: map[string][]byte{}}
 	api := n.api(e.origin + "/fhir")
+	if api.Alerts, err = detect.NewAlertStore(ctx, n.db, n.barrier); err != nil { // serves /fhir/_alerts and /fhir/_cases as serve does
+		t.Fatal(err)
+	}
 	if e.acc, err = n.openAccessWith(ctx, e.origin, log, accessOptions{Now: clock.Now}); err != nil {
 		t.Fatal(err)
 	}

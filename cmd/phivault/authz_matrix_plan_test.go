@@ -114,7 +114,7 @@ func (e *mxEnv) mxPlan(r mxRow, exportRoute bool) (c mxCell, skip string, err er
 		typ, id = "Claim", "claim-"+pt
 	case "reference":
 		typ, id = "Practitioner", "pr-ref"
-	case "audit-log", "configuration":
+	case "audit-log", "monitoring-case", "configuration":
 	default:
 		return c, "", fmt.Errorf("unknown kind %q", r.kind)
 	}
@@ -148,6 +148,9 @@ func (e *mxEnv) mxPlan(r mxRow, exportRoute bool) (c mxCell, skip string, err er
 		}
 	case "audit-read":
 		c.method, c.path = http.MethodGet, "/_audit/leaf?index=0"
+		if r.kind == "monitoring-case" {
+			c.method, c.path = http.MethodGet, "/_cases"
+		}
 		if r.role == "patient" && r.rel == "self" {
 			c.path = "/Patient/" + pt + "/$access-report"
 		}

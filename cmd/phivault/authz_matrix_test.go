@@ -15,7 +15,8 @@ package main
 //	action        read, search, create, update, delete, export, audit-read, admin
 //	kind          patient-clinical (Observation), patient-demographics
 //	              (Patient), financial (Claim), reference (Practitioner),
-//	              audit-log (the audit log; a patient's own access report)
+//	              audit-log (the audit log; a patient's own access report),
+//	              monitoring-case (GET /fhir/_cases, the live detector's cases)
 //	              and configuration (the admin action)
 //	relationship  none, careteam (the caller's Practitioner is on an active
 //	              CareTeam about the patient) or, for patients, self

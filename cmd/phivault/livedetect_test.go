@@ -16,6 +16,11 @@ import (
 
 // startServeWebhook is startServe with --alert-webhook.
 func startServeWebhook(t *testing.T, webhook string) *liveServer {
+	return startServeAlerting(t, &alertRouting{webhook: webhook})
+}
+
+// startServeAlerting is startServe with alert routing.
+func startServeAlerting(t *testing.T, routing *alertRouting) *liveServer {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
 	if _, err := initDir(dir, nil, io.Discard); err != nil {
@@ -25,7 +30,7 @@ func startServeWebhook(t *testing.T, webhook string) *liveServer {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(serveOptions{data: dir, listen: "127.0.0.1:0", logLevel: "info", alertWebhook: webhook,
+		done <- serve(serveOptions{data: dir, listen: "127.0.0.1:0", logLevel: "info", alerting: routing,
 			ready: func(u string) { ready <- u }}, s.logs)
 	}()
 	select {

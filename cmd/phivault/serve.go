@@ -21,7 +21,7 @@ import (
 type serveOptions struct {
 	data, listen, certFile, keyFile string
 	logLevel, witness               string
-	alertWebhook                    string
+	alerting                        *alertRouting // nil: alerts are stored, not routed
 	syslog, syslogCA                string
 	ssoConfig                       string
 	clientCA, clientCRL             string
@@ -41,7 +41,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.ssoConfig, "sso-config", "", "single sign-on through an OpenID Connect provider: a JSON file (see docs/access.md); the client secret comes from "+ssoSecretEnv)
 	fs.StringVar(&o.syslog, "syslog", "", "send every audit event to this syslog server, tls://host:port (RFC 5424 over TLS, RFC 5425); see docs/audit.md")
 	fs.StringVar(&o.syslogCA, "syslog-ca", "", "CA bundle (PEM) that verifies the --syslog server's certificate")
-	fs.StringVar(&o.alertWebhook, "alert-webhook", "", "POST every new monitoring alert as JSON to this URL (signed with PHIVAULT_WEBHOOK_SECRET when set)")
+	o.alerting = &alertRouting{}
+	o.alerting.register(fs) // --alert-webhook, --alert-smtp, --alert-syslog ...
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -121,7 +122,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 	if o.witness != "" {
 		witnesses = append(witnesses, &audit.FileWitness{Path: o.witness})
 	}
-	alerts, detector, err := n.detectorJob(ctx, o.alertWebhook, log) // the live detector: alerts within seconds
+	alerts, detector, err := n.detectorJob(ctx, o.alerting, o.syslogCA, log) // the live detector: alerts within seconds
 	if err != nil {
 		return err
 	}
@@ -138,6 +139,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 		return fail(exitFail, "cannot listen on "+o.listen+": "+err.Error(), "pick another address with --listen")
 	}
 	base := "https://" + publicHost(ln.Addr(), o.listen)
+	o.alerting.setBase(base) // for the case links in alert emails
 	metrics := server.NewMetrics()
 	api := n.api(base + "/fhir")
 	defer api.Close() // stops bulk export jobs and removes their output

@@ -18,7 +18,9 @@
 // resource kinds are Observation (patient-clinical), Patient
 // (patient-demographics), Practitioner (reference), Claim (financial),
 // the audit log (audit-log: AuditEvent, the patient's access report when
-// the relationship is "self") and configuration (the admin action).
+// the relationship is "self"), the monitoring cases (monitoring-case: the
+// live detector's cases of alerts, decided as the audit log) and
+// configuration (the admin action).
 package main
 
 import (
@@ -138,6 +140,7 @@ func cells() []cell {
 			}
 		}
 		out = append(out, cell{role, "audit-read", "audit-log", "none", "none", "no", "HOPERAT"})
+		out = append(out, cell{role, "audit-read", "monitoring-case", "none", "none", "no", "HOPERAT"})
 		if role == "patient" {
 			out = append(out, cell{role, "audit-read", "audit-log", "self", "none", "no", "HOPERAT"})
 		}
