@@ -114,7 +114,7 @@ func (e *mxEnv) mxPlan(r mxRow, exportRoute bool) (c mxCell, skip string, err er
 		typ, id = "Claim", "claim-"+pt
 	case "reference":
 		typ, id = "Practitioner", "pr-ref"
-	case "audit-log", "monitoring-case", "configuration":
+	case "audit-log", "monitoring-case", "audit-search", "disclosures", "configuration":
 	default:
 		return c, "", fmt.Errorf("unknown kind %q", r.kind)
 	}
@@ -153,6 +153,12 @@ func (e *mxEnv) mxPlan(r mxRow, exportRoute bool) (c mxCell, skip string, err er
 		}
 		if r.role == "patient" && r.rel == "self" {
 			c.path = "/Patient/" + pt + "/$access-report"
+		}
+		switch r.kind {
+		case "audit-search": // never a patient's own: only the log's readers search it
+			c.path = "/AuditEvent?patient=" + pt
+		case "disclosures":
+			c.path = "/Patient/" + pt + "/$disclosures"
 		}
 	case "read":
 		c.method, c.path = http.MethodGet, "/"+typ+"/"+id

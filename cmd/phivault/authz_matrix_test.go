@@ -16,7 +16,9 @@ package main
 //	kind          patient-clinical (Observation), patient-demographics
 //	              (Patient), financial (Claim), reference (Practitioner),
 //	              audit-log (the audit log; a patient's own access report),
-//	              monitoring-case (GET /fhir/_cases, the live detector's cases)
+//	              monitoring-case (GET /fhir/_cases, the live detector's cases),
+//	              audit-search (GET /fhir/AuditEvent?patient=...), disclosures
+//	              (GET /fhir/Patient/{id}/$disclosures; a patient's own if self)
 //	              and configuration (the admin action)
 //	relationship  none, careteam (the caller's Practitioner is on an active
 //	              CareTeam about the patient) or, for patients, self

@@ -18,7 +18,9 @@
 // resource kinds are Observation (patient-clinical), Patient
 // (patient-demographics), Practitioner (reference), Claim (financial),
 // the audit log (audit-log: AuditEvent, the patient's access report when
-// the relationship is "self"), the monitoring cases (monitoring-case: the
+// the relationship is "self"; audit-search: AuditEvent search, never a
+// patient's; disclosures: a patient's accounting of disclosures, their own
+// when the relationship is "self"), the monitoring cases (monitoring-case: the
 // live detector's cases of alerts, decided as the audit log) and
 // configuration (the admin action).
 package main
@@ -141,8 +143,11 @@ func cells() []cell {
 		}
 		out = append(out, cell{role, "audit-read", "audit-log", "none", "none", "no", "HOPERAT"})
 		out = append(out, cell{role, "audit-read", "monitoring-case", "none", "none", "no", "HOPERAT"})
+		out = append(out, cell{role, "audit-read", "audit-search", "none", "none", "no", "HOPERAT"})
+		out = append(out, cell{role, "audit-read", "disclosures", "none", "none", "no", "HOPERAT"})
 		if role == "patient" {
 			out = append(out, cell{role, "audit-read", "audit-log", "self", "none", "no", "HOPERAT"})
+			out = append(out, cell{role, "audit-read", "disclosures", "self", "none", "no", "HOPERAT"})
 		}
 		for _, bg := range []string{"no", "active"} {
 			out = append(out, cell{role, "admin", "configuration", "none", "none", bg, "HOPERAT"})

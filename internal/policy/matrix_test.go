@@ -97,7 +97,7 @@ func (m matrixRow) request(t *testing.T, now time.Time) (Request, *memFacts) {
 		r.Type, r.ID, r.Patient = "Claim", "c1", target
 	case "reference":
 		r.Type, r.ID = "Practitioner", "pr1"
-	case "audit-log", "monitoring-case": // cases are decided as the audit log
+	case "audit-log", "monitoring-case", "audit-search", "disclosures": // cases are decided as the audit log
 		r.Type = "AuditEvent"
 		if m.rel == "self" {
 			r.Patient = target
