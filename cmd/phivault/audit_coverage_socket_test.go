@@ -92,6 +92,10 @@ func TestAuditCoverageAdminSocket(t *testing.T) {
 	sockEv := func(interaction, action string, entities ...string) acEvent {
 		return acEvent{Interaction: interaction, Action: action, Outcome: "0", User: socketUser, Decision: "permit", Entities: entities}
 	}
+	patEv := func(interaction, action, outcome, decision string) acEvent {
+		return acEvent{Interaction: interaction, Action: action, Outcome: outcome, User: socketUser, Decision: decision,
+			Patients: []string{"pt-no-none"}, Entities: []string{"Patient/pt-no-none"}}
+	}
 	batch := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/pt-no-none"}}]}`
 	cases := []struct {
 		route, what, method, path, body string
@@ -123,6 +127,15 @@ func TestAuditCoverageAdminSocket(t *testing.T) {
 		{"POST /admin/unseal", "this node's key is not split: nothing happens", "POST", "/admin/unseal", "share", 409, nil},
 		{"GET /admin/seal-status", acSocketQuiet["GET /admin/seal-status"], "GET", "/admin/seal-status", "", 409, nil},
 		{"GET /admin/clients", acSocketQuiet["GET /admin/clients"], "GET", "/admin/clients", "", 200, nil},
+		{"POST /admin/patient/{op}", "legal hold placed", "POST", "/admin/patient/hold", `{"id":"pt-no-none","reason":"coverage hold"}`, 200,
+			[]acEvent{patEv("legal-hold", "U", "0", "permit")}},
+		{"POST /admin/patient/{op}", "erasure refused under the hold", "POST", "/admin/patient/erase", `{"id":"pt-no-none","reason":"coverage"}`, 409,
+			[]acEvent{patEv("erase", "D", "4", "deny")}},
+		{"POST /admin/patient/{op}", "hold released", "POST", "/admin/patient/release", `{"id":"pt-no-none"}`, 200,
+			[]acEvent{patEv("legal-hold", "U", "0", "permit")}},
+		{"POST /admin/patient/{op}", "erasure without a reason: nothing happens", "POST", "/admin/patient/erase", `{"id":"pt-no-none"}`, 400, nil},
+		{"POST /admin/patient/{op}", "erased (crypto-shredded)", "POST", "/admin/patient/erase", `{"id":"pt-no-none","reason":"coverage"}`, 200,
+			[]acEvent{patEv("erase", "D", "0", "permit")}},
 	}
 	for _, tc := range cases {
 		c.check(tc.route, tc.what, send(tc.method, tc.path, tc.body, tc.status), tc.want...)

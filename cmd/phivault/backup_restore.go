@@ -109,12 +109,14 @@ func repoError(err error) error {
 }
 
 func runRestore(args []string, stdout, stderr io.Writer) error {
-	fs, _ := newFlags("restore", "--repo PATH|s3://BUCKET/PREFIX --identity FILE [--snapshot ID] --to NEWDIR", stderr)
+	fs, _ := newFlags("restore", "--repo PATH|s3://BUCKET/PREFIX --identity FILE [--snapshot ID] --to NEWDIR [--shredded-keys FILE ...]", stderr)
 	repo := fs.String("repo", "", "backup repository: a directory or s3://bucket/prefix")
 	s3 := addS3Flags(fs, false)
 	identity := fs.String("identity", "", "a recipient's age identity file")
 	snap := fs.String("snapshot", "", "snapshot id (default: the newest that checks)")
 	to := fs.String("to", "", "new data directory to restore into (must not exist)")
+	var shredded multiFlag
+	fs.Var(&shredded, "shredded-keys", "the current list of erased data keys (the live directory's DIR/shredded-keys or its off-site copy); repeatable")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -148,6 +150,9 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "restored snapshot %s (%s) into %s\n", m.ID, m.Created.Format("2006-01-02T15:04:05Z"), *to)
 	if err := checkRestored(ctx, *to, m, stdout, stderr); err != nil {
+		return err
+	}
+	if err := reapplyErasures(ctx, *to, *repo, shredded, stdout, stderr); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "OK: the audit log verifies with the snapshot's root, counts match, every version decrypts and authenticates")

@@ -61,42 +61,7 @@ func runPatient(args []string, stdout, stderr io.Writer) error {
 		return fail(exitUsage, "--reason is required", "say why, e.g. --reason 'GDPR art. 17 request #123'")
 	}
 	id := pos[0]
-	n, err := openNode(context.Background(), *data, slog.New(slog.DiscardHandler), stderr)
-	if errors.Is(err, errLocked) {
-		return fail(exitFail, "a server is serving "+*data+"; patient "+sub+" runs offline for now", "stop the server, run the command, start the server again")
-	}
-	if err != nil {
-		return err
-	}
-	defer n.close()
-	by := fmt.Sprintf("operator:uid-%d", os.Getuid())
-	ctx := context.Background()
-	switch sub {
-	case "hold":
-		if err := n.setHold(ctx, id, &hold{Since: time.Now().UTC(), By: by, Reason: *reason}); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "patient %s is under legal hold; it cannot be erased until 'phivault patient release'\n", id)
-		return nil
-	case "release":
-		if err := n.setHold(ctx, id, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "legal hold on patient %s released\n", id)
-		return nil
-	}
-	if h, err := n.holdOf(ctx, id); err != nil {
-		return err
-	} else if h != nil {
-		return fail(exitFail, fmt.Sprintf("patient %s is under legal hold (since %s: %s); erasure refused", id, h.Since.Format(time.DateOnly), h.Reason),
-			"a legal hold is released with 'phivault patient release --data DIR "+id+"' once it no longer applies")
-	}
-	_, rerr := n.records.Read(ctx, "Patient", id)
-	if errors.Is(rerr, barrier.ErrKeyDestroyed) {
-		fmt.Fprintf(stdout, "patient %s was already erased\n", id)
-		return nil
-	}
-	if !*yes {
+	if sub == "erase" && !*yes {
 		fmt.Fprintf(stderr, "This destroys the data key of patient %s: every version, history entry and index entry of its\n"+
 			"compartment becomes unreadable for good, also in backups. Type the patient id to confirm: ", id)
 		line, _ := bufio.NewReader(stdin).ReadString('\n')
@@ -104,15 +69,102 @@ func runPatient(args []string, stdout, stderr io.Writer) error {
 			return fail(exitUsage, "not confirmed; nothing was erased", "type the patient id exactly, or pass --yes")
 		}
 	}
-	kid, err := n.erase(ctx, id, by, *reason)
-	if errors.Is(err, barrier.ErrNoKey) {
-		return fail(exitFail, "no data of patient "+id+" is stored", "check the id (Patient/<id>)")
+	if out, err, online := patientOnline(*data, sub, id, *reason); online {
+		if err == nil {
+			fmt.Fprint(stdout, out)
+		}
+		return err
+	}
+	n, err := openNode(context.Background(), *data, slog.New(slog.DiscardHandler), stderr)
+	if errors.Is(err, errLocked) {
+		return fail(exitFail, "a server holds "+*data+" but its admin socket does not answer", "is it starting or sealed? try again")
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "patient %s erased: data key %s destroyed (recorded in %s and the audit log)\n", id, kid, filepath.Join(n.dir, shreddedName))
-	return nil
+	defer n.close()
+	out, err := n.patientOp(context.Background(), sub, id, *reason, fmt.Sprintf("operator:uid-%d", os.Getuid()))
+	if err == nil {
+		fmt.Fprint(stdout, out)
+	}
+	return err
+}
+
+// patientOp places or releases a legal hold, or erases a patient, on an
+// open node (offline, or the running server's through its admin socket),
+// and returns what to tell the operator. by names the operator in the
+// audit records.
+func (n *node) patientOp(ctx context.Context, op, id, reason, by string) (string, error) {
+	switch op {
+	case "hold":
+		if err := n.setHold(ctx, id, &hold{Since: time.Now().UTC(), By: by, Reason: reason}, by); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("patient %s is under legal hold; it cannot be erased until 'phivault patient release'\n", id), nil
+	case "release":
+		if err := n.setHold(ctx, id, nil, by); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("legal hold on patient %s released\n", id), nil
+	case "erase":
+	default:
+		return "", fail(exitUsage, "unknown patient operation "+op, "use erase, hold or release")
+	}
+	if h, err := n.holdOf(ctx, id); err != nil {
+		return "", err
+	} else if h != nil {
+		if err := n.auditEraseRefused(ctx, id, by, reason); err != nil {
+			return "", err
+		}
+		return "", fail(exitFail, fmt.Sprintf("patient %s is under legal hold (since %s: %s); erasure refused", id, h.Since.Format(time.DateOnly), h.Reason),
+			"a legal hold is released with 'phivault patient release --data DIR "+id+"' once it no longer applies")
+	}
+	_, rerr := n.records.Read(ctx, "Patient", id)
+	if errors.Is(rerr, barrier.ErrKeyDestroyed) {
+		return fmt.Sprintf("patient %s was already erased\n", id), nil
+	}
+	kid, err := n.erase(ctx, id, by, reason)
+	if errors.Is(err, barrier.ErrNoKey) {
+		return "", fail(exitFail, "no data of patient "+id+" is stored", "check the id (Patient/<id>)")
+	}
+	if err != nil {
+		return "", err
+	}
+	out := fmt.Sprintf("patient %s erased: data key %s destroyed (recorded in %s and the audit log; copy that file off-site)\n", id, kid, filepath.Join(n.dir, shreddedName))
+	if err := n.scrub(ctx); err != nil {
+		out += "warning: the database's write-ahead log still holds the old wrapped key (" + err.Error() + "); it goes at the next checkpoint\n"
+	}
+	return out, nil
+}
+
+// scrub makes the store drop overwritten values from its files now (the
+// wrapped copy of a destroyed key), where the backend can (SQLite: a
+// truncating checkpoint); it tries a few times while readers hold the
+// write-ahead log.
+func (n *node) scrub(ctx context.Context) error {
+	s, ok := n.db.(interface{ Scrub(context.Context) error })
+	if !ok {
+		return nil // PostgreSQL: see docs/keys.md (VACUUM, WAL archives)
+	}
+	var err error
+	for range 3 {
+		if err = s.Scrub(ctx); err == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
+}
+
+// auditEraseRefused records an erasure refused because of a legal hold.
+func (n *node) auditEraseRefused(ctx context.Context, id, by, reason string) error {
+	ev := &audit.Event{Time: time.Now().UTC(), Interaction: "erase", Action: "D", Outcome: audit.MinorFailure,
+		OutcomeDesc: "refused: legal hold; reason given: " + reason, UserID: by, Roles: []string{"administrator"},
+		Policies: []string{"operator-path", "legal-hold"}, Patients: []string{id}, Entities: []string{"Patient/" + id}}
+	return n.db.Update(ctx, func(tx store.Writer) error {
+		_, err := tx.AppendAudit(ev.Leaf())
+		return err
+	})
 }
 
 // erase destroys the patient compartment's data key and appends the audit
@@ -174,9 +226,9 @@ func holdContext(id string) []byte { return barrier.Context("legal-hold", id) }
 
 // setHold places (h non-nil) or releases a legal hold, with its audit
 // record in the same transaction.
-func (n *node) setHold(ctx context.Context, id string, h *hold) error {
+func (n *node) setHold(ctx context.Context, id string, h *hold, by string) error {
 	ev := &audit.Event{Time: time.Now().UTC(), Interaction: "legal-hold", Action: "U", Outcome: audit.Success,
-		UserID: fmt.Sprintf("operator:uid-%d", os.Getuid()), Roles: []string{"administrator"}, Allowed: true,
+		UserID: by, Roles: []string{"administrator"}, Allowed: true,
 		Policies: []string{"operator-path"}, Patients: []string{id}, Entities: []string{"Patient/" + id}, OutcomeDesc: "released"}
 	var sealed []byte
 	if h != nil {

@@ -71,6 +71,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 		return err
 	}
 	defer n.close()
+	go n.barrier.WatchDestroyed(ctx, 2*time.Second, log) // erasures made by other nodes on a shared store
 
 	certFile, keyFile := o.certFile, o.keyFile
 	if certFile == "" && keyFile == "" {
@@ -197,6 +198,7 @@ func (n *node) adminMux(api http.Handler, acc *access) *http.ServeMux {
 	mux.Handle("POST /admin/accounts", accountsAdminHandler(acc.accounts, n.audit))
 	n.adminClientRoutes(mux, acc.smart.Clients())
 	mux.HandleFunc("POST /admin/policy", n.adminPolicyHandler)
+	mux.HandleFunc("POST /admin/patient/{op}", n.adminPatientHandler)
 	n.adminSealRoutes(mux) // seal, unseal, keys rotate/status/retire
 	return mux
 }

@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 	"os"
 	"time"
 )
@@ -66,6 +68,23 @@ func (c *checkpointer) run() {
 		mode = "TRUNCATE"
 	}
 	_, _ = c.db.ExecContext(ctx, "PRAGMA wal_checkpoint("+mode+")")
+}
+
+// Scrub copies every committed change into the database file and
+// truncates the WAL, so that overwritten values (a crypto-shredded data
+// key's wrapped copy) are left in no file: with secure_delete on, the
+// database file's free space is zeroed, and the WAL's older frames go with
+// the truncation. It waits (within busy_timeout) for readers of older
+// snapshots and fails if they do not finish.
+func (b *Backend) Scrub(ctx context.Context) error {
+	var busy, logFrames, done int
+	if err := b.ckpt.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
+		return fmt.Errorf("sqlite: checkpoint: %w", err)
+	}
+	if busy != 0 {
+		return errors.New("sqlite: checkpoint: readers kept the WAL busy; try again")
+	}
+	return nil
 }
 
 func (c *checkpointer) close() error {

@@ -103,6 +103,9 @@ func dsn(path string, readOnly bool) string {
 		// Checkpoints run in the background (checkpoint.go), not inside
 		// the writer's commits.
 		q.Add("_pragma", "wal_autocheckpoint(0)")
+		// Deleted and overwritten content is zeroed, so a destroyed data
+		// key's wrapped copy does not linger in free space (see Scrub).
+		q.Add("_pragma", "secure_delete(1)")
 	}
 	return "file:" + path + "?" + q.Encode()
 }
