@@ -191,23 +191,11 @@ func (n *node) keysOp(ctx context.Context, op string, version int, by string) (s
 	var b strings.Builder
 	switch op {
 	case "rotate":
-		start := time.Now()
-		v, err := f.Rotate()
+		out, err := n.rotate(ctx, f, by)
 		if err != nil {
-			return "", fmt.Errorf("add a KEK version: %w", err)
-		}
-		total := 0
-		for range 2 { // a second pass catches keys created during the first
-			k, err := n.barrier.Rewrap(ctx)
-			total += k
-			if err != nil {
-				return "", fail(exitFail, fmt.Sprintf("KEK version %d added, but rewrapping stopped after %d data keys: %v", v, total, err), "run 'phivault keys rotate' again")
-			}
-		}
-		if err := n.auditKeys(ctx, by, "key-rotate", fmt.Sprintf("KEK version %d; %d data keys rewrapped", v, total)); err != nil {
 			return "", err
 		}
-		fmt.Fprintf(&b, "KEK version %d created; %d data keys rewrapped in %s\n", v, total, time.Since(start).Round(time.Millisecond))
+		b.WriteString(out)
 	case "retire":
 		u, err := n.barrier.KEKUsage(ctx)
 		if err != nil {
@@ -248,6 +236,9 @@ func (n *node) keysOp(ctx context.Context, op string, version int, by string) (s
 		delete(u, f.KEKName(v))
 	}
 	fmt.Fprintf(&b, "destroyed data keys: %d\n", u["destroyed"])
+	if r := n.rot.report(); r != "" {
+		b.WriteString(r)
+	}
 	delete(u, "destroyed")
 	for k, c := range u {
 		fmt.Fprintf(&b, "  WARNING: %d data keys wrapped by %s, which this KEK provider does not hold\n", c, k)
@@ -273,7 +264,29 @@ func (n *node) adminKeysHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v, _ := strconv.Atoi(r.URL.Query().Get("version"))
-	out, err := n.keysOp(r.Context(), op, v, operatorOf(r))
+	ctx := r.Context()
+	if op == "rotate" {
+		// A rotation outlives its request: an operator who interrupts the
+		// command (or a socket timeout) does not stop it halfway; 'keys
+		// status' shows its progress.
+		ctx = context.WithoutCancel(ctx)
+	}
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := n.keysOp(ctx, op, v, operatorOf(r))
+		done <- result{out, err}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-r.Context().Done():
+		return // the caller left; a rotation goes on
+	}
+	out, err := res.out, res.err
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusConflict)
 		return

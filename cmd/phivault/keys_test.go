@@ -84,6 +84,15 @@ func TestKeysRotateUnderLoad(t *testing.T) {
 			}
 		}()
 	}
+	// Status during the rotation shows its progress.
+	var during string
+	var second error
+	n.rot.hook = func(done, todo int) {
+		if during == "" && done == 0 && todo > 0 {
+			during, _ = n.keysOp(ctx, "status", 0, "test")
+			_, second = n.keysOp(ctx, "rotate", 0, "test")
+		}
+	}
 	out, err := n.keysOp(ctx, "rotate", 0, "test")
 	close(stop)
 	wg.Wait()
@@ -96,11 +105,22 @@ func TestKeysRotateUnderLoad(t *testing.T) {
 	if fails.Load() != 0 {
 		t.Errorf("%d of %d reads and writes failed during rotation", fails.Load(), ops.Load())
 	}
-	if !strings.Contains(out, "version 1: wraps 0 data keys") {
+	if !strings.Contains(out, "version 1: wraps 0 data keys") || !strings.Contains(out, "last rotation: to version 2") {
 		t.Errorf("after rotation: %s", out)
 	}
-	if _, err := n.keysOp(ctx, "retire", 1, "test"); err != nil {
-		t.Errorf("retire the old version: %v", err)
+	if !strings.Contains(during, "rotation to version 2 RUNNING (pass 1 of 2)") || !strings.Contains(during, "0 of ") {
+		t.Errorf("status during the rotation: %q; want its progress", during)
+	}
+	if second == nil || !strings.Contains(second.Error(), "already running") {
+		t.Errorf("a rotation started during another: %v; want a refusal", second)
+	}
+	if _, err := n.keysOp(ctx, "rotate", 0, "test"); err != nil { // a second rotation after the first is allowed
+		t.Errorf("second rotation: %v", err)
+	}
+	for v := range 2 {
+		if _, err := n.keysOp(ctx, "retire", v+1, "test"); err != nil {
+			t.Errorf("retire the old version %d: %v", v+1, err)
+		}
 	}
 	t.Logf("%d operations during rotation; %s", ops.Load(), strings.SplitN(out, "\n", 2)[0])
 }

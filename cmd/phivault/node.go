@@ -49,6 +49,7 @@ type node struct {
 	log     *slog.Logger
 	kek     barrier.KEK // the provider open was given
 	seal    *sealState  // nil unless the key file is split into shares
+	rot     rotation    // KEK rotation in progress or last done (keys.go)
 }
 
 // lockDir takes the exclusive lock of dir, or returns errLocked.
