@@ -35,6 +35,17 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("leader lines per node %v, want exactly one leader", n)
 	}
 
+	for i, n := range c.nodes {
+		resp, err := c.http.Get(n.url + "/readyz")
+		if err != nil {
+			t.Fatalf("node %d: /readyz: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("node %d: /readyz answered %d, want 200", i, resp.StatusCode)
+		}
+	}
+
 	var mu sync.Mutex
 	answered := map[string]int{} // User-Agent -> status
 	note := func(agent string, status int) {
