@@ -73,6 +73,8 @@ func (f *s3Flags) storage(ctx context.Context, repo string, write bool) (backup.
 	cfg.AccessKey, cfg.SecretKey, cfg.SessionToken = v.AccessKeyID, backup.Secret(v.SecretAccessKey), backup.Secret(v.SessionToken)
 	st, err := backup.NewS3(ctx, cfg, write)
 	switch {
+	case errors.Is(err, backup.ErrS3Config):
+		return nil, fail(exitUsage, err.Error(), "--s3-endpoint https://HOST[:PORT], --s3-lock-mode COMPLIANCE or GOVERNANCE, --s3-lock-days 1 to 36500")
 	case errors.Is(err, backup.ErrNotLocked):
 		return nil, fail(exitUsage, err.Error(), "create the bucket with Object Lock (see docs/backup.md) and pass --s3-lock-days N")
 	case err != nil:

@@ -111,17 +111,17 @@ var (
 func NewS3(ctx context.Context, cfg S3Config, write bool) (Storage, error) {
 	u, err := url.Parse(cfg.Endpoint)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-		return nil, fmt.Errorf("backup: S3 endpoint %q is not http(s)://host[:port]", cfg.Endpoint)
+		return nil, fmt.Errorf("%w: endpoint %q is not http(s)://host[:port]", ErrS3Config, cfg.Endpoint)
 	}
 	if cfg.AccessKey == "" || cfg.SecretKey == "" {
-		return nil, errors.New("backup: no S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a credentials file)")
+		return nil, fmt.Errorf("%w: no credentials", ErrS3Config)
 	}
 	mode := minio.RetentionMode(strings.ToUpper(cmpOr(cfg.LockMode, LockCompliance)))
 	if !mode.IsValid() {
-		return nil, fmt.Errorf("backup: lock mode %q is neither COMPLIANCE nor GOVERNANCE", cfg.LockMode)
+		return nil, fmt.Errorf("%w: lock mode %q is neither COMPLIANCE nor GOVERNANCE", ErrS3Config, cfg.LockMode)
 	}
 	if cfg.LockDays < 0 || cfg.LockDays > 36500 {
-		return nil, fmt.Errorf("backup: lock days %d out of range (0 to 36500)", cfg.LockDays)
+		return nil, fmt.Errorf("%w: lock days %d out of range (0 to 36500)", ErrS3Config, cfg.LockDays)
 	}
 	c, err := minio.New(u.Host, &minio.Options{
 		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey.Reveal(), cfg.SessionToken.Reveal()),
@@ -155,8 +155,13 @@ func NewS3(ctx context.Context, cfg S3Config, write bool) (Storage, error) {
 	return s, nil
 }
 
-// ErrNotLocked means a bucket would not protect what is written to it.
-var ErrNotLocked = errors.New("backup: S3 bucket does not lock its objects")
+// Errors of NewS3 callers may match.
+var (
+	// ErrNotLocked means a bucket would not protect what is written to it.
+	ErrNotLocked = errors.New("backup: S3 bucket does not lock its objects")
+	// ErrS3Config means the configuration itself is wrong (before any request).
+	ErrS3Config = errors.New("backup: bad S3 configuration")
+)
 
 func cmpOr(a, b string) string {
 	if a != "" {
