@@ -213,3 +213,35 @@ func TestSecretRedacts(t *testing.T) {
 		t.Fatal("Reveal")
 	}
 }
+
+// TestS3LockedWithoutVersioning: on a server that locks objects without
+// keeping versions, the lock refuses outright to overwrite, truncate or
+// delete a locked object, and reads are unchanged.
+func TestS3LockedWithoutVersioning(t *testing.T) {
+	srv := s3test.StartUnversioned(t)
+	ctx := context.Background()
+	bucket := srv.Bucket(t, true)
+	st, err := NewS3(ctx, S3Config{Endpoint: srv.Endpoint, Bucket: bucket, AccessKey: srv.AccessKey, SecretKey: Secret(srv.SecretKey), LockDays: 1}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testStorage(t, st)
+	want := []byte("first content")
+	c := srv.Client
+	for _, b := range [][]byte{[]byte("ransom note"), nil} {
+		if _, err := c.PutObject(ctx, bucket, "snapshots/b", bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{}); err == nil {
+			t.Errorf("writing %d bytes over a locked object succeeded", len(b))
+		}
+	}
+	for _, opt := range []minio.RemoveObjectOptions{{}, {GovernanceBypass: true}} {
+		if err := c.RemoveObject(ctx, bucket, "snapshots/b", opt); err == nil {
+			t.Errorf("deleting a locked object succeeded (%+v)", opt)
+		}
+	}
+	if got, err := st.Get(ctx, "snapshots/b"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("after the attempts: %q %v", got, err)
+	}
+	if alt, err := st.(AlterationLister).Alterations(ctx); err != nil || len(alt) != 0 {
+		t.Fatalf("alterations: %v %v", alt, err)
+	}
+}

@@ -42,6 +42,8 @@ type Server struct {
 	AccessKey string
 	SecretKey string
 	Client    *minio.Client // a client with the root credentials
+
+	versioning bool
 }
 
 // Binary returns the path of versitygw, or skips t (fails under CI=true).
@@ -74,6 +76,18 @@ func Binary(t testing.TB) string {
 // AWS requires), stopped and removed when t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, true)
+}
+
+// StartUnversioned starts a gateway without versioning: Object Lock then
+// refuses any write over a locked object, as some S3 servers do.
+func StartUnversioned(t testing.TB) *Server {
+	t.Helper()
+	return start(t, false)
+}
+
+func start(t testing.TB, versioning bool) *Server {
+	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
 	root, vers := filepath.Join(dir, "buckets"), filepath.Join(dir, "versions")
@@ -82,14 +96,18 @@ func Start(t testing.TB) *Server {
 			t.Fatal(err)
 		}
 	}
-	s := &Server{AccessKey: "root" + randHex(4), SecretKey: randHex(20)}
+	s := &Server{AccessKey: "root" + randHex(4), SecretKey: randHex(20), versioning: versioning}
 	var lastErr error
 	for range 3 { // a free port can be taken between probing and binding
 		addr, err := freeAddr()
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(bin, "--port", addr, "posix", "--versioning-dir", vers, root)
+		args := []string{"--port", addr, "posix", root}
+		if versioning {
+			args = []string{"--port", addr, "posix", "--versioning-dir", vers, root}
+		}
+		cmd := exec.Command(bin, args...)
 		cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -128,7 +146,7 @@ func (s *Server) Bucket(t testing.TB, lock bool) string {
 	if err := s.Client.MakeBucket(ctx, name, minio.MakeBucketOptions{ObjectLocking: lock}); err != nil {
 		t.Fatalf("s3test: make bucket: %v", err)
 	}
-	if lock {
+	if lock && s.versioning {
 		if err := s.Client.EnableVersioning(ctx, name); err != nil {
 			t.Fatalf("s3test: enable versioning: %v", err)
 		}
