@@ -166,8 +166,13 @@ func (r *Router) Run(ctx context.Context) {
 	backoff, last := 250*time.Millisecond, ""
 	t := time.NewTicker(r.c.Poll)
 	defer t.Stop()
+	started := false
 	for ctx.Err() == nil {
-		err := r.start(ctx)
+		var err error
+		if !started {
+			err = r.start(ctx)
+			started = err == nil
+		}
 		if err == nil {
 			err = r.drain(ctx)
 		}
@@ -239,9 +244,14 @@ func (r *Router) drain(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := s.st.Update(ctx, func(w store.Writer) error {
+		// Saved even when ctx ends now: the entry was handed over, and a
+		// clean shutdown should not send it again.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err = s.st.Update(sctx, func(w store.Writer) error {
 			return w.SetMeta(r.cursorKey(), []byte(strconv.FormatUint(seq+1, 10)))
-		}); err != nil {
+		})
+		cancel()
+		if err != nil {
 			return err
 		}
 	}

@@ -1,8 +1,11 @@
 package detect
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -153,5 +156,45 @@ func TestCasesGroupAlertsPerUser(t *testing.T) {
 	}
 	if CaseID("nurse-ann") != "case-nurse-ann" {
 		t.Errorf("CaseID = %q", CaseID("nurse-ann"))
+	}
+}
+
+// TestCasesAndOutboxSealed: case notes and the outbox reach the store
+// only sealed, under names that say nothing.
+func TestCasesAndOutboxSealed(t *testing.T) {
+	f := newLiveFixture(t, "")
+	const user, patient, note = "user-k2x9q", "pat-q7w3z", "asked-the-charge-nurse-k4"
+	ch := &flakyChannel{}
+	r := NewRouter(RouterConfig{Alerts: f.alerts, Name: "email", Channel: ch})
+	if err := r.start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.record(t, breakGlass(user, f.now.Add(time.Hour)))
+	f.record(t, read(user, patient))
+	f.step(t, f.live(nil))
+	if _, err := f.alerts.SetCaseStatus(context.Background(), CaseID(user), Note{Time: f.now, By: "po-1", Status: StatusInvestigating, Note: note}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{}
+	for _, a := range f.list(t) {
+		ids = append(ids, a.ID)
+	}
+	if len(ids) != 2 {
+		t.Fatalf("alerts: %v", ids)
+	}
+	if err := f.alerts.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(f.alertDir, "*"))
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, s := range append(ids, user, patient, note, CaseID(user), StatusInvestigating) {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s holds %q in plaintext", filepath.Base(p), s)
+			}
+		}
 	}
 }
