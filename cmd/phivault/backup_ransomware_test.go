@@ -67,6 +67,10 @@ func TestRansomwareS3(t *testing.T) {
 		}
 	}
 	wantV, wantL := everything(t, f.data)
+	// Before the attack the node's write key checks the bucket's manifests.
+	if code, out, errOut := runCLI(append([]string{"backup", "verify", "--repo", f.repo, "--data", f.data}, s3args...)...); code != exitOK || !strings.Contains(out, "snapshots: 2 (2 good)") {
+		t.Fatalf("verify with the write key: exit %d\n%s%s", code, out, errOut)
+	}
 
 	// The attack, with the credentials the server writes backups with.
 	encryptDataDir(t, f.data)
