@@ -4,10 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/phivault/phivault/internal/store"
@@ -61,60 +59,20 @@ type leafTerms struct {
 
 // termsOf reads the indexed terms of a leaf: the patients it names as
 // patient entities (type 1, role 1), the user agent's id, the recorded
-// time. A leaf that is not an AuditEvent yields no terms (it is still in
+// time. A leaf that is not a JSON object yields no terms (it is still in
 // the tree; verify reports it).
 func termsOf(leaf []byte) leafTerms {
-	var ae struct {
-		Recorded string `json:"recorded"`
-		Agent    []struct {
-			Who struct {
-				Identifier struct {
-					System string `json:"system"`
-					Value  string `json:"value"`
-				} `json:"identifier"`
-			} `json:"who"`
-		} `json:"agent"`
-		Entity []struct {
-			What struct {
-				Reference string `json:"reference"`
-			} `json:"what"`
-			Type struct {
-				Code string `json:"code"`
-			} `json:"type"`
-			Role struct {
-				Code string `json:"code"`
-			} `json:"role"`
-		} `json:"entity"`
-	}
-	var t leafTerms
-	if json.Unmarshal(leaf, &ae) != nil {
-		return t
-	}
-	if tm, err := time.Parse(time.RFC3339Nano, ae.Recorded); err == nil {
-		t.time = tm.UTC()
-	}
-	for _, a := range ae.Agent {
-		if a.Who.Identifier.System == "urn:phivault:user" && a.Who.Identifier.Value != "" && len(a.Who.Identifier.Value) <= maxIndexedTerm {
-			t.agent = a.Who.Identifier.Value
-			break
-		}
-	}
-	for _, e := range ae.Entity {
-		if e.Type.Code == "1" && e.Role.Code == "1" {
-			id, ok := cutPrefix(e.What.Reference, "Patient/")
-			if ok && id != "" && len(id) <= maxIndexedTerm && !slices.Contains(t.patients, id) {
-				t.patients = append(t.patients, id)
-			}
-		}
-	}
+	t, _ := termsScan(leaf)
 	return t
 }
 
-func cutPrefix(s, p string) (string, bool) {
-	if len(s) >= len(p) && s[:len(p)] == p {
-		return s[len(p):], true
+// parseRecorded reads an AuditEvent's recorded time; zero if invalid.
+func parseRecorded(s string) time.Time {
+	tm, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
 	}
-	return s, false
+	return tm.UTC()
 }
 
 // termKey is the head key of the posting list of value.
