@@ -47,6 +47,15 @@ type Channel interface {
 	Deliver(ctx context.Context, d *Delivery) error
 }
 
+// Flusher is a Channel that may hold deliveries it has handed over but not
+// yet seen confirmed (a stream without acknowledgements). The Router calls
+// Flush, from Deliver's goroutine, after each pass over the outbox and at
+// every poll, so that those are sent again if the connection broke even
+// when no new alert comes; an error is retried like a failed delivery.
+type Flusher interface {
+	Flush(ctx context.Context) error
+}
+
 func outboxKey(seq uint64) string { return fmt.Sprintf("%s%020d", outboxPrefix, seq) }
 
 type outboxEntry struct {
@@ -175,6 +184,9 @@ func (r *Router) Run(ctx context.Context) {
 		}
 		if err == nil {
 			err = r.drain(ctx)
+		}
+		if fl, ok := r.c.Channel.(Flusher); ok && err == nil {
+			err = fl.Flush(ctx)
 		}
 		wait := backoff
 		if err == nil {

@@ -46,8 +46,23 @@ type sentFrame struct {
 
 var _ Channel = (*Syslog)(nil)
 
+var _ Flusher = (*Syslog)(nil)
+
 // Deliver writes d's message; Close the Syslog when done.
 func (s *Syslog) Deliver(ctx context.Context, d *Delivery) error {
+	if err := s.check(ctx, true); err != nil {
+		return err
+	}
+	return s.write(alertFrame(d, s.Hostname))
+}
+
+// Flush forgets the messages that stayed Confirm on a live connection,
+// and when the connection is found broken, reconnects and sends the
+// others again. With nothing unconfirmed it does not connect.
+func (s *Syslog) Flush(ctx context.Context) error { return s.check(ctx, false) }
+
+// check is Flush; with connect it leaves a connection open for a write.
+func (s *Syslog) check(ctx context.Context, connect bool) error {
 	if s.Confirm <= 0 {
 		s.Confirm = 2 * time.Second
 	}
@@ -67,7 +82,7 @@ func (s *Syslog) Deliver(ctx context.Context, d *Delivery) error {
 			s.unconf = s.unconf[k:]
 		}
 	}
-	if s.conn == nil {
+	if s.conn == nil && (connect || len(s.unconf) > 0) {
 		if err := s.dial(ctx); err != nil {
 			return err
 		}
@@ -80,7 +95,7 @@ func (s *Syslog) Deliver(ctx context.Context, d *Delivery) error {
 			}
 		}
 	}
-	return s.write(alertFrame(d, s.Hostname))
+	return nil
 }
 
 func (s *Syslog) dial(ctx context.Context) error {

@@ -35,7 +35,8 @@ func requireRsyslogd(t *testing.T) string {
 
 // TestSyslogThroughRealRsyslog: alerts reach a real rsyslogd over TLS as
 // RFC 5424 messages whose structured data rsyslog parses (the alert id,
-// case, rules, delivery seq), with no patient value in them.
+// case, rules, delivery seq), with no patient value in them; an alert
+// raised while rsyslogd is down reaches it once it is back.
 func TestSyslogThroughRealRsyslog(t *testing.T) {
 	bin := requireRsyslogd(t)
 	dir := t.TempDir()
@@ -58,22 +59,34 @@ action(type="omfile" file=%q template="t")
 	if err := os.WriteFile(filepath.Join(dir, "rsyslog.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-n", "-f", filepath.Join(dir, "rsyslog.conf"), "-i", filepath.Join(dir, "pid"))
+	var cmd *exec.Cmd
 	var errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &errb, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
-			c.Close()
-			break
+	start := func() {
+		t.Helper()
+		cmd = exec.Command(bin, "-n", "-f", filepath.Join(dir, "rsyslog.conf"), "-i", filepath.Join(dir, "pid"))
+		cmd.Stdout, cmd.Stderr = &errb, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rsyslogd did not listen: %s", errb.String())
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
+				c.Close()
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("rsyslogd did not listen: %s", errb.String())
+			}
 		}
 	}
+	kill := func() {
+		if cmd != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			cmd = nil
+		}
+	}
+	defer kill()
+	start()
 
 	f := newLiveFixture(t, testDirectory)
 	ch := &Syslog{Addr: "127.0.0.1:" + port, TLS: tc, Hostname: "node1"}
@@ -90,15 +103,42 @@ action(type="omfile" file=%q template="t")
 	f.step(t, f.live(nil))
 	r.Wake()
 	var lines []string
-	for deadline := time.Now().Add(20 * time.Second); len(lines) < 2; time.Sleep(50 * time.Millisecond) {
-		b, _ := os.ReadFile(out)
-		lines = strings.FieldsFunc(string(b), func(r rune) bool { return r == '\n' })
-		if time.Now().After(deadline) {
-			t.Fatalf("rsyslog wrote %q; rsyslogd: %s", lines, errb.String())
+	waitFor := func(id string) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			b, _ := os.ReadFile(out)
+			lines = strings.FieldsFunc(string(b), func(r rune) bool { return r == '\n' })
+			if strings.Contains(string(b), `id="`+id+`"`) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("rsyslog never got %s; it wrote %q; rsyslogd: %s", id, lines, errb.String())
+			}
 		}
 	}
+	for _, a := range f.list(t) {
+		waitFor(a.ID)
+	}
+	// An alert raised while the syslog server is down arrives when it is
+	// back.
+	kill()
+	f.record(t, read("bob", "pat-vip"))
+	f.step(t, f.live(nil))
+	r.Wake()
+	time.Sleep(time.Second)
+	start()
 	alerts := f.list(t)
+	if len(alerts) != 3 {
+		t.Fatalf("alerts: %v", briefs(alerts))
+	}
 	for _, a := range alerts {
+		waitFor(a.ID)
+	}
+	for _, a := range alerts {
+		user := "nurse-ann"
+		if a.UserID == "bob" {
+			user = "bob"
+		}
 		var line string
 		for _, l := range lines {
 			if strings.Contains(l, `[phivaultAlert@32473 id="`+a.ID+`"`) {
@@ -110,8 +150,8 @@ action(type="omfile" file=%q template="t")
 			continue
 		}
 		sev := map[string]string{"high": "2", "medium": "4"}[a.Severity]
-		for _, want := range []string{sev + " phivault ALERT [", `case="case-nurse-ann"`, `rules="` + strings.Join(a.Rules, ",") + `"`,
-			`user="nurse-ann"`, `patient="Patient/` + a.PatientID + `"`, `seq="`} {
+		for _, want := range []string{sev + " phivault ALERT [", `case="` + CaseID(user) + `"`, `rules="` + strings.Join(a.Rules, ",") + `"`,
+			`user="` + user + `"`, `patient="Patient/` + a.PatientID + `"`, `seq="`} {
 			if !strings.Contains(line, want) {
 				t.Errorf("line lacks %q: %s", want, line)
 			}
