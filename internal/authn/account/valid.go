@@ -19,6 +19,7 @@ type cached struct {
 	a    Account
 	err  error // ErrNotFound: cached absence
 	read time.Time
+	key  string // the record's metadata key (for Changed)
 }
 
 // Valid is what an authenticator calls on every request carrying a
@@ -60,11 +61,12 @@ func (d *Directory) fill(ctx context.Context, id string, now time.Time) (cached,
 	gen := d.gen
 	d.cmu.RUnlock()
 	var rec record
-	_, err := d.load(ctx, d.accountKey(id), &rec)
+	key := d.accountKey(id)
+	_, err := d.load(ctx, key, &rec)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return cached{}, fmt.Errorf("account: %w", err)
 	}
-	c := cached{a: rec.Account, err: err, read: now}
+	c := cached{a: rec.Account, err: err, read: now, key: key}
 	d.cmu.Lock()
 	if len(d.cache) >= d.opts.MaxTracked {
 		clear(d.cache) // cheap and rare: the next requests refill it
@@ -74,6 +76,30 @@ func (d *Directory) fill(ctx context.Context, id string, now time.Time) (cached,
 	}
 	d.cmu.Unlock()
 	return c, nil
+}
+
+// ChangePrefix is the metadata key prefix of account records. A store
+// that tells the other nodes of a cluster about changed keys (PostgreSQL's
+// NOTIFY) watches it, and each node passes the keys it hears to Changed.
+const ChangePrefix = accountMeta
+
+// Changed drops the cached account stored under key, after another node
+// changed it, so that the next request of that user reads it again; key ""
+// (changes may have been missed) drops every cached account. Without it a
+// change made elsewhere takes effect within Options.Refresh.
+func (d *Directory) Changed(key string) {
+	d.cmu.Lock()
+	defer d.cmu.Unlock()
+	d.gen++ // a fill in flight may have read the old record
+	if key == "" {
+		clear(d.cache)
+		return
+	}
+	for id, c := range d.cache {
+		if c.key == key {
+			delete(d.cache, id)
+		}
+	}
 }
 
 // invalidate drops id from the cache after a change.

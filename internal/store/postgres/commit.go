@@ -154,7 +154,7 @@ func (b *Backend) runGroup(ctx context.Context, live []*request, results []resul
 			_ = tx.Rollback(ctx) // no-op once committed
 		}
 	}()
-	ok, err := runFast(ctx, tx, live, results)
+	ok, err := b.runFast(ctx, tx, live, results)
 	if err != nil {
 		return err
 	}
@@ -169,7 +169,7 @@ func (b *Backend) runGroup(ctx context.Context, live []*request, results []resul
 			return err
 		}
 		for i, r := range live {
-			if results[i], err = runOne(ctx, tx, r.fn); err != nil {
+			if results[i], err = b.runOne(ctx, tx, r.fn); err != nil {
 				return err
 			}
 		}
@@ -201,9 +201,9 @@ func groupErr(tx pgx.Tx, err error) error {
 // fn fails, panics or met a database error (which aborts the whole
 // PostgreSQL transaction); the caller then runs the group again the
 // careful way.
-func runFast(ctx context.Context, tx pgx.Tx, live []*request, results []result) (bool, error) {
+func (b *Backend) runFast(ctx context.Context, tx pgx.Tx, live []*request, results []result) (bool, error) {
 	for i, r := range live {
-		w := &writer{reader: reader{ctx: ctx, tx: tx}}
+		w := &writer{reader: reader{ctx: ctx, tx: tx}, b: b}
 		ok := func() (ok bool) {
 			defer func() {
 				if p := recover(); p != nil {
@@ -227,11 +227,11 @@ func runFast(ctx context.Context, tx pgx.Tx, live []*request, results []result) 
 // runOne runs fn inside a savepoint, rolling back to it if fn fails,
 // panics or met a database error, so that the other fns of the group are
 // unaffected. A non-nil error ends the whole group.
-func runOne(ctx context.Context, tx pgx.Tx, fn func(store.Writer) error) (res result, err error) {
+func (b *Backend) runOne(ctx context.Context, tx pgx.Tx, fn func(store.Writer) error) (res result, err error) {
 	if _, err := tx.Exec(ctx, "SAVEPOINT fn"); err != nil {
 		return res, connErr(tx, fmt.Errorf("postgres: savepoint: %w", err))
 	}
-	w := &writer{reader: reader{ctx: ctx, tx: tx}}
+	w := &writer{reader: reader{ctx: ctx, tx: tx}, b: b}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {

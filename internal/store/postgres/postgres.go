@@ -66,6 +66,8 @@ type Backend struct {
 	rpool *pgxpool.Pool // Views
 	wpool *pgxpool.Pool // the writer's one connection, replaced when it breaks
 
+	notify atomic.Pointer[[]string] // metadata key prefixes whose writes notify (NotifyChanges)
+
 	commits atomic.Int64 // group commits that succeeded
 	updates atomic.Int64 // Update fns that committed
 	retries atomic.Int64 // group transactions run again after a serialization failure

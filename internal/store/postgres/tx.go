@@ -15,6 +15,7 @@ import (
 // the same group, which commit or fail with it).
 type writer struct {
 	reader
+	b *Backend // for NotifyChanges; nil in a writer without a Backend
 }
 
 var _ store.Writer = (*writer)(nil)
@@ -104,7 +105,7 @@ func (w *writer) SetMeta(key string, value []byte) error {
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, []byte(key), blob(value)); err != nil {
 		return fmt.Errorf("postgres: set meta: %w", err)
 	}
-	return nil
+	return w.noteChange(key)
 }
 
 // CreateMeta implements store.Writer.
@@ -119,7 +120,7 @@ func (w *writer) CreateMeta(key string, value []byte) error {
 	if tag.RowsAffected() == 0 {
 		return store.ErrExists
 	}
-	return nil
+	return w.noteChange(key)
 }
 
 // DeleteMeta implements store.Writer.
@@ -130,7 +131,7 @@ func (w *writer) DeleteMeta(key string) error {
 	if _, err := w.exec(`DELETE FROM meta WHERE key = $1`, []byte(key)); err != nil {
 		return fmt.Errorf("postgres: delete meta: %w", err)
 	}
-	return nil
+	return w.noteChange(key)
 }
 
 // AppendAudit implements store.Writer. The index is the log's size, kept in
