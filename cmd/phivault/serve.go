@@ -25,6 +25,7 @@ type serveOptions struct {
 	syslog, syslogCA                string
 	ssoConfig                       string
 	clientCA, clientCRL             string
+	acme                            acmeOptions
 	ready                           func(url string) // called once listening
 }
 
@@ -36,6 +37,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.keyFile, "tls-key", "", "TLS private key (PEM)")
 	fs.StringVar(&o.clientCA, "tls-client-ca", "", "CA bundle (PEM) that issues device client certificates (mTLS); enables the device endpoint /device/fhir/")
 	fs.StringVar(&o.clientCRL, "tls-client-crl", "", "revocation list (PEM or DER) for device client certificates, signed by a CA in --tls-client-ca")
+	o.acme.register(fs)
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.witness, "audit-witness", "", "append every signed audit checkpoint to this file (keep it outside the data directory)")
 	fs.StringVar(&o.ssoConfig, "sso-config", "", "single sign-on through an OpenID Connect provider: a JSON file (see docs/access.md); the client secret comes from "+ssoSecretEnv)
@@ -47,6 +49,9 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if err := needData(*data, "serve"); err != nil {
+		return err
+	}
+	if err := o.acme.check(&o); err != nil {
 		return err
 	}
 	o.data = *data
@@ -73,22 +78,10 @@ func serve(o serveOptions, stderr io.Writer) error {
 	defer n.close()
 	go n.barrier.WatchDestroyed(ctx, 2*time.Second, log) // erasures made by other nodes on a shared store
 
-	certFile, keyFile := o.certFile, o.keyFile
-	if certFile == "" && keyFile == "" {
-		dir := filepath.Join(o.data, tlsDirName)
-		_, created, err := server.DevCertificate(dir)
-		if err != nil {
-			return err
-		}
-		certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-		log.Warn("using a SELF-SIGNED development TLS certificate; configure --tls-cert and --tls-key for production",
-			"cert", certFile, "created", created)
-	}
-	certs, err := server.NewCertReloader(certFile, keyFile, log)
+	certs, err := openCertSource(ctx, o, log) // files or ACME, with OCSP stapling (serve_tls.go)
 	if err != nil {
-		return fail(exitUsage, "cannot load the TLS certificate: "+err.Error(), "--tls-cert and --tls-key take PEM files")
+		return err
 	}
-	go certs.Watch(ctx, 5*time.Second)
 	var clients *server.ClientCAs
 	if o.clientCA != "" {
 		if clients, err = server.NewClientCAs(server.ClientCAsConfig{CAFile: o.clientCA, CRLFile: o.clientCRL, Log: log, Audit: n.audit}); err != nil {
@@ -107,7 +100,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				certs.Reload() // failures are logged; the old certificate stays
+				certs.reload()
 				if clients != nil {
 					clients.Reload()
 				}
@@ -159,7 +152,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 	}
 	h := n.gate(server.Handler(server.Config{FHIR: api.Handler(), Auth: acc.auth, Sessions: acc.sessions, Routes: acc.routes, Audit: n.audit, Log: log, Metrics: metrics}))
 	srv := server.NewHTTPServer(h, log)
-	srv.TLSConfig = server.NewTLSConfig(certs, clients)
+	srv.TLSConfig = server.NewTLSConfig(certs.source(), clients)
 
 	adminLn, err := server.ListenAdmin(filepath.Join(o.data, server.SocketName))
 	if err != nil {
@@ -168,6 +161,13 @@ func serve(o serveOptions, stderr io.Writer) error {
 	}
 	admin := server.NewHTTPServer(server.AdminHandler(n.adminMux(api.Handler(), acc)), log)
 	admin.ConnContext = server.AdminConnContext
+	stopHTTP01, err := certs.start(ctx, ln)
+	if err != nil {
+		ln.Close()
+		adminLn.Close()
+		return err
+	}
+	defer stopHTTP01()
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()

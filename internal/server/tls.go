@@ -27,15 +27,20 @@ func TLSConfig(cert tls.Certificate) *tls.Config {
 }
 
 // NewTLSConfig returns phivault's TLS settings with the certificate from
-// certs, so that a renewed certificate is served from the next handshake
-// on. If clients is not nil, clients may present a certificate: one that is
+// certs (a *CertReloader, an *ACME, or either behind an *OCSPStapler), so
+// that a renewed certificate is served from the next handshake on; ALPN
+// protocols the source names (ACME's acme-tls/1) are offered too. If
+// clients is not nil, clients may present a certificate: one that is
 // presented must chain to clients' CA bundle and not be revoked, or the
 // handshake fails; one that is not presented is no error at the TLS layer
 // (browsers and the console have none), so device routes must be wrapped
 // in clients.RequireClientCert.
-func NewTLSConfig(certs *CertReloader, clients *ClientCAs) *tls.Config {
+func NewTLSConfig(certs CertSource, clients *ClientCAs) *tls.Config {
 	c := baseTLSConfig()
 	c.GetCertificate = certs.GetCertificate
+	if p, ok := certs.(interface{ NextProtos() []string }); ok {
+		c.NextProtos = append(c.NextProtos, p.NextProtos()...)
+	}
 	if clients != nil {
 		clients.configure(c)
 	}
