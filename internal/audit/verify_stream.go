@@ -3,12 +3,10 @@ package audit
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
 	"sync"
-	"time"
 
 	"github.com/phivault/phivault/internal/store"
 )
@@ -199,45 +197,4 @@ func originalHashes(r store.Reader, req locateReq) ([][]byte, bool) {
 	}
 	root, _ := rng.GetRootHash(nil)
 	return hs, bytes.Equal(root, req.target.root)
-}
-
-// auditEventShape is the part of an AuditEvent that Verify checks.
-type auditEventShape struct {
-	ResourceType string                 `json:"resourceType"`
-	Recorded     string                 `json:"recorded"`
-	Action       string                 `json:"action"`
-	Outcome      string                 `json:"outcome"`
-	Type         *struct{ Code string } `json:"type"`
-	Agent        []json.RawMessage      `json:"agent"`
-}
-
-// checkLeaf reports whether leaf is a FHIR AuditEvent as Event.Leaf
-// writes it.
-func checkLeaf(leaf []byte) error {
-	var ev auditEventShape
-	if err := json.Unmarshal(leaf, &ev); err != nil {
-		return fmt.Errorf("not JSON: %v", err)
-	}
-	switch {
-	case ev.ResourceType != "AuditEvent":
-		return fmt.Errorf("resourceType %q, want AuditEvent", ev.ResourceType)
-	case ev.Type == nil || ev.Type.Code == "":
-		return errors.New("no type")
-	case len(ev.Agent) == 0:
-		return errors.New("no agent")
-	}
-	if _, err := time.Parse(time.RFC3339Nano, ev.Recorded); err != nil {
-		return fmt.Errorf("bad recorded time %q", ev.Recorded)
-	}
-	switch ev.Action {
-	case "C", "R", "U", "D", "E", "": // 0..1 in FHIR R4
-	default:
-		return fmt.Errorf("bad action %q", ev.Action)
-	}
-	switch ev.Outcome {
-	case Success, MinorFailure, SeriousFail, "12", "":
-	default:
-		return fmt.Errorf("bad outcome %q", ev.Outcome)
-	}
-	return nil
 }
