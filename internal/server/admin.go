@@ -19,20 +19,46 @@ const SocketName = "admin.sock"
 type peerKey struct{}
 
 // ListenAdmin opens the owner-only admin socket at path (mode 0600, stale
-// socket file replaced).
+// socket file replaced). The socket is made under a temporary name,
+// restricted, then renamed into place, so that path never exists with a
+// wider mode, not even for an instant. Closing the listener removes path.
 func ListenAdmin(path string) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	l, err := net.Listen("unix", path)
+	tmp := path + ".tmp-" + strconv.Itoa(os.Getpid())
+	_ = os.Remove(tmp)
+	l, err := net.Listen("unix", tmp)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // the name it would unlink is gone after the rename
+	if err := os.Chmod(tmp, 0o600); err != nil {
 		l.Close()
+		os.Remove(tmp)
 		return nil, err
 	}
-	return l, nil
+	if err := os.Rename(tmp, path); err != nil {
+		l.Close()
+		os.Remove(tmp)
+		return nil, err
+	}
+	return &adminListener{UnixListener: ul, path: path}, nil
+}
+
+// adminListener removes the socket file when closed.
+type adminListener struct {
+	*net.UnixListener
+	path string
+}
+
+func (l *adminListener) Close() error {
+	err := l.UnixListener.Close()
+	if rerr := os.Remove(l.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
+		err = rerr
+	}
+	return err
 }
 
 // AdminHandler serves operator requests on the admin socket. Only a peer

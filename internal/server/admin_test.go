@@ -72,3 +72,47 @@ func TestAdminHandlerNeedsPeer(t *testing.T) {
 		t.Errorf("request without peer credentials: %d, want 403", resp.StatusCode)
 	}
 }
+
+// TestAdminSocketNeverWide watches the socket path while it is made again
+// and again: no one may ever see it with a mode wider than 0600 (a peer
+// could connect in that instant), and closing the listener removes it.
+func TestAdminSocketNeverWide(t *testing.T) {
+	dir, err := os.MkdirTemp("", "pv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, server.SocketName)
+	stop := make(chan struct{})
+	seen := make(chan os.FileMode, 1)
+	go func() {
+		defer close(seen)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if perm, err := statPerm(path); err == nil && perm != 0o600 {
+				seen <- perm
+				return
+			}
+		}
+	}()
+	for range 300 {
+		l, err := server.ListenAdmin(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		if _, err := os.Lstat(path); !os.IsNotExist(err) {
+			t.Fatalf("socket file left after Close: %v", err)
+		}
+	}
+	close(stop)
+	if perm, ok := <-seen; ok {
+		t.Errorf("admin socket seen with mode %v; want never wider than 0600", perm)
+	}
+}
