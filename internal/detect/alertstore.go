@@ -230,7 +230,8 @@ func (s *AlertStore) commit(ctx context.Context, fs []finding, next uint64, now 
 		fresh := map[string]bool{}
 		for i := range fs {
 			f := &fs[i]
-			name := s.name(f.id)
+			id := s.publicID(f.id)
+			name := s.name(id)
 			a, ok := cur[name]
 			if !ok {
 				var err error
@@ -238,7 +239,7 @@ func (s *AlertStore) commit(ctx context.Context, fs []finding, next uint64, now 
 					return err
 				}
 				if a == nil {
-					a = &StoredAlert{ID: f.id, CaseID: CaseID(f.user), UserID: f.user, PatientID: f.patient,
+					a = &StoredAlert{ID: id, CaseID: CaseID(f.user), UserID: f.user, PatientID: f.patient,
 						FirstSeen: f.t, LastSeen: f.t, Raised: now, Status: StatusNew}
 					fresh[name] = true
 				} else if f.leaf <= a.Leaf {
@@ -275,6 +276,15 @@ func (s *AlertStore) commit(ctx context.Context, fs []finding, next uint64, now 
 		return nil, err
 	}
 	return changed, nil
+}
+
+// publicID turns a finding's id (a plain hash of user, patient, rule and
+// day, which anyone could recompute from guessed ids) into the alert id
+// that leaves in the API, webhooks, emails and syslog: keyed by the
+// barrier's index key, so an alert id confirms nothing about who was
+// accessed. It is stable, so replays merge into the same alert.
+func (s *AlertStore) publicID(findingID string) string {
+	return "al-" + hex.EncodeToString(s.b.Token("alert-id", findingID)[:8])
 }
 
 // merge adds a finding to the alert; it reports whether a rule was added.

@@ -198,3 +198,22 @@ func TestCasesAndOutboxSealed(t *testing.T) {
 		}
 	}
 }
+
+// TestAlertIDsKeyed: an alert id cannot be recomputed from a guessed user
+// and patient (it leaves in emails and webhooks), yet stays stable.
+func TestAlertIDsKeyed(t *testing.T) {
+	f := newLiveFixture(t, testDirectory)
+	f.record(t, read("nurse-ann", "pat-vip"))
+	f.step(t, f.live(nil))
+	as := f.list(t)
+	if len(as) != 1 {
+		t.Fatalf("alerts: %v", briefs(as))
+	}
+	day := as[0].FirstSeen.Format("2006-01-02")
+	if plain := alertID("patient", "nurse-ann", "pat-vip", day); as[0].ID == plain || len(as[0].ID) != len(plain) {
+		t.Errorf("alert id %s is the unkeyed hash %s (or not its shape)", as[0].ID, plain)
+	}
+	if got := f.alerts.publicID(alertID("patient", "nurse-ann", "pat-vip", day)); got != as[0].ID {
+		t.Errorf("publicID is not stable: %s, stored %s", got, as[0].ID)
+	}
+}
