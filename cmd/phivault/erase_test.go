@@ -151,14 +151,18 @@ func TestErasePatient(t *testing.T) {
 		leaves, err = r.AuditLeaves(0, size)
 		return err
 	})
-	found := false
+	found, refused := false, false
 	for _, l := range leaves {
 		if bytes.Contains(l, []byte(`"erase"`)) && bytes.Contains(l, []byte("art. 17 request")) && bytes.Contains(l, []byte("pat1")) && bytes.Contains(l, []byte("operator:uid-")) {
-			found = true
+			found = found || bytes.Contains(l, []byte("crypto-shredded"))
+			refused = refused || bytes.Contains(l, []byte("refused: legal hold"))
 		}
 	}
 	if !found {
 		t.Error("no audit record of the erasure with user, patient and reason")
+	}
+	if !refused {
+		t.Error("no audit record of the erasure refused under the legal hold")
 	}
 	// No plaintext of the erased patient anywhere in the directory.
 	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
