@@ -301,11 +301,6 @@ func (a *API) commit(c *call, ops []records.Op, act policy.Action) ([]records.Re
 			// concurrent write (on this node or another) made a newer one
 			// first: the precondition is false.
 			return nil, errorf(http.StatusPreconditionFailed, "conflict", "the resource has changed: its version does not match If-Match")
-		case errors.Is(err, records.ErrConflict) && ops[0].IfMatch != 0:
-			// The version If-Match names was current when planned, but a
-			// concurrent write (on this node or another) made a newer one
-			// first: the precondition is false.
-			return nil, errorf(http.StatusPreconditionFailed, "conflict", "the resource has changed: its version does not match If-Match")
 		case errors.Is(err, records.ErrConflict) && try < maxRetries && ops[0].IfMatch == 0 && !ops[0].MustCreate && ops[0].Unless == nil:
 			continue
 		case errors.Is(err, records.ErrConflict):
