@@ -44,18 +44,34 @@ type elector interface {
 // store the node holding the data directory's lock is the only one.
 func electorFor(db store.Backend, interval time.Duration, log *slog.Logger) elector {
 	if pg, ok := db.(*postgres.Backend); ok {
-		return pgElector{pg.Elector(leaderRole, postgres.ElectorOptions{Interval: interval, Logger: log})}
+		return &pgElector{e: pg.Elector(leaderRole, postgres.ElectorOptions{Interval: interval, Logger: log}), rest: 3 * interval}
 	}
 	return soleElector{db}
 }
 
-type pgElector struct{ e *postgres.Elector }
+// pgElector campaigns through a PostgreSQL advisory lock. A node whose
+// term ended (its connection to the database failed) rests for a few
+// campaign intervals before it campaigns again, so that a node with a
+// sound connection takes over rather than the one that just failed.
+type pgElector struct {
+	e    *postgres.Elector
+	rest time.Duration
+	led  bool
+}
 
-func (p pgElector) campaign(ctx context.Context) (leaderTerm, error) {
+func (p *pgElector) campaign(ctx context.Context) (leaderTerm, error) {
+	if p.led {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(p.rest):
+		}
+	}
 	t, err := p.e.Campaign(ctx)
 	if err != nil {
 		return nil, err
 	}
+	p.led = true
 	return t, nil
 }
 
