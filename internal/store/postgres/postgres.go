@@ -19,6 +19,12 @@
 // runs in a REPEATABLE READ, READ ONLY transaction: one consistent
 // snapshot, no locks.
 //
+// Several nodes: Elector (leader.go) elects the one node that runs the
+// cluster-wide jobs, by a session advisory lock, and fences their writes;
+// NotifyChanges and Listen (notify.go) carry changed metadata keys to the
+// other nodes through LISTEN/NOTIFY. Each holds a connection of its own,
+// outside the pools.
+//
 // The database holds only resource types, ids, version ids, sequence
 // numbers, timestamps and the opaque blobs the caller gives. The runtime
 // role's privileges are listed at RuntimeGrants.
