@@ -19,7 +19,7 @@ const proofBatch = 4096
 // inner nodes of each tile) are read or hashed once.
 func (p *Prover) InclusionProofs(ctx context.Context, indexes []uint64, size uint64) ([][][]byte, error) {
 	out := make([][][]byte, len(indexes))
-	memo := map[compact.NodeID][]byte{}
+	memo := map[[2]uint64]*tileNodes{}
 	for from := 0; from < len(indexes); from += proofBatch {
 		batch := indexes[from:min(len(indexes), from+proofBatch)]
 		err := p.view(ctx, size, func(nr nodeReader) error {
@@ -51,40 +51,47 @@ func (p *Prover) InclusionProofs(ctx context.Context, indexes []uint64, size uin
 	return out, nil
 }
 
-// memoNodes computes complete node hashes from tiles, remembering every
-// hash it computes. Complete nodes never change, so the memo is valid for
-// any size that contains them.
+// memoNodes computes complete node hashes from tiles: the first time a
+// tile is needed, every complete node inside it (the tile's entries and
+// the 127 nodes above them, fewer in a partial tile) is hashed once and
+// kept, so a node costs one lookup afterwards. Complete nodes never
+// change, so the memo is valid for any size that contains them.
 type memoNodes struct {
 	nr   nodeReader
-	memo map[compact.NodeID][]byte
+	memo map[[2]uint64]*tileNodes
+}
+
+// tileNodes holds the nodes inside one tile: at[h] are the complete nodes
+// h levels above the tile's level, left to right.
+type tileNodes struct {
+	at [tileHeight][][]byte
 }
 
 func (m memoNodes) node(id compact.NodeID) ([]byte, error) {
-	if h, ok := m.memo[id]; ok {
-		return h, nil
+	tl, h := uint64(id.Level/tileHeight), id.Level%tileHeight
+	first := id.Index << h
+	k := [2]uint64{tl, first / tileWidth}
+	tn, ok := m.memo[k]
+	if !ok {
+		t, err := m.nr.tile(k[0], k[1])
+		if err != nil {
+			return nil, err
+		}
+		tn = &tileNodes{}
+		for p := 0; p+hashSize <= len(t); p += hashSize {
+			tn.at[0] = append(tn.at[0], t[p:p+hashSize:p+hashSize])
+		}
+		for lv := 1; lv < tileHeight; lv++ {
+			below := tn.at[lv-1]
+			for j := 0; j+1 < len(below); j += 2 {
+				tn.at[lv] = append(tn.at[lv], hasher.HashChildren(below[j], below[j+1]))
+			}
+		}
+		m.memo[k] = tn
 	}
-	var h []byte
-	if id.Level%tileHeight == 0 {
-		t, err := m.nr.tile(uint64(id.Level/tileHeight), id.Index/tileWidth)
-		if err != nil {
-			return nil, err
-		}
-		off := (id.Index % tileWidth) * hashSize
-		if uint64(len(t)) < off+hashSize {
-			return nil, fmt.Errorf("audit: tile %d/%d: too short for node %d/%d", id.Level/tileHeight, id.Index/tileWidth, id.Level, id.Index)
-		}
-		h = t[off : off+hashSize : off+hashSize]
-	} else {
-		l, err := m.node(compact.NewNodeID(id.Level-1, 2*id.Index))
-		if err != nil {
-			return nil, err
-		}
-		r, err := m.node(compact.NewNodeID(id.Level-1, 2*id.Index+1))
-		if err != nil {
-			return nil, err
-		}
-		h = hasher.HashChildren(l, r)
+	j := (first % tileWidth) >> h
+	if j >= uint64(len(tn.at[h])) {
+		return nil, fmt.Errorf("audit: tile %d/%d: too short for node %d/%d", k[0], k[1], id.Level, id.Index)
 	}
-	m.memo[id] = h
-	return h, nil
+	return tn.at[h][j], nil
 }
