@@ -15,7 +15,6 @@ import (
 
 	"filippo.io/age"
 	"golang.org/x/mod/sumdb/note"
-	sqlitedrv "modernc.org/sqlite"
 
 	"github.com/phivault/phivault/internal/audit"
 	"github.com/phivault/phivault/internal/backup"
@@ -189,24 +188,30 @@ func saveWriteKey(kdir string, k *backup.Key) error {
 	return f.Close()
 }
 
-// createSnapshot takes a consistent copy of the database (copyDB), reads the facts a restore must reproduce from that copy,
-// and backs up the copy with the key file, TLS files, write keys and the
-// shredded-keys list.
+// createSnapshot dumps the database (dumpStore: one read transaction,
+// rows as stored, ordered so that a small change costs about its size),
+// loads the dump into a scratch store to prove it loads and to verify its
+// audit log, and backs up the dump with the key file, TLS files, write
+// keys and the shredded-keys list.
 func createSnapshot(ctx context.Context, data string, r *backup.Repo) (*backup.Manifest, backup.Stats, error) {
 	tmp, err := os.MkdirTemp(data, ".backup-")
 	if err != nil {
 		return nil, backup.Stats{}, err
 	}
 	defer os.RemoveAll(tmp)
-	dbCopy := filepath.Join(tmp, sqlite.FileName)
-	if err := copyDB(ctx, filepath.Join(data, sqlite.FileName), dbCopy); err != nil {
-		return nil, backup.Stats{}, fail(exitFail, "cannot copy the database: "+err.Error(), "is "+data+" a phivault data directory?")
-	}
-	counts, err := storeCounts(ctx, dbCopy)
-	if err != nil {
+	dump := filepath.Join(tmp, dumpDir)
+	if err := os.Mkdir(dump, 0o700); err != nil {
 		return nil, backup.Stats{}, err
 	}
-	tree, rep, err := auditFacts(ctx, tmp)
+	counts, err := dumpStore(ctx, filepath.Join(data, sqlite.FileName), dump)
+	if err != nil {
+		return nil, backup.Stats{}, fail(exitFail, "cannot dump the database: "+err.Error(), "is "+data+" a phivault data directory of this version?")
+	}
+	scratch := filepath.Join(tmp, "check")
+	if _, err := loadDump(ctx, dump, scratch); err != nil {
+		return nil, backup.Stats{}, fail(exitFail, "the database dump does not load back, not backing it up: "+err.Error(), "run 'phivault check --data "+data+"'")
+	}
+	tree, rep, err := auditFacts(ctx, scratch)
 	if err != nil {
 		return nil, backup.Stats{}, err
 	}
@@ -218,7 +223,11 @@ func createSnapshot(ctx context.Context, data string, r *backup.Repo) (*backup.M
 	if _, hsm, _ := readKEKConfig(data); hsm {
 		kek = kekConfigName
 	}
-	srcs := []backup.Source{{Path: sqlite.FileName, Local: dbCopy}, {Path: kek, Local: filepath.Join(data, kek)}}
+	var srcs []backup.Source
+	for _, name := range []string{"versions", "audit", "meta", "index", factsName} {
+		srcs = append(srcs, backup.Source{Path: dumpDir + "/" + name, Local: filepath.Join(dump, name)})
+	}
+	srcs = append(srcs, backup.Source{Path: kek, Local: filepath.Join(data, kek)})
 	for _, d := range []string{tlsDirName, backupKeysDir, shreddedKeysName, auditVKeyFile} {
 		s, err := walkSources(data, d)
 		if err != nil {
@@ -245,46 +254,6 @@ func walkSources(data, rel string) ([]backup.Source, error) {
 		return err
 	})
 	return out, err
-}
-
-// copyDB writes a consistent copy of the database at src to dst with
-// SQLite's online backup API, all pages in one step: one read transaction
-// on a read-only connection, so the copy is one point in time and writers
-// (WAL mode) are not paused. Unlike VACUUM INTO, which rebuilds every
-// B-tree, the page copy keeps the database's layout, so appended versions
-// and audit leaves stay appended bytes. (Blind-index updates still land on
-// pages scattered by token value; see docs/backup.md for the ratio.)
-func copyDB(ctx context.Context, src, dst string) error {
-	if _, err := os.Stat(src); err != nil {
-		return err
-	}
-	db, err := sql.Open("sqlite", "file:"+src+"?mode=ro&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	c, err := db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return c.Raw(func(dc any) error {
-		bk, ok := dc.(interface {
-			NewBackup(string) (*sqlitedrv.Backup, error)
-		})
-		if !ok {
-			return errors.New("the SQLite driver has no backup API")
-		}
-		b, err := bk.NewBackup(dst)
-		if err != nil {
-			return err
-		}
-		_, err = b.Step(-1)
-		if ferr := b.Finish(); err == nil {
-			err = ferr
-		}
-		return err
-	})
 }
 
 // storeCounts counts what a restore must reproduce, from a database file

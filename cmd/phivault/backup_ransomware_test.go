@@ -152,7 +152,12 @@ func TestRansomwareDirectoryRepo(t *testing.T) {
 		t.Fatalf("second snapshot: %v", err)
 	}
 	encryptDataDir(t, f.data)
-	db := older.Files[0]
+	db := older.Files[0] // the file with the most chunks: the store's versions
+	for _, f := range older.Files {
+		if len(f.Chunks) > len(db.Chunks) {
+			db = f
+		}
+	}
 	if len(db.Chunks) < 3 {
 		t.Fatalf("%s has %d chunks", db.Path, len(db.Chunks))
 	}

@@ -149,7 +149,13 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 		return fail(exitFail, "restore failed, nothing restored: "+err.Error(), "run 'phivault backup verify --read-data' and restore another snapshot")
 	}
 	fmt.Fprintf(stdout, "restored snapshot %s (%s) into %s\n", m.ID, m.Created.Format("2006-01-02T15:04:05Z"), *to)
-	if err := checkRestored(ctx, *to, m, stdout, stderr); err != nil {
+	counts, err := rebuildRestored(ctx, *to, m, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	rm := *m
+	rm.Counts = counts
+	if err := checkRestored(ctx, *to, &rm, stdout, stderr); err != nil {
 		return err
 	}
 	if err := reapplyErasures(ctx, *to, *repo, shredded, stdout, stderr); err != nil {

@@ -7,8 +7,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"os"
 	"path"
 
 	"filippo.io/age"
@@ -32,7 +32,7 @@ var (
 )
 
 // newChunker returns a chunker over f with the repository's parameters.
-func newChunker(f *os.File, pol chunker.Pol) *chunker.Chunker {
+func newChunker(f io.Reader, pol chunker.Pol) *chunker.Chunker {
 	c := chunker.NewWithBoundaries(f, pol, chunkMin, chunkMax)
 	c.SetAverageBits(chunkAvgBits)
 	return c

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"time"
@@ -78,11 +77,14 @@ func manifestMAC(idKey, body []byte) []byte {
 
 // Backup chunks every source into the repository and writes the snapshot
 // manifest last, so a snapshot never names a chunk that is not stored.
-// counts and tree are recorded as given.
+// counts and tree are recorded as given. Chunk boundaries follow the newest
+// earlier snapshot's where the content still matches (parent.go), so a
+// file that only grew costs only its new bytes.
 func (r *Repo) Backup(ctx context.Context, sources []Source, counts map[string]int64, tree AuditTree) (*Manifest, Stats, error) {
 	var st Stats
-	m := &Manifest{Format: Format, ID: randomHex(16), Created: time.Now().UTC().Truncate(time.Second), Counts: counts, Audit: tree}
+	m := &Manifest{Format: Format, ID: randomHex(16), Created: time.Now().UTC().Truncate(time.Microsecond), Counts: counts, Audit: tree}
 	buf := make([]byte, chunkMax)
+	parents := r.parentFiles()
 	for _, src := range sources {
 		if !validPath(src.Path) {
 			return nil, st, fmt.Errorf("backup: invalid path %q", src.Path)
@@ -98,35 +100,27 @@ func (r *Repo) Backup(ctx context.Context, sources []Source, counts map[string]i
 		}
 		file := File{Path: src.Path, Mode: fi.Mode().Perm()}
 		whole := sha256.New()
-		ch := newChunker(f, r.key.Pol)
-		for {
-			if err := ctx.Err(); err != nil {
-				f.Close()
-				return nil, st, err
-			}
-			c, err := ch.Next(buf)
-			if err == io.EOF {
-				break
-			} else if err != nil {
-				f.Close()
-				return nil, st, fmt.Errorf("backup: read %s: %w", src.Path, err)
-			}
-			whole.Write(c.Data)
-			sum := sha256.Sum256(c.Data)
-			id, added, stored, err := r.putChunk(c.Data)
+		err = r.guidedChunks(ctx, f, parents[src.Path], buf, func(data []byte) error {
+			whole.Write(data)
+			sum := sha256.Sum256(data)
+			id, added, stored, err := r.putChunk(data)
 			if err != nil {
-				f.Close()
-				return nil, st, err
+				return err
 			}
-			file.Chunks = append(file.Chunks, Chunk{ID: id, Size: uint32(c.Length), SHA256: sum[:], Stored: stored})
-			file.Size += int64(c.Length)
+			file.Chunks = append(file.Chunks, Chunk{ID: id, Size: uint32(len(data)), SHA256: sum[:], Stored: stored})
+			file.Size += int64(len(data))
 			st.Chunks++
-			st.Bytes += int64(c.Length)
+			st.Bytes += int64(len(data))
 			if added {
 				st.NewChunks++
-				st.NewBytes += int64(c.Length)
+				st.NewBytes += int64(len(data))
 				st.StoredBytes += stored
 			}
+			return nil
+		})
+		if err != nil {
+			f.Close()
+			return nil, st, fmt.Errorf("backup: %s: %w", src.Path, err)
 		}
 		f.Close()
 		file.SHA256 = whole.Sum(nil)

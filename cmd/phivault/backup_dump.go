@@ -1,0 +1,638 @@
+package main
+
+// The logical dump a snapshot holds instead of a page copy of the SQLite
+// file (docs/backup.md, "What a snapshot holds"). A page copy changes in
+// scattered pages after a small change (blind-index B-tree updates), so a
+// 1% change cost half the bytes of the next backup. The dump is ordered so
+// that a change costs about its own size:
+//
+//	db/versions  every version, by seq (append-only: updates append)
+//	db/audit     every audit leaf, by index (append-only)
+//	db/meta      every metadata key and value, by key (small)
+//	db/index     per resource, in (type, id) order: how many blind tokens
+//	             it has and a hash of them (8 bytes each, updated in place)
+//	db/facts.json schema version, row counts, digest of the current table
+//
+// Rows are copied as stored: sealed bodies, wrapped keys, blind tokens,
+// audit leaves. Nothing is decrypted and no data key is needed to back up.
+// The derived tables are rebuilt on restore: current from versions (pure
+// SQL, checked against the digest), the blind index by re-indexing every
+// current version through records and the search engine in memory
+// (backup_reindex.go), checked resource by resource against db/index.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/phivault/phivault/internal/store/sqlite"
+)
+
+const (
+	dumpFormat = "phivault-dump/1"
+	dumpDir    = "db" // in the snapshot, beside kek.json and tls/
+	factsName  = "facts.json"
+)
+
+// dumpTables are the tables of the SQLite schema and how the dump covers
+// each. A table the dump does not know fails the backup: a new table must
+// be given an order here (and a way back in loadDump) before it can be
+// backed up, so nothing is silently left out.
+var dumpTables = map[string]string{
+	"schema_version": "facts.json",
+	"versions":       "dumped by seq",
+	"audit":          "dumped by idx",
+	"meta":           "dumped by key",
+	"current":        "rebuilt from versions",
+	"idx":            "rebuilt by re-indexing; checked against db/index",
+}
+
+// dumpFacts is db/facts.json.
+type dumpFacts struct {
+	Format  string           `json:"format"`
+	Schema  int              `json:"schema"`  // schema_version of the dumped store
+	Rows    map[string]int64 `json:"rows"`    // per table
+	Current []byte           `json:"current"` // SHA-256 of the current table, see currentDigest
+}
+
+// dumpWriter writes one dump file: a header line, then records.
+type dumpWriter struct {
+	f   *os.File
+	w   *bufio.Writer
+	buf []byte
+}
+
+func newDumpWriter(path, table string) (*dumpWriter, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	fmt.Fprintf(w, "%s %s\n", dumpFormat, table)
+	return &dumpWriter{f: f, w: w}, nil
+}
+
+func (d *dumpWriter) uint(v uint64)  { d.buf = binary.AppendUvarint(d.buf, v) }
+func (d *dumpWriter) int(v int64)    { d.buf = binary.AppendVarint(d.buf, v) }
+func (d *dumpWriter) bytes(b []byte) { d.uint(uint64(len(b))); d.buf = append(d.buf, b...) }
+func (d *dumpWriter) raw(b []byte)   { d.buf = append(d.buf, b...) }
+
+// end writes the record built since the last end.
+func (d *dumpWriter) end() error {
+	_, err := d.w.Write(d.buf)
+	d.buf = d.buf[:0]
+	return err
+}
+
+func (d *dumpWriter) close() error {
+	err := d.w.Flush()
+	if serr := d.f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := d.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// dumpReader reads one dump file written by dumpWriter.
+type dumpReader struct {
+	f *os.File
+	r *bufio.Reader
+}
+
+func openDump(path, table string) (*dumpReader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	r := bufio.NewReaderSize(f, 1<<20)
+	head, err := r.ReadString('\n')
+	if err != nil || head != dumpFormat+" "+table+"\n" {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a %s dump of %s", filepath.Base(path), dumpFormat, table)
+	}
+	return &dumpReader{f: f, r: r}, nil
+}
+
+// more reports whether another record follows.
+func (d *dumpReader) more() bool {
+	_, err := d.r.Peek(1)
+	return err == nil
+}
+
+func (d *dumpReader) uint() (uint64, error) { return binary.ReadUvarint(d.r) }
+func (d *dumpReader) int() (int64, error)   { return binary.ReadVarint(d.r) }
+
+func (d *dumpReader) bytes() ([]byte, error) {
+	n, err := d.uint()
+	if err != nil {
+		return nil, err
+	}
+	if n > 1<<30 {
+		return nil, errors.New("record too large")
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(d.r, b)
+	return b, err
+}
+
+func (d *dumpReader) raw(n int) ([]byte, error) {
+	b := make([]byte, n)
+	_, err := io.ReadFull(d.r, b)
+	return b, err
+}
+
+func (d *dumpReader) close() { d.f.Close() }
+
+// currentRow is one row of the current table, hashed in key order.
+type currentRow struct {
+	typ, id  string
+	vid, seq int64
+	deleted  bool
+}
+
+// writeCurrent adds r to the digest of the current table.
+func writeCurrent(h io.Writer, r currentRow) {
+	var b []byte
+	b = binary.AppendUvarint(b, uint64(len(r.typ)))
+	b = append(b, r.typ...)
+	b = binary.AppendUvarint(b, uint64(len(r.id)))
+	b = append(b, r.id...)
+	b = binary.AppendVarint(b, r.vid)
+	b = binary.AppendVarint(b, r.seq)
+	if r.deleted {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	h.Write(b)
+}
+
+// tokenDigest is the first 8 bytes of SHA-256 over a resource's tokens in
+// ascending byte order, each length-prefixed: enough to tell a rebuilt
+// index from the backed-up one, resource by resource.
+func tokenDigest(tokens [][]byte) [8]byte {
+	slices.SortFunc(tokens, bytes.Compare)
+	h := sha256.New()
+	var n []byte
+	for _, t := range tokens {
+		n = binary.AppendUvarint(n[:0], uint64(len(t)))
+		h.Write(n)
+		h.Write(t)
+	}
+	var out [8]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// dumpStore writes the dump of the database at dbPath into out (which must
+// exist and be empty) from one read transaction: one point in time, and
+// writers (WAL mode) are not paused. It returns the counts a restore must
+// reproduce.
+func dumpStore(ctx context.Context, dbPath, out string) (map[string]int64, error) {
+	if _, err := os.Stat(dbPath); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?mode=ro&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "BEGIN"); err != nil {
+		return nil, err
+	}
+	defer c.ExecContext(context.Background(), "ROLLBACK")
+	facts := dumpFacts{Format: dumpFormat, Rows: map[string]int64{}}
+	if err := checkTables(ctx, c); err != nil {
+		return nil, err
+	}
+	if err := c.QueryRowContext(ctx, "SELECT version FROM schema_version").Scan(&facts.Schema); err != nil {
+		return nil, fmt.Errorf("schema version: %w", err)
+	}
+	type table struct {
+		name, query string
+		row         func(rows *sql.Rows, w *dumpWriter) error
+	}
+	tables := []table{
+		{"versions", "SELECT seq, rtype, rid, vid, updated, deleted, body FROM versions ORDER BY seq", func(rows *sql.Rows, w *dumpWriter) error {
+			var seq, vid, updated int64
+			var typ, id string
+			var deleted bool
+			var body []byte
+			if err := rows.Scan(&seq, &typ, &id, &vid, &updated, &deleted, &body); err != nil {
+				return err
+			}
+			w.uint(uint64(seq))
+			w.bytes([]byte(typ))
+			w.bytes([]byte(id))
+			w.uint(uint64(vid))
+			w.int(updated)
+			w.bytes(boolByte(deleted))
+			w.bytes(body)
+			return nil
+		}},
+		{"audit", "SELECT idx, leaf FROM audit ORDER BY idx", func(rows *sql.Rows, w *dumpWriter) error {
+			var idx int64
+			var leaf []byte
+			if err := rows.Scan(&idx, &leaf); err != nil {
+				return err
+			}
+			w.uint(uint64(idx))
+			w.bytes(leaf)
+			return nil
+		}},
+		{"meta", "SELECT key, value FROM meta ORDER BY key", func(rows *sql.Rows, w *dumpWriter) error {
+			var key string
+			var value []byte
+			if err := rows.Scan(&key, &value); err != nil {
+				return err
+			}
+			w.bytes([]byte(key))
+			w.bytes(value)
+			return nil
+		}},
+	}
+	for _, t := range tables {
+		n, err := dumpQuery(ctx, c, filepath.Join(out, t.name), t.name, t.query, t.row)
+		if err != nil {
+			return nil, fmt.Errorf("dump %s: %w", t.name, err)
+		}
+		facts.Rows[t.name] = n
+	}
+	if facts.Current, err = dumpIndex(ctx, c, filepath.Join(out, "index"), facts.Rows); err != nil {
+		return nil, fmt.Errorf("dump index: %w", err)
+	}
+	counts := map[string]int64{"versions": facts.Rows["versions"], "audit": facts.Rows["audit"], "meta": facts.Rows["meta"], "tokens": facts.Rows["idx"]}
+	for name, q := range map[string]string{
+		"resources": "SELECT count(*) FROM current WHERE deleted = 0",
+		"deleted":   "SELECT count(*) FROM current WHERE deleted = 1",
+	} {
+		var n int64
+		if err := c.QueryRowContext(ctx, q).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count %s: %w", name, err)
+		}
+		counts[name] = n
+	}
+	b, err := json.Marshal(facts)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeSynced(filepath.Join(out, factsName), b); err != nil {
+		return nil, err
+	}
+	return counts, nil
+}
+
+// checkTables fails unless the database's tables are exactly dumpTables.
+func checkTables(ctx context.Context, c *sql.Conn) error {
+	rows, err := c.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var unknown []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return err
+		}
+		seen[name] = true
+		if _, ok := dumpTables[name]; !ok {
+			unknown = append(unknown, name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("the store has tables this backup format does not cover: %s", strings.Join(unknown, ", "))
+	}
+	for name := range dumpTables {
+		if !seen[name] {
+			return fmt.Errorf("the store has no table %s: not a phivault SQLite store of this version", name)
+		}
+	}
+	return nil
+}
+
+func boolByte(b bool) []byte {
+	if b {
+		return []byte{1}
+	}
+	return []byte{0}
+}
+
+// dumpQuery writes every row of query to path and returns how many.
+func dumpQuery(ctx context.Context, c *sql.Conn, path, table, query string, row func(*sql.Rows, *dumpWriter) error) (int64, error) {
+	w, err := newDumpWriter(path, table)
+	if err != nil {
+		return 0, err
+	}
+	rows, err := c.QueryContext(ctx, query)
+	if err != nil {
+		w.close()
+		return 0, err
+	}
+	defer rows.Close()
+	var n int64
+	for rows.Next() {
+		if err := row(rows, w); err != nil {
+			w.close()
+			return 0, err
+		}
+		if err := w.end(); err != nil {
+			w.close()
+			return 0, err
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		w.close()
+		return 0, err
+	}
+	return n, w.close()
+}
+
+// dumpIndex walks current in key order with each resource's tokens,
+// writes db/index (token count and tokenDigest per row) and returns the
+// digest of current. Index rows of no current resource fail the dump.
+func dumpIndex(ctx context.Context, c *sql.Conn, path string, rowsOut map[string]int64) ([]byte, error) {
+	w, err := newDumpWriter(path, "index")
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.QueryContext(ctx, `SELECT c.rtype, c.rid, c.vid, c.seq, c.deleted, i.token
+		FROM current c LEFT JOIN idx i ON i.rtype = c.rtype AND i.rid = c.rid
+		ORDER BY c.rtype, c.rid, i.token`)
+	if err != nil {
+		w.close()
+		return nil, err
+	}
+	defer rows.Close()
+	h := sha256.New()
+	var cur *currentRow
+	var toks [][]byte
+	var nCurrent, nTokens int64
+	flush := func() error {
+		if cur == nil {
+			return nil
+		}
+		writeCurrent(h, *cur)
+		d := tokenDigest(toks)
+		w.uint(uint64(len(toks)))
+		w.raw(d[:])
+		nCurrent++
+		nTokens += int64(len(toks))
+		toks = toks[:0]
+		return w.end()
+	}
+	for rows.Next() {
+		var r currentRow
+		var tok []byte
+		if err := rows.Scan(&r.typ, &r.id, &r.vid, &r.seq, &r.deleted, &tok); err != nil {
+			w.close()
+			return nil, err
+		}
+		if cur == nil || cur.typ != r.typ || cur.id != r.id {
+			if err := flush(); err != nil {
+				w.close()
+				return nil, err
+			}
+			cur = &r
+		}
+		if tok != nil {
+			toks = append(toks, tok)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		w.close()
+		return nil, err
+	}
+	if err := flush(); err != nil {
+		w.close()
+		return nil, err
+	}
+	if err := w.close(); err != nil {
+		return nil, err
+	}
+	var all int64
+	if err := c.QueryRowContext(ctx, "SELECT count(*) FROM idx").Scan(&all); err != nil {
+		return nil, err
+	}
+	if all != nTokens {
+		return nil, fmt.Errorf("%d index entries belong to no current resource", all-nTokens)
+	}
+	rowsOut["current"], rowsOut["idx"] = nCurrent, nTokens
+	return h.Sum(nil), nil
+}
+
+// writeSynced creates path with b, fsynced.
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err = f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// readFacts reads db/facts.json of a dump in dir.
+func readFacts(dir string) (*dumpFacts, error) {
+	b, err := os.ReadFile(filepath.Join(dir, factsName))
+	if err != nil {
+		return nil, err
+	}
+	var f dumpFacts
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("%s: %v", factsName, err)
+	}
+	if f.Format != dumpFormat {
+		return nil, fmt.Errorf("%s: format %q, this phivault reads %q", factsName, f.Format, dumpFormat)
+	}
+	return &f, nil
+}
+
+// loadDump builds DIR/phivault.db from the dump in dumpPath: the schema of
+// this binary (which must be the dump's), the dumped rows, and current
+// rebuilt from versions and checked against the dump's digest. The index
+// stays empty (reindexRestored fills it). DIR must hold no database.
+func loadDump(ctx context.Context, dumpPath, dir string) (*dumpFacts, error) {
+	facts, err := readFacts(dumpPath)
+	if err != nil {
+		return nil, err
+	}
+	dbPath := filepath.Join(dir, sqlite.FileName)
+	if _, err := os.Stat(dbPath); err == nil {
+		return nil, fmt.Errorf("%s exists already", dbPath)
+	}
+	st, err := sqlite.Open(dir, sqlite.WithReaders(1)) // creates this binary's schema
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Close(); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", "file:"+dbPath+"?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)")
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	var schema int
+	if err := c.QueryRowContext(ctx, "SELECT version FROM schema_version").Scan(&schema); err != nil {
+		return nil, err
+	}
+	if schema != facts.Schema {
+		return nil, fmt.Errorf("the snapshot holds store schema %d, this phivault writes schema %d: restore with the phivault version that took the snapshot", facts.Schema, schema)
+	}
+	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return nil, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			c.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
+	if err := loadRows(ctx, c, dumpPath, facts); err != nil {
+		return nil, err
+	}
+	if _, err := c.ExecContext(ctx, `INSERT INTO current (rtype, rid, vid, seq, deleted)
+		SELECT rtype, rid, max(vid), seq, deleted FROM versions GROUP BY rtype, rid`); err != nil {
+		return nil, fmt.Errorf("rebuild current: %w", err)
+	}
+	sum, n, err := currentDigest(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if n != facts.Rows["current"] || !bytes.Equal(sum, facts.Current) {
+		return nil, fmt.Errorf("the current-version table rebuilt from the versions (%d rows) differs from the one backed up (%d rows)", n, facts.Rows["current"])
+	}
+	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+		return nil, err
+	}
+	committed = true
+	if _, err := c.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		return nil, err
+	}
+	return facts, nil
+}
+
+// loadRows inserts the dumped versions, audit leaves and metadata.
+func loadRows(ctx context.Context, c *sql.Conn, dumpPath string, facts *dumpFacts) error {
+	type table struct {
+		name, insert string
+		row          func(d *dumpReader) ([]any, error)
+	}
+	tables := []table{
+		{"versions", "INSERT INTO versions (seq, rtype, rid, vid, updated, deleted, body) VALUES (?, ?, ?, ?, ?, ?, ?)", func(d *dumpReader) ([]any, error) {
+			seq, err := d.uint()
+			typ, err2 := d.bytes()
+			id, err3 := d.bytes()
+			vid, err4 := d.uint()
+			updated, err5 := d.int()
+			del, err6 := d.bytes()
+			body, err7 := d.bytes()
+			if err := errors.Join(err, err2, err3, err4, err5, err6, err7); err != nil {
+				return nil, err
+			}
+			if len(del) != 1 || del[0] > 1 {
+				return nil, errors.New("bad deleted flag")
+			}
+			return []any{int64(seq), string(typ), string(id), int64(vid), updated, int64(del[0]), body}, nil
+		}},
+		{"audit", "INSERT INTO audit (idx, leaf) VALUES (?, ?)", func(d *dumpReader) ([]any, error) {
+			idx, err := d.uint()
+			leaf, err2 := d.bytes()
+			if err := errors.Join(err, err2); err != nil {
+				return nil, err
+			}
+			return []any{int64(idx), leaf}, nil
+		}},
+		{"meta", "INSERT INTO meta (key, value) VALUES (?, ?)", func(d *dumpReader) ([]any, error) {
+			key, err := d.bytes()
+			value, err2 := d.bytes()
+			if err := errors.Join(err, err2); err != nil {
+				return nil, err
+			}
+			return []any{string(key), value}, nil
+		}},
+	}
+	for _, t := range tables {
+		d, err := openDump(filepath.Join(dumpPath, t.name), t.name)
+		if err != nil {
+			return err
+		}
+		stmt, err := c.PrepareContext(ctx, t.insert)
+		if err != nil {
+			d.close()
+			return err
+		}
+		var n int64
+		for d.more() {
+			args, err := t.row(d)
+			if err == nil {
+				_, err = stmt.ExecContext(ctx, args...)
+			}
+			if err != nil {
+				stmt.Close()
+				d.close()
+				return fmt.Errorf("load %s, row %d: %w", t.name, n+1, err)
+			}
+			n++
+		}
+		stmt.Close()
+		d.close()
+		if n != facts.Rows[t.name] {
+			return fmt.Errorf("load %s: %d rows, the snapshot says %d", t.name, n, facts.Rows[t.name])
+		}
+	}
+	return nil
+}
+
+// currentDigest hashes the current table in key order (see writeCurrent).
+func currentDigest(ctx context.Context, c *sql.Conn) ([]byte, int64, error) {
+	rows, err := c.QueryContext(ctx, "SELECT rtype, rid, vid, seq, deleted FROM current ORDER BY rtype, rid")
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	h := sha256.New()
+	var n int64
+	for rows.Next() {
+		var r currentRow
+		if err := rows.Scan(&r.typ, &r.id, &r.vid, &r.seq, &r.deleted); err != nil {
+			return nil, 0, err
+		}
+		writeCurrent(h, r)
+		n++
+	}
+	return h.Sum(nil), n, rows.Err()
+}
