@@ -6,18 +6,22 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/phivault/phivault/internal/store"
+	"github.com/phivault/phivault/internal/store/postgres"
 	"github.com/phivault/phivault/internal/store/postgres/pgtest"
 )
 
@@ -259,4 +263,73 @@ func (c *cluster) kill9(i int) {
 	n.cmd.Process.Kill()
 	<-n.done
 	c.nodes[i] = nil
+}
+
+// auditSize reads the size of the cluster's audit log from the database.
+func (c *cluster) auditSize() int64 {
+	c.t.Helper()
+	db, err := postgres.Open(context.Background(), c.dsn, postgres.WithoutMigrate(), postgres.WithReaders(1))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer db.Close()
+	var n int64
+	if err := db.View(context.Background(), func(r store.Reader) error { n, err = r.AuditSize(); return err }); err != nil {
+		c.t.Fatal(err)
+	}
+	return n
+}
+
+// waitSigned asks node for the latest checkpoint until it covers want
+// leaves or deadline passes, and returns the size it covers; each answered
+// request is passed to note.
+func (c *cluster) waitSigned(node int, want int64, deadline time.Time, note func(agent string, status int)) int64 {
+	var signed int64
+	for ; time.Now().Before(deadline) && signed < want; time.Sleep(200 * time.Millisecond) {
+		agent, status, _, body, err := c.do(context.Background(), node, "GET", "/fhir/_audit/checkpoint", nil)
+		if err == nil {
+			note(agent, status)
+		}
+		if err == nil && status == 200 {
+			signed = checkpointSize(c.t, body)
+		}
+	}
+	return signed
+}
+
+// agentsIn counts, in an 'audit export', the events of each test request
+// (by the User-Agent unique to it).
+func agentsIn(export string) map[string]int {
+	seen := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(export))
+	sc.Buffer(nil, 1<<22)
+	for sc.Scan() {
+		var ev struct {
+			Extension []struct{ URL, ValueString string }
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue
+		}
+		for _, e := range ev.Extension {
+			if e.URL == "urn:phivault:user-agent" && strings.HasPrefix(e.ValueString, "phivault-cluster-test/") {
+				seen[e.ValueString]++
+			}
+		}
+	}
+	return seen
+}
+
+// checkpointSize reads the tree size from a signed checkpoint (origin,
+// size, root, blank line, signatures).
+func checkpointSize(t *testing.T, note []byte) int64 {
+	t.Helper()
+	lines := strings.SplitN(string(note), "\n", 3)
+	if len(lines) < 3 {
+		t.Fatalf("checkpoint %q", note)
+	}
+	n, err := strconv.ParseInt(lines[1], 10, 64)
+	if err != nil {
+		t.Fatalf("checkpoint size %q", lines[1])
+	}
+	return n
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,9 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/phivault/phivault/internal/store"
-	"github.com/phivault/phivault/internal/store/postgres"
 )
 
 // TestCluster runs three nodes on one PostgreSQL database under concurrent
@@ -148,23 +144,8 @@ func TestCluster(t *testing.T) {
 			note(agent, status)
 		}
 	}
-	db, err := postgres.Open(ctx, c.dsn, postgres.WithoutMigrate())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var leaves int64
-	if err := db.View(ctx, func(r store.Reader) error { leaves, err = r.AuditSize(); return err }); err != nil {
-		t.Fatal(err)
-	}
-	var signed int64
-	for deadline := killed.Add(10 * time.Second); time.Now().Before(deadline) && signed < leaves; time.Sleep(200 * time.Millisecond) {
-		agent, status, _, body, err := c.do(ctx, next, "GET", "/fhir/_audit/checkpoint", nil)
-		if err == nil && status == 200 {
-			note(agent, status)
-			signed = checkpointSize(t, body)
-		}
-	}
+	leaves := c.auditSize()
+	signed := c.waitSigned(next, leaves, killed.Add(10*time.Second), note)
 	if signed < leaves {
 		t.Fatalf("10s after kill -9 of the leader the latest checkpoint covers %d of %d leaves", signed, leaves)
 	}
@@ -190,22 +171,7 @@ func TestCluster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("audit export: %v\n%s", err, export)
 	}
-	seen := map[string]int{}
-	sc := bufio.NewScanner(strings.NewReader(export))
-	sc.Buffer(nil, 1<<22)
-	for sc.Scan() {
-		var ev struct {
-			Extension []struct{ URL, ValueString string }
-		}
-		if json.Unmarshal(sc.Bytes(), &ev) != nil {
-			continue
-		}
-		for _, e := range ev.Extension {
-			if e.URL == "urn:phivault:user-agent" && strings.HasPrefix(e.ValueString, "phivault-cluster-test/") {
-				seen[e.ValueString]++
-			}
-		}
-	}
+	seen := agentsIn(export)
 	for agent, status := range answered {
 		if seen[agent] != 1 {
 			t.Errorf("request %s (answered %d) is in the audit log %d times, want exactly once", agent, status, seen[agent])
@@ -217,20 +183,6 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	t.Logf("%d answered requests, each in the audit log once; %s", len(answered), strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "))
-}
-
-// checkpointSize reads the tree size from a signed checkpoint (origin,
-// size, root, blank line, signatures).
-func checkpointSize(t *testing.T, note []byte) int64 {
-	lines := strings.SplitN(string(note), "\n", 3)
-	if len(lines) < 3 {
-		t.Fatalf("checkpoint %q", note)
-	}
-	n, err := strconv.ParseInt(lines[1], 10, 64)
-	if err != nil {
-		t.Fatalf("checkpoint size %q", lines[1])
-	}
-	return n
 }
 
 // TestClusterRevocation: disabling a user, or revoking their sessions and

@@ -165,6 +165,8 @@ func (a *API) wrap(fn func(*call) error) http.Handler {
 				fe = errorf(http.StatusGone, "deleted", "the data was erased (crypto-shredded)")
 			case errors.Is(err, audit.ErrUnavailable):
 				fe = errorf(http.StatusServiceUnavailable, "transient", "the audit log is unavailable; nothing was returned or changed")
+			case errors.Is(err, store.ErrUnavailable):
+				fe = errorf(http.StatusServiceUnavailable, "transient", "the database is unavailable; nothing was returned or changed")
 			case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 				fe = errorf(http.StatusServiceUnavailable, "timeout", "the request took too long")
 			default:

@@ -28,6 +28,11 @@ var (
 	ErrExists = errors.New("store: already exists")
 	// ErrClosed: the backend was closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrUnavailable: the backend's server could not be reached (a
+	// database restarting or cut off); nothing was read or written, and the
+	// call may succeed later. A write whose commit outcome is unknown is
+	// never reported with it.
+	ErrUnavailable = errors.New("store: unavailable")
 )
 
 // Token is a blind index token: a keyed hash computed by the barrier. The

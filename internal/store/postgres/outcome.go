@@ -7,12 +7,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/phivault/phivault/internal/store"
 )
 
 // errConnLost marks a group transaction that failed because its connection
 // was lost before COMMIT was sent: the server rolled it back, so the group
-// may run again on a new connection.
-var errConnLost = errors.New("postgres: connection lost")
+// may run again on a new connection. Once the retries are spent the caller
+// sees store.ErrUnavailable.
+var errConnLost = fmt.Errorf("postgres: connection lost: %w", store.ErrUnavailable)
 
 // retryBackoff is the first pause before running a group again after a
 // lost connection; it doubles with each attempt (maxRetries bounds them).

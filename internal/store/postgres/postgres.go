@@ -187,8 +187,11 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 		if err == nil {
 			break
 		}
-		if attempt == maxRetries || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return fmt.Errorf("postgres: begin read: %w", err)
+		}
+		if attempt == maxRetries {
+			return fmt.Errorf("postgres: begin read: %w: %w", store.ErrUnavailable, err)
 		}
 		time.Sleep(retryBackoff << attempt)
 	}

@@ -34,6 +34,10 @@ import (
 // EnvDSN names the environment variable holding an existing server's DSN.
 const EnvDSN = "PHIVAULT_TEST_PG"
 
+// socketPort names the throwaway server's socket file; nothing listens on
+// TCP.
+const socketPort = "5432"
+
 var (
 	once     sync.Once
 	adminDSN string // superuser (throwaway server) or the given DSN
@@ -164,7 +168,7 @@ func startServer(bin string) error {
 		run = []string{"runuser", "-u", "postgres", "--"}
 	}
 	data := filepath.Join(dir, "data")
-	const port = "5432" // names the socket file; nothing listens on TCP
+	port := socketPort
 	if err := command(filepath.Join(bin, "initdb"), "-D", data, "-U", "phivault", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
 		return err
 	}
