@@ -22,12 +22,15 @@ import (
 //	                           for a log integrated before the index existed
 //	audit/ix/{p,a}/H           posting list head of the patient (p) or agent
 //	                           (a, the user id) whose term hash is H: the
-//	                           number of postings (uvarint)
-//	audit/ix/{p,a}/H/CCCCCCCC  chunk C (hex) of that list: postings
+//	                           number of postings n (uvarint), then the
+//	                           postings after the last full chunk (n mod
+//	                           ixChunk of them, encoded as a chunk): one key
+//	                           to read and write per list and batch
+//	audit/ix/{p,a}/H/CCCCCCCC  full chunk C (hex) of that list: postings
 //	                           [C*ixChunk, (C+1)*ixChunk), leaf indexes in
 //	                           ascending order, each a uvarint of its
 //	                           difference from the previous one (the first
-//	                           from 0); only the last chunk grows
+//	                           from 0); written once
 //	audit/ix/t/YYYY-MM/DDHH    the leaves recorded in that UTC hour: the
 //	                           lowest leaf index and the highest plus one
 //	                           (two uvarints)
@@ -110,20 +113,28 @@ func readIndexSize(r store.Reader) (uint64, error) {
 	return binary.BigEndian.Uint64(b), nil
 }
 
-// readHead returns the posting count of the list at head.
-func readHead(r metaReader, head string) (uint64, error) {
+// readHead returns the posting count of the list at head and the
+// postings of its tail (those after the last full chunk).
+func readHead(r metaReader, head string) (uint64, []uint64, error) {
 	b, err := r.Meta(head)
 	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil
+		return 0, nil, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("audit: index: %w", err)
+		return 0, nil, fmt.Errorf("audit: index: %w", err)
 	}
 	n, k := binary.Uvarint(b)
-	if k <= 0 || k != len(b) {
-		return 0, fmt.Errorf("audit: index: corrupt posting head %s", head)
+	if k <= 0 {
+		return 0, nil, fmt.Errorf("audit: index: corrupt posting head %s", head)
 	}
-	return n, nil
+	tail, err := decodeChunk(nil, b[k:])
+	if err != nil {
+		return 0, nil, err
+	}
+	if uint64(len(tail)) != n%ixChunk {
+		return 0, nil, fmt.Errorf("audit: index: posting head %s holds %d postings, its count says %d", head, len(tail), n%ixChunk)
+	}
+	return n, tail, nil
 }
 
 // decodeChunk appends the postings of chunk b to out.
@@ -219,23 +230,11 @@ func (u *ixUpdate) add(i uint64, leaf []byte) error {
 func (u *ixUpdate) post(head string, i uint64) error {
 	l, ok := u.lists[head]
 	if !ok {
-		n, err := readHead(u.r, head)
+		n, tail, err := readHead(u.r, head)
 		if err != nil {
 			return err
 		}
-		l = &ixList{count: n}
-		if n%ixChunk != 0 {
-			b, err := u.r.Meta(chunkKey(head, n/ixChunk))
-			if err != nil {
-				return fmt.Errorf("audit: index: last chunk of %s: %w", head, err)
-			}
-			if l.tail, err = decodeChunk(nil, b); err != nil {
-				return err
-			}
-			if uint64(len(l.tail)) != n%ixChunk {
-				return fmt.Errorf("audit: index: chunk of %s holds %d postings, head says %d", head, len(l.tail), n%ixChunk)
-			}
-		}
+		l = &ixList{count: n, tail: tail}
 		u.lists[head] = l
 	}
 	if len(l.tail) > 0 && l.tail[len(l.tail)-1] >= i {
@@ -295,10 +294,7 @@ func (u *ixUpdate) finish(size uint64) (map[string][]byte, error) {
 	}
 	for head, l := range u.lists {
 		n := l.count + l.added
-		if len(l.tail) > 0 {
-			u.writes[chunkKey(head, (n-1)/ixChunk)] = encodeChunk(l.tail)
-		}
-		u.writes[head] = binary.AppendUvarint(nil, n)
+		u.writes[head] = append(binary.AppendUvarint(nil, n), encodeChunk(l.tail)...)
 	}
 	for k, b := range u.hours {
 		u.writes[k] = binary.AppendUvarint(binary.AppendUvarint(nil, b[0]), b[1])

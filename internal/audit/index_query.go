@@ -216,12 +216,12 @@ func (f *finder) read(ctx context.Context, cand []uint64) error {
 
 // postings returns the posting list at head.
 func postings(r store.Reader, head string) ([]uint64, error) {
-	n, err := readHead(r, head)
+	n, tail, err := readHead(r, head)
 	if err != nil || n == 0 {
 		return nil, err
 	}
 	out := make([]uint64, 0, n)
-	for c := uint64(0); c <= (n-1)/ixChunk; c++ {
+	for c := uint64(0); c < n/ixChunk; c++ {
 		b, err := r.Meta(chunkKey(head, c))
 		if err != nil {
 			return nil, fmt.Errorf("audit: index: chunk %d of %s: %w", c, head, err)
@@ -234,6 +234,10 @@ func postings(r store.Reader, head string) ([]uint64, error) {
 			return nil, fmt.Errorf("audit: index: chunks of %s not ascending", head)
 		}
 	}
+	if len(out) > 0 && len(tail) > 0 && tail[0] <= out[len(out)-1] {
+		return nil, fmt.Errorf("audit: index: chunks of %s not ascending", head)
+	}
+	out = append(out, tail...)
 	if uint64(len(out)) != n {
 		return nil, fmt.Errorf("audit: index: %s holds %d postings, head says %d", head, len(out), n)
 	}
