@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/phivault/phivault/internal/authn/account"
+	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/store"
 	"github.com/phivault/phivault/internal/store/postgres"
 )
@@ -20,18 +21,26 @@ import (
 // connection was lost) every cached account is dropped; the cache's own
 // refresh (2 s) remains the fallback throughout. On the embedded store
 // there is one node and nothing to do. stop ends the listener.
-func watchChanges(ctx context.Context, db store.Backend, accounts *account.Directory, log *slog.Logger) (stop func()) {
+//
+// Erasures travel the same way: the destruction markers of data keys
+// (barrier.DestroyedPrefix) notify too, and destroyed is called for each
+// (and after missed notifications) so that the barrier drops the keys from
+// its cache now rather than at its next periodic listing.
+func watchChanges(ctx context.Context, db store.Backend, accounts *account.Directory, destroyed func(), log *slog.Logger) (stop func()) {
 	pg, ok := db.(*postgres.Backend)
 	if !ok {
 		return func() {}
 	}
-	pg.NotifyChanges(account.ChangePrefix)
+	pg.NotifyChanges(account.ChangePrefix, barrier.DestroyedPrefix)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		pg.Listen(ctx, log, func(key string) {
 			if key == "" || strings.HasPrefix(key, account.ChangePrefix) {
 				accounts.Changed(key)
+			}
+			if key == "" || strings.HasPrefix(key, barrier.DestroyedPrefix) {
+				destroyed()
 			}
 		})
 	})

@@ -143,8 +143,9 @@ func serve(o serveOptions, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
-	defer watchChanges(ctx, n.db, acc.accounts, log)() // account changes made on other nodes, at once
-	acc.routes["GET /readyz"] = n.readyHandler()       // what load balancers route on (docs/scaling.md)
+	// Account changes and erasures made on other nodes, at once.
+	defer watchChanges(ctx, n.db, acc.accounts, n.barrier.NoteDestroyed, log)()
+	acc.routes["GET /readyz"] = n.readyHandler() // what load balancers route on (docs/scaling.md)
 	if clients != nil {
 		// Devices reach the FHIR API with their client certificate (role
 		// device; the policy lets them submit observations only).

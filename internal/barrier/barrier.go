@@ -74,13 +74,14 @@ type Barrier struct {
 
 	closed atomic.Bool // Close wiped the keys
 
-	gone sync.Map // KeyID -> struct{}: keys known destroyed (see shred.go)
+	gone sync.Map      // KeyID -> struct{}: keys known destroyed (see shred.go)
+	wake chan struct{} // NoteDestroyed -> WatchDestroyed
 }
 
 // Open returns a barrier over st using kek, creating the index key on first
 // use. cacheSize bounds the number of data keys held in memory.
 func Open(ctx context.Context, kek KEK, st store.Backend, cacheSize int) (*Barrier, error) {
-	b := &Barrier{kek: kek, st: st, cache: newCache(cacheSize), names: map[string]KeyID{}, codec: newCodec()}
+	b := &Barrier{kek: kek, st: st, cache: newCache(cacheSize), names: map[string]KeyID{}, codec: newCodec(), wake: make(chan struct{}, 1)}
 	id, err := b.resolve(ctx, indexName, []byte(metaKeyName+indexName))
 	if err != nil {
 		return nil, fmt.Errorf("barrier: index key: %w", err)

@@ -12,10 +12,12 @@ import (
 // Destroyed keys and the caches of other processes.
 //
 // Destroy and DestroyID write, in the same transaction as the destruction,
-// a marker "destroyed/<hex id>" (value: the destruction time). Every
-// process sharing the store (several nodes on one PostgreSQL) learns of a
-// destruction by listing the markers (SyncDestroyed, run by
-// WatchDestroyed), and drops the key from its cache. The markers grow with
+// a marker DestroyedPrefix + "<hex id>" (value: the destruction time).
+// Every process sharing the store (several nodes on one PostgreSQL) learns
+// of a destruction by listing the markers (SyncDestroyed, run by
+// WatchDestroyed: at once when told by NoteDestroyed, say from a store
+// change notification of a marker's write, and every interval in any
+// case), and drops the key from its cache. The markers grow with
 // erasures only, so the listing stays small; a marker names a random key
 // id and nothing else.
 //
@@ -24,7 +26,10 @@ import (
 // key: a request that read the wrapped key just before the destruction
 // cannot leave it in the cache afterwards.
 
-const metaDestroyed = "destroyed/" // + hex key id -> RFC 3339 time
+// DestroyedPrefix starts the metadata key of every destruction marker.
+const DestroyedPrefix = "destroyed/"
+
+const metaDestroyed = DestroyedPrefix // + hex key id -> RFC 3339 time
 
 func markDestroyed(tx store.Writer, id KeyID) error {
 	return tx.SetMeta(metaDestroyed+id.String(), []byte(time.Now().UTC().Format(time.RFC3339)))
@@ -70,8 +75,18 @@ func (b *Barrier) SyncDestroyed(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// WatchDestroyed runs SyncDestroyed every interval until ctx ends, so that
-// an erasure made by another node takes effect here within one interval.
+// NoteDestroyed tells WatchDestroyed to run SyncDestroyed now (a marker
+// was written, or notifications may have been missed). It never blocks.
+func (b *Barrier) NoteDestroyed() {
+	select {
+	case b.wake <- struct{}{}:
+	default: // a sync is already due
+	}
+}
+
+// WatchDestroyed runs SyncDestroyed every interval and whenever
+// NoteDestroyed is called, until ctx ends, so that an erasure made by
+// another node takes effect here within one interval at most.
 // Failures are logged (without key material) and retried at the next tick;
 // a sealed (closed) barrier is skipped.
 func (b *Barrier) WatchDestroyed(ctx context.Context, every time.Duration, log *slog.Logger) {
@@ -82,6 +97,7 @@ func (b *Barrier) WatchDestroyed(ctx context.Context, every time.Duration, log *
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-b.wake:
 		}
 		if b.closed.Load() {
 			continue

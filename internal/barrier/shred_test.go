@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestDestroyReachesOtherNodes: two barriers over one store stand for two
@@ -139,5 +141,36 @@ func TestRewrapProgress(t *testing.T) {
 		if calls[i][0] < calls[i-1][0] {
 			t.Errorf("progress went back: %v", calls)
 		}
+	}
+}
+
+// TestNoteDestroyedWakesWatcher: a watcher with a long interval drops a key
+// destroyed elsewhere as soon as it is told (a store notification), not at
+// its next tick.
+func TestNoteDestroyedWakesWatcher(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kek := newTestKEK(t)
+	st := openStore(t)
+	a := openBarrier(t, kek, st, 100)
+	b := openBarrier(t, kek, st, 100)
+	s, _ := a.Seal(ctx, "patient/w", Context("w"), []byte("w"))
+	if _, err := b.Open(ctx, Context("w"), s); err != nil {
+		t.Fatal(err)
+	}
+	go b.WatchDestroyed(ctx, time.Hour, slog.New(slog.DiscardHandler))
+	if _, err := a.Destroy(ctx, "patient/w"); err != nil {
+		t.Fatal(err)
+	}
+	b.NoteDestroyed()
+	deadline := time.Now().Add(30 * time.Second) // a failure bound; it takes milliseconds
+	for {
+		if _, err := b.Open(ctx, Context("w"), s); errors.Is(err, ErrKeyDestroyed) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher did not drop the key after NoteDestroyed")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
