@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -152,23 +153,32 @@ func TestRansomwareDirectoryRepo(t *testing.T) {
 		t.Fatalf("second snapshot: %v", err)
 	}
 	encryptDataDir(t, f.data)
-	db := older.Files[0] // the file with the most chunks: the store's versions
-	for _, f := range older.Files {
-		if len(f.Chunks) > len(db.Chunks) {
-			db = f
+	// Two distinct chunks of the older snapshot, the store's first: one
+	// deleted, one truncated.
+	type ref struct {
+		path string
+		i    int
+		id   string
+	}
+	var refs []ref
+	for _, fl := range older.Files {
+		for i, c := range fl.Chunks {
+			if len(refs) < 2 && (len(refs) == 0 || refs[0].id != c.ID) {
+				refs = append(refs, ref{fl.Path, i, c.ID})
+			}
 		}
 	}
-	if len(db.Chunks) < 3 {
-		t.Fatalf("%s has %d chunks", db.Path, len(db.Chunks))
+	if len(refs) < 2 {
+		t.Fatalf("the snapshot has %d distinct chunks", len(refs))
 	}
-	chunk := func(i int) string { id := db.Chunks[i].ID; return filepath.Join(f.repo, "data", id[:2], id) }
-	if err := os.Remove(chunk(1)); err != nil { // delete
+	chunk := func(r ref) string { return filepath.Join(f.repo, "data", r.id[:2], r.id) }
+	if err := os.Remove(chunk(refs[0])); err != nil { // delete
 		t.Fatal(err)
 	}
-	if err := os.Chmod(chunk(2), 0o600); err != nil { // truncate
+	if err := os.Chmod(chunk(refs[1]), 0o600); err != nil { // truncate
 		t.Fatal(err)
 	}
-	if err := os.Truncate(chunk(2), 10); err != nil {
+	if err := os.Truncate(chunk(refs[1]), 10); err != nil {
 		t.Fatal(err)
 	}
 	manifest := filepath.Join(f.repo, "snapshots", newer.ID)
@@ -181,8 +191,8 @@ func TestRansomwareDirectoryRepo(t *testing.T) {
 	code, out, _ := runCLI("backup", "verify", "--repo", f.repo, "--identity", f.idFile)
 	for _, want := range []string{
 		"DAMAGED snapshot " + newer.ID + ": ",
-		"DAMAGED snapshot " + older.ID + ", file " + db.Path + ", chunk 1 (" + db.Chunks[1].ID[:16] + "): backup: repository damaged: chunk missing",
-		"DAMAGED snapshot " + older.ID + ", file " + db.Path + ", chunk 2 (" + db.Chunks[2].ID[:16] + "): backup: repository damaged: chunk is 10 bytes",
+		fmt.Sprintf("DAMAGED snapshot %s, file %s, chunk %d (%s): backup: repository damaged: chunk missing", older.ID, refs[0].path, refs[0].i, refs[0].id[:16]),
+		fmt.Sprintf("DAMAGED snapshot %s, file %s, chunk %d (%s): backup: repository damaged: chunk is 10 bytes", older.ID, refs[1].path, refs[1].i, refs[1].id[:16]),
 	} {
 		if code != exitFail || !strings.Contains(out, want) {
 			t.Errorf("verify after the attack: exit %d, want %q in\n%s", code, want, out)
