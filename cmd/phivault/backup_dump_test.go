@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/phivault/phivault/internal/backup"
 	"github.com/phivault/phivault/internal/store/sqlite"
 )
 
@@ -182,5 +183,44 @@ func TestRestoreOfAnErasedPatient(t *testing.T) {
 	}
 	if got := backupSearchIDs(t, to, "/Patient"); !slices.Equal(got, pats[1:]) {
 		t.Fatalf("restored patients %v, want %v", got, pats[1:])
+	}
+}
+
+// TestRestoreOfAPageCopySnapshot: snapshots taken before the dump format
+// hold the database file itself; they still restore and check.
+func TestRestoreOfAPageCopySnapshot(t *testing.T) {
+	f := newBackupFixture(t, 1)
+	f.create(t) // the repository and this node's write key
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(f.data, sqlite.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	counts, err := storeCounts(ctx, filepath.Join(f.data, sqlite.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, _, err := auditFacts(ctx, f.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := openRepoForWrite(f.data, f.repo, nil, "", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := r.Backup(ctx, []backup.Source{
+		{Path: sqlite.FileName, Local: filepath.Join(f.data, sqlite.FileName)},
+		{Path: keyFileName, Local: filepath.Join(f.data, keyFileName)},
+	}, counts, tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := f.restore(t, "--snapshot", m.ID)
+	if want, got := tableRows(t, f.data, "idx"), tableRows(t, to, "idx"); len(want) == 0 || !slices.Equal(want, got) {
+		t.Fatalf("index of the restored page copy: %d entries, want %d", len(got), len(want))
 	}
 }
