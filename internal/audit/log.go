@@ -21,35 +21,38 @@ const maxBatch = 1024
 // Log appends events to the store's audit log. It is safe for concurrent
 // use.
 //
-// Concurrent Record calls share work: while one batch of events is being
-// made durable, the events that arrive wait in a queue, and the next batch
-// appends them all in a single store.Update (one transaction, whose commit
-// the backend's group commit may share with other writes). An idle Log
-// runs no goroutine.
+// Concurrent Record calls share work. An event that arrives when no
+// append is waiting for the store starts one: a store.Update whose fn, when
+// the backend runs it, takes every event queued by then and appends them
+// all in that one transaction. Events that arrive while it waits join it;
+// events that arrive once it has started start the next one, which the
+// backend can run right after (or in the same group commit). So the
+// batches are as large as the store's own pace allows, and the store never
+// waits for the Log. An idle Log runs no goroutine.
 type Log struct {
 	st      store.Backend
 	timeout time.Duration
 
-	mu       sync.Mutex
-	queue    []*appendReq // waiting for the next batch
-	flushing bool         // a flush goroutine runs and will take the queue
+	mu      sync.Mutex
+	queue   []*appendReq // waiting for an Update's fn to take them
+	pending bool         // an Update was submitted and its fn has not taken the queue yet
 }
 
-// States of an appendReq: the flush goroutine and the waiting caller race
-// to move it from queued to claimed (it goes into a batch) or abandoned
-// (the caller's time ran out first; it is never appended).
+// States of an appendReq: a running fn and the waiting caller race to move
+// it from queued to claimed (it is appended) or abandoned (the caller's
+// time ran out first; it is never appended).
 const (
 	reqQueued int32 = iota
 	reqClaimed
 	reqAbandoned
 )
 
-// appendReq is one Record call waiting for its batch.
+// appendReq is one Record call waiting for its event to be durable.
 type appendReq struct {
 	ctx   context.Context // detached, with the Log's timeout
 	leaf  []byte
 	state atomic.Int32
-	done  chan error // buffered; receives one result once claimed
+	done  chan error // buffered; receives one result once taken
 }
 
 // NewLog returns a Log over st. timeout bounds each append; the append runs
@@ -64,19 +67,20 @@ func NewLog(st store.Backend, timeout time.Duration) *Log {
 
 // Record durably appends e. It returns nil only once the event is durable;
 // any error wraps ErrUnavailable. It returns within the Log's timeout even
-// if the store hangs: an event whose batch was still being committed then
-// may or may not be in the log, and the caller must fail as if it were not.
+// if the store hangs: an event whose transaction was still being committed
+// then may or may not be in the log, and the caller must fail as if it
+// were not.
 func (l *Log) Record(ctx context.Context, e *Event) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
 	defer cancel()
 	r := &appendReq{ctx: ctx, leaf: e.Leaf(), done: make(chan error, 1)}
 	l.mu.Lock()
 	l.queue = append(l.queue, r)
-	start := !l.flushing
-	l.flushing = true
+	submit := !l.pending
+	l.pending = true
 	l.mu.Unlock()
-	if start {
-		go l.flush()
+	if submit {
+		go l.submit()
 	}
 	select {
 	case err := <-r.done:
@@ -101,67 +105,71 @@ func unavailable(err error) error {
 	return nil
 }
 
-// flush appends batches until the queue is empty, then ends.
-func (l *Log) flush() {
-	for {
-		l.mu.Lock()
-		n := min(len(l.queue), maxBatch)
-		if n == 0 {
-			l.queue = nil
-			l.flushing = false
-			l.mu.Unlock()
-			return
-		}
-		batch := l.queue[:n:n]
-		l.queue = l.queue[n:]
-		l.mu.Unlock()
-		l.commit(batch)
-	}
-}
+// errNotRun: the store returned from Update without running fn.
+var errNotRun = errors.New("audit: the store did not run the append")
 
-// commit appends the leaves of the batch's still-waiting requests in one
-// store.Update and answers each of them with its outcome.
-func (l *Log) commit(batch []*appendReq) {
-	live := batch[:0]
-	var deadline time.Time
-	for _, r := range batch {
-		if r.ctx.Err() != nil {
-			continue // its caller is abandoning it
-		}
-		if r.state.CompareAndSwap(reqQueued, reqClaimed) {
-			live = append(live, r)
-			if d, _ := r.ctx.Deadline(); d.After(deadline) {
-				deadline = d
-			}
-		}
-	}
-	if len(live) == 0 {
-		return
-	}
-	// The batch may wait for the commit as long as its most patient
-	// member; each caller stops waiting at its own deadline.
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+// submit runs one store.Update whose fn takes the queue when it first runs
+// (a re-run appends the same events), then answers the events it took. If
+// the store gives up before running fn (its context ended, it is closed),
+// the events waiting then fail with its error.
+func (l *Log) submit() {
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
-	err := l.update(ctx, live)
-	for _, r := range live {
-		r.done <- err
-	}
-}
-
-// update runs the batch's store.Update; a panic in the store becomes an
-// error, so the waiting requests fail instead of the process.
-func (l *Log) update(ctx context.Context, live []*appendReq) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("audit: store panicked: %v", p)
-		}
-	}()
-	return l.st.Update(ctx, func(tx store.Writer) error {
-		for _, r := range live {
+	var (
+		batch  []*appendReq
+		once   sync.Once // the first of fn and the give-up path below takes the queue
+		notRun bool
+	)
+	err := l.update(ctx, func(tx store.Writer) error {
+		once.Do(func() { batch = l.take() })
+		for _, r := range batch {
 			if _, err := tx.AppendAudit(r.leaf); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	once.Do(func() { batch, notRun = l.take(), true })
+	if notRun && err == nil {
+		err = errNotRun
+	}
+	for _, r := range batch {
+		r.done <- err
+	}
+}
+
+// take claims up to maxBatch queued events whose callers still wait. A
+// longer queue keeps its tail and gets an Update of its own.
+func (l *Log) take() []*appendReq {
+	l.mu.Lock()
+	q := l.queue
+	more := len(q) > maxBatch
+	if more {
+		q, l.queue = q[:maxBatch:maxBatch], q[maxBatch:]
+	} else {
+		l.queue = nil
+	}
+	l.pending = more
+	l.mu.Unlock()
+	if more {
+		go l.submit()
+	}
+	live := q[:0]
+	for _, r := range q {
+		if r.ctx.Err() == nil && r.state.CompareAndSwap(reqQueued, reqClaimed) {
+			live = append(live, r)
+		}
+	}
+	return live
+}
+
+// update runs st.Update; a panic in the store becomes an error, so the
+// waiting events fail instead of the process.
+func (l *Log) update(ctx context.Context, fn func(store.Writer) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("audit: store panicked: %v", p)
+		}
+	}()
+	return l.st.Update(ctx, fn)
 }

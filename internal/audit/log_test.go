@@ -73,10 +73,10 @@ func (l *Log) queued() int {
 	return len(l.queue)
 }
 
-// TestLogBatchesConcurrentRecords: events that arrive while a batch is
-// being committed are appended together in the next single Update, every
-// one of them exactly once, and each Record returns only after its own
-// event is in the log.
+// TestLogBatchesConcurrentRecords: events that arrive while an append
+// waits for the store are appended by that same single Update, every one
+// of them exactly once, and each Record returns only after its own event
+// is in the log.
 func TestLogBatchesConcurrentRecords(t *testing.T) {
 	st := newGatedStore()
 	l := NewLog(st, 10*time.Second)
@@ -84,11 +84,11 @@ func TestLogBatchesConcurrentRecords(t *testing.T) {
 	const n = 50
 	errs := make(chan error, n+1)
 	go func() { errs <- l.Record(ctx, testEvent(0)) }()
-	waitFor(t, "the first batch to reach the store", func() bool { return st.updates.Load() == 1 })
+	waitFor(t, "the first append to reach the store", func() bool { return st.updates.Load() == 1 })
 	for i := 1; i <= n; i++ {
 		go func() { errs <- l.Record(ctx, testEvent(i)) }()
 	}
-	waitFor(t, "the events to queue", func() bool { return l.queued() == n })
+	waitFor(t, "the events to queue", func() bool { return l.queued() == n+1 })
 	select {
 	case err := <-errs:
 		t.Fatalf("a Record returned before its batch was committed: %v", err)
@@ -100,8 +100,8 @@ func TestLogBatchesConcurrentRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := st.updates.Load(); got != 2 {
-		t.Errorf("%d store Updates for two batches, want 2", got)
+	if got := st.updates.Load(); got != 1 {
+		t.Errorf("%d store Updates, want 1: the events that arrived while it waited join it", got)
 	}
 	got := st.leaves(t)
 	var want [][]byte
@@ -117,9 +117,8 @@ func TestLogBatchesConcurrentRecords(t *testing.T) {
 }
 
 // TestLogTimeout: with the store hanging, Record fails with ErrUnavailable
-// once its timeout passes, both for the event whose batch is stuck in the
-// store and for one still queued behind it; the queued one is never
-// appended later. A caller's own cancellation does not cancel the append.
+// by its timeout, both for the event whose append is stuck in the store and
+// for one that joined it; neither is appended later. A caller's own cancellation does not cancel the append.
 func TestLogTimeout(t *testing.T) {
 	st := newGatedStore()
 	l := NewLog(st, 200*time.Millisecond)
@@ -136,7 +135,7 @@ func TestLogTimeout(t *testing.T) {
 	waitFor(t, "the Log to go idle", func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		return !l.flushing
+		return !l.pending
 	})
 	close(st.gate)
 	canceled, cancel := context.WithCancel(ctx)

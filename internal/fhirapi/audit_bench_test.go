@@ -192,7 +192,7 @@ func runClients(b *testing.B, h http.Handler, who policy.Principal, clients, tot
 // Observations; full authorization) from concurrent clients, once with
 // the real audit log (every read waits for its event to be durable in
 // the same SQLite store, synchronous=FULL) and once with the discarding
-// sink. Each b.Loop iteration is one round of 2,000 requests per
+// sink. Each b.Loop iteration is one round of 1,000 requests per
 // configuration, the two alternating which goes first, so both see the
 // same machine. It reports reads/s and p99 of each, the
 // throughput ratio on/off (target >= 0.8) and the p99 added by audit
@@ -201,9 +201,9 @@ func runClients(b *testing.B, h http.Handler, who policy.Principal, clients, tot
 //	go test -run '^$' -bench ReadAudit -benchtime 5x -count 3 ./internal/fhirapi
 func BenchmarkReadAudit(b *testing.B) {
 	env := newAuditBench(b)
-	for _, clients := range []int{16, 64} {
+	for _, clients := range []int{1, 4, 16, 64} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			const perRound = 2000
+			const perRound = 1000
 			var offset atomic.Int64
 			// Warm both paths (DEK cache, search, care facts).
 			runClients(b, env.on, env.doctor, clients, 3*benchPatients, &offset)
