@@ -101,6 +101,13 @@ func reindexRestored(ctx context.Context, n *node, dir, indexDump string) (*rein
 	if err != nil {
 		return nil, err
 	}
+	// The secondary indexes of idx (by token) would take every row at a
+	// random place; they are dropped and built again at the end, by
+	// sorting, from their own stored definitions.
+	rebuild, err := dropIndexes(ctx, db, "idx")
+	if err != nil {
+		return nil, err
+	}
 	// Decrypting and indexing is the cost: each batch is spread over the
 	// CPUs, and written (in order, checked) while the next is indexed.
 	workers := runtime.GOMAXPROCS(0)
@@ -149,10 +156,43 @@ func reindexRestored(ctx context.Context, n *node, dir, indexDump string) (*rein
 	if nMismatched > 0 {
 		return nil, fmt.Errorf("the rebuilt index differs from the backed-up one for %d resources (first: %v)", nMismatched, mismatched)
 	}
+	for _, q := range rebuild {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return nil, fmt.Errorf("rebuild %q: %w", q, err)
+		}
+	}
 	if _, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// dropIndexes drops the secondary indexes of table and returns the
+// statements that create them again.
+func dropIndexes(ctx context.Context, db *sql.DB, table string) ([]string, error) {
+	rows, err := db.QueryContext(ctx, "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", table)
+	if err != nil {
+		return nil, err
+	}
+	var names, create []string
+	for rows.Next() {
+		var name, q string
+		if err := rows.Scan(&name, &q); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		names, create = append(names, name), append(create, q)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		if _, err := db.ExecContext(ctx, `DROP INDEX "`+strings.ReplaceAll(name, `"`, `""`)+`"`); err != nil {
+			return nil, err
+		}
+	}
+	return create, nil
 }
 
 // indexJobs lists the restored store's current, non-deleted resources in
