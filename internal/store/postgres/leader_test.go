@@ -78,9 +78,6 @@ func TestLeaderFailover(t *testing.T) {
 
 	start := time.Now()
 	pgtest.Exec(t, pgtest.AdminDSN(t), fmt.Sprintf("SELECT pg_terminate_backend(%d)", first.PID()))
-	if err := setMeta(first.Fenced(), "by-old-leader", "1"); !errors.Is(err, postgres.ErrNotLeader) {
-		t.Errorf("fenced write of the terminated term: %v, want ErrNotLeader", err)
-	}
 	select {
 	case <-first.Lost():
 	case <-time.After(5 * time.Second):
@@ -95,6 +92,9 @@ func TestLeaderFailover(t *testing.T) {
 	}
 	t.Logf("term ended %v after its session was terminated; the other node led %v after", lostAfter, time.Since(start))
 	go job(second)
+	if err := setMeta(first.Fenced(), "by-old-leader", "1"); !errors.Is(err, postgres.ErrNotLeader) {
+		t.Errorf("fenced write of the ended term: %v, want ErrNotLeader", err)
+	}
 	if err := setMeta(second.Fenced(), "by-new-leader", "1"); err != nil {
 		t.Fatalf("fenced write of the new leader: %v", err)
 	}
