@@ -120,8 +120,8 @@ func readRepoShredded(repo string) ([]barrier.KeyID, error) {
 	return out, nil
 }
 
-// readShreddedFile reads a shredded-keys list given by path (the live
-// directory's, or its off-site copy).
+// readShreddedFile reads a shredded-keys list (one hex key id a line):
+// a data directory's, or its off-site copy.
 func readShreddedFile(path string) ([]barrier.KeyID, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -69,7 +69,7 @@ func runPatient(args []string, stdout, stderr io.Writer) error {
 			return fail(exitUsage, "not confirmed; nothing was erased", "type the patient id exactly, or pass --yes")
 		}
 	}
-	if out, err, online := patientOnline(*data, sub, id, *reason); online {
+	if out, online, err := patientOnline(*data, sub, id, *reason); online {
 		if err == nil {
 			fmt.Fprint(stdout, out)
 		}
@@ -201,21 +201,14 @@ func appendShredded(dir string, id barrier.KeyID) error {
 	return err
 }
 
-// readShredded returns the key ids listed in DIR/shredded-keys.
+// readShredded returns the key ids listed in DIR/shredded-keys (none if
+// the file does not exist).
 func readShredded(dir string) ([]barrier.KeyID, error) {
-	data, err := os.ReadFile(filepath.Join(dir, shreddedName))
+	ids, err := readShreddedFile(filepath.Join(dir, shreddedName))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
-	var out []barrier.KeyID
-	for _, l := range strings.Fields(string(data)) {
-		b, err := hex.DecodeString(l)
-		if err != nil || len(b) != barrier.KeyIDSize {
-			return nil, fmt.Errorf("%s: bad line %q", shreddedName, l)
-		}
-		out = append(out, barrier.KeyID(b))
-	}
-	return out, err
+	return ids, err
 }
 
 func (n *node) holdToken(id string) string {

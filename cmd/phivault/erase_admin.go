@@ -32,27 +32,27 @@ type patientAnswer struct {
 // patientOnline runs a patient operation through the admin socket of the
 // server running on dir. online is false when no server answers there
 // (the caller then opens the directory itself).
-func patientOnline(dir, op, id, reason string) (out string, err error, online bool) {
+func patientOnline(dir, op, id, reason string) (out string, online bool, err error) {
 	body, _ := json.Marshal(patientRequest{ID: id, Reason: reason})
 	c := server.AdminClient(filepath.Join(dir, server.SocketName))
 	resp, err := c.Post("http://phivault/admin/patient/"+op, "application/json", bytes.NewReader(body))
 	if err != nil {
-		return "", nil, false
+		return "", false, nil
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var a patientAnswer
 	if json.Unmarshal(raw, &a) != nil {
-		return "", fail(exitFail, "the server refused: "+strings.TrimSpace(string(raw)), ""), true
+		return "", true, fail(exitFail, "the server refused: "+strings.TrimSpace(string(raw)), "")
 	}
 	if resp.StatusCode != http.StatusOK {
 		code := a.Code
 		if code == 0 {
 			code = exitFail
 		}
-		return "", fail(code, a.Error, a.Hint), true
+		return "", true, fail(code, a.Error, a.Hint)
 	}
-	return a.Text, nil, true
+	return a.Text, true, nil
 }
 
 // adminPatientHandler serves POST /admin/patient/{op} (erase, hold,
