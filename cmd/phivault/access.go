@@ -148,6 +148,7 @@ func (n *node) openAccessWith(ctx context.Context, base string, log *slog.Logger
 		return nil, err
 	}
 	maps.Copy(a.routes, admin)
+	a.routes["GET /readyz"] = n.readyHandler() // what load balancers route on (docs/scaling.md)
 	return a, nil
 }
 

@@ -144,6 +144,7 @@ func (c *acCov) check(route, what string, do func() error, want ...acEvent) {
 // and signed in) and finds nothing recorded.
 var acPublicQuiet = map[string]struct{ method, path, why string }{
 	"GET /healthz":      {"GET", "/healthz", "liveness probe: no user, no data"},
+	"GET /readyz":       {"GET", "/readyz", "readiness probe: one store read, no user, no data"},
 	"GET /metrics":      {"GET", "/metrics", "Prometheus counters: no user, no patient data"},
 	"/":                 {"GET", "/no-such-route", "everything else: 404 without touching data"},
 	"GET /static/":      {"GET", "/static/passkey.js", "the console's static scripts and styles"},

@@ -145,7 +145,6 @@ func serve(o serveOptions, stderr io.Writer) error {
 	}
 	// Account changes and erasures made on other nodes, at once.
 	defer watchChanges(ctx, n.db, acc.accounts, n.barrier.NoteDestroyed, log)()
-	acc.routes["GET /readyz"] = n.readyHandler() // what load balancers route on (docs/scaling.md)
 	if clients != nil {
 		// Devices reach the FHIR API with their client certificate (role
 		// device; the policy lets them submit observations only).
