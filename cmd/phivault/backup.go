@@ -90,7 +90,7 @@ func runBackupCreate(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "snapshot %s: %d files, %d chunks (%d new), %d bytes (%d new, ratio %.4f), %d bytes written\n",
 		m.ID, st.Files, st.Chunks, st.NewChunks, st.Bytes, st.NewBytes, float64(st.NewBytes)/float64(max(st.Bytes, 1)), st.StoredBytes)
 	fmt.Fprintf(stdout, "versions %d, audit tree size %d root %x\n", m.Counts["versions"], m.Audit.Size, m.Audit.Root)
-	return recordErasures(*data, *repo, stdout) // outside the snapshot, for restores of older ones
+	return recordErasures(context.Background(), *data, rst, stdout) // outside the snapshot, for restores of older ones
 }
 
 // openRepoForWrite is openRepoIn for a directory repository.

@@ -158,7 +158,7 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 	if err := checkRestored(ctx, *to, &rm, stdout, stderr); err != nil {
 		return err
 	}
-	if err := reapplyErasures(ctx, *to, *repo, shredded, stdout, stderr); err != nil {
+	if err := reapplyErasures(ctx, *to, st, shredded, stdout, stderr); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "OK: the audit log verifies with the snapshot's root, counts match, every version decrypts and authenticates")

@@ -17,11 +17,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/phivault/phivault/internal/audit"
+	"github.com/phivault/phivault/internal/backup"
 	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/store"
 )
@@ -30,16 +31,13 @@ import (
 const repoShreddedDir = "shredded"
 
 // recordErasures brings the repository's list of destroyed key ids up to
-// date with DIR/shredded-keys after a backup. A repository in an object
-// store (s3://) keeps no list yet: restores from it need --shredded-keys.
-func recordErasures(data, repo string, stdout io.Writer) error {
-	if strings.Contains(repo, "://") {
-		return nil
-	}
-	added, err := syncRepoShredded(data, repo)
+// date with DIR/shredded-keys after a backup (in an S3 repository the
+// entries are locked like the snapshots, so they cannot be removed either).
+func recordErasures(ctx context.Context, data string, st backup.Storage, stdout io.Writer) error {
+	added, err := syncRepoShredded(ctx, data, st)
 	if err != nil {
 		return fail(exitFail, "the snapshot is written, but the repository's list of erased keys could not be updated: "+err.Error(),
-			"check the repository path is writable and run 'phivault backup create' again")
+			"check the repository is writable and run 'phivault backup create' again")
 	}
 	if added > 0 {
 		fmt.Fprintf(stdout, "erased data keys recorded in the repository: %d new\n", added)
@@ -50,8 +48,8 @@ func recordErasures(data, repo string, stdout io.Writer) error {
 // reapplyErasures destroys, in a restored directory, the data keys of
 // every erasure known (see reapply), says how many, and reminds the
 // operator of --shredded-keys when none was given.
-func reapplyErasures(ctx context.Context, to, repo string, lists []string, stdout, stderr io.Writer) error {
-	again, err := reapply(ctx, to, repo, lists, stderr)
+func reapplyErasures(ctx context.Context, to string, st backup.Storage, lists []string, stdout, stderr io.Writer) error {
+	again, err := reapply(ctx, to, st, lists, stderr)
 	if err != nil {
 		var ce *cliError
 		if errors.As(err, &ce) {
@@ -67,53 +65,46 @@ func reapplyErasures(ctx context.Context, to, repo string, lists []string, stdou
 }
 
 // syncRepoShredded records every key id of DIR/shredded-keys in the
-// repository (create-only files; ids already there are left alone).
-func syncRepoShredded(data, repo string) (int, error) {
+// repository as an empty file shredded/<id>, written once (ids already
+// there are left alone). It returns how many it added.
+func syncRepoShredded(ctx context.Context, data string, st backup.Storage) (int, error) {
 	ids, err := readShredded(data)
 	if err != nil || len(ids) == 0 {
 		return 0, err
 	}
-	dir := filepath.Join(repo, repoShreddedDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	have, err := st.List(ctx, repoShreddedDir)
+	if err != nil {
 		return 0, err
 	}
 	added := 0
 	for _, id := range ids {
-		f, err := os.OpenFile(filepath.Join(dir, id.String()), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, os.ErrExist) {
+		name := id.String()
+		if slices.Contains(have, name) {
+			continue
+		}
+		err := st.Create(ctx, repoShreddedDir+"/"+name, nil)
+		if errors.Is(err, backup.ErrExists) {
 			continue
 		}
 		if err != nil {
 			return added, err
 		}
-		if err := f.Close(); err != nil {
-			return added, err
-		}
 		added++
-	}
-	if added > 0 {
-		if d, err := os.Open(dir); err == nil {
-			d.Sync()
-			d.Close()
-		}
 	}
 	return added, nil
 }
 
 // readRepoShredded lists the key ids recorded in the repository.
-func readRepoShredded(repo string) ([]barrier.KeyID, error) {
-	ents, err := os.ReadDir(filepath.Join(repo, repoShreddedDir))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+func readRepoShredded(ctx context.Context, st backup.Storage) ([]barrier.KeyID, error) {
+	names, err := st.List(ctx, repoShreddedDir)
 	if err != nil {
 		return nil, err
 	}
 	var out []barrier.KeyID
-	for _, e := range ents {
-		b, err := hex.DecodeString(e.Name())
+	for _, n := range names {
+		b, err := hex.DecodeString(n)
 		if err != nil || len(b) != barrier.KeyIDSize {
-			return nil, fmt.Errorf("%s: unexpected entry %q", filepath.Join(repo, repoShreddedDir), e.Name())
+			return nil, fmt.Errorf("%s/%s: unexpected entry %q", st, repoShreddedDir, n)
 		}
 		out = append(out, barrier.KeyID(b))
 	}
@@ -143,7 +134,7 @@ func readShreddedFile(path string) ([]barrier.KeyID, error) {
 // lists, adds them to the directory's shredded-keys and records the
 // re-destruction in its audit log. It returns how many keys it destroyed
 // that the restored store still held.
-func reapply(ctx context.Context, dir, repo string, lists []string, stderr io.Writer) (int, error) {
+func reapply(ctx context.Context, dir string, st backup.Storage, lists []string, stderr io.Writer) (int, error) {
 	seen := map[barrier.KeyID]bool{}
 	var ids []barrier.KeyID
 	add := func(l []barrier.KeyID) {
@@ -163,10 +154,7 @@ func reapply(ctx context.Context, dir, repo string, lists []string, stderr io.Wr
 		known[id] = true
 	}
 	add(own)
-	var fromRepo []barrier.KeyID
-	if !strings.Contains(repo, "://") {
-		fromRepo, err = readRepoShredded(repo)
-	}
+	fromRepo, err := readRepoShredded(ctx, st)
 	if err != nil {
 		return 0, fail(exitFail, "cannot read the repository's list of erased keys: "+err.Error(), "check the repository; erasures must be re-applied before the restored data is used")
 	}
