@@ -243,6 +243,83 @@ func BenchmarkReadAudit(b *testing.B) {
 	}
 }
 
+// openLoop sends total requests of the read mix through h at a fixed
+// rate (requests per second), whatever the answers' pace, from a pool of
+// workers, and returns each request's latency counted from the moment it
+// was due, so time spent queued for a free worker counts too.
+func openLoop(b *testing.B, h http.Handler, who policy.Principal, rate float64, total int, offset *atomic.Int64) []time.Duration {
+	type job struct {
+		path string
+		due  time.Time
+	}
+	jobs := make(chan job, total)
+	lat := make([]time.Duration, 0, total)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for j := range jobs {
+				if code, body := get(h, who, j.path); code != http.StatusOK {
+					b.Errorf("GET %s: %d %s", j.path, code, body)
+				}
+				d := time.Since(j.due)
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
+			}
+		})
+	}
+	start := time.Now()
+	for k := range total {
+		due := start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+		time.Sleep(time.Until(due))
+		jobs <- job{workload(int(offset.Add(1))), due}
+	}
+	close(jobs)
+	wg.Wait()
+	return lat
+}
+
+// BenchmarkReadAuditLatency compares the latency of the read mix with the
+// real audit log and with the discarding sink at the same offered load
+// (open loop, fixed rates well below either configuration's capacity on
+// this machine), so that queueing for the CPU does not hide or inflate
+// what audit adds. Each b.Loop iteration is one round of 1,000 requests
+// per configuration, alternating which goes first.
+//
+//	go test -run '^$' -bench ReadAuditLatency -benchtime 3x -count 2 ./internal/fhirapi
+func BenchmarkReadAuditLatency(b *testing.B) {
+	env := newAuditBench(b)
+	for _, rate := range []float64{100, 300} {
+		b.Run(fmt.Sprintf("rate=%.0f", rate), func(b *testing.B) {
+			const perRound = 1000
+			var offset atomic.Int64
+			runClients(b, env.on, env.doctor, 4, 3*benchPatients, &offset)
+			runClients(b, env.off, env.doctor, 4, 3*benchPatients, &offset)
+			var on, off []time.Duration
+			round := 0
+			for b.Loop() {
+				for k := range 2 {
+					if (round+k)%2 == 0 {
+						on = append(on, openLoop(b, env.on, env.doctor, rate, perRound, &offset)...)
+					} else {
+						off = append(off, openLoop(b, env.off, env.doctor, rate, perRound, &offset)...)
+					}
+				}
+				round++
+			}
+			onP50, offP50 := quantile(on, 0.5), quantile(off, 0.5)
+			onP99, offP99 := quantile(on, 0.99), quantile(off, 0.99)
+			b.ReportMetric(ms(onP50), "on-p50-ms")
+			b.ReportMetric(ms(offP50), "off-p50-ms")
+			b.ReportMetric(ms(onP99), "on-p99-ms")
+			b.ReportMetric(ms(offP99), "off-p99-ms")
+			b.ReportMetric(ms(onP50-offP50), "p50-added-ms")
+			b.ReportMetric(ms(onP99-offP99), "p99-added-ms")
+		})
+	}
+}
+
 // quantile returns the q-quantile of d (nearest rank); it sorts d.
 func quantile(d []time.Duration, q float64) time.Duration {
 	if len(d) == 0 {
