@@ -168,9 +168,27 @@ func reportComparison(tb testing.TB, report func(float64, string), size int64, r
 }
 
 // BenchmarkBackupVsRestic: a synthetic population (PHIVAULT_BENCH_PATIENTS,
-// default 100) per iteration; run with -benchtime=1x.
+// default 100) per iteration, or a copy of an existing stopped data
+// directory (PHIVAULT_BENCH_DIR, e.g. one holding the Synthea sets); run
+// with -benchtime=1x.
 func BenchmarkBackupVsRestic(b *testing.B) {
 	restic := requireRestic(b)
+	if src := os.Getenv("PHIVAULT_BENCH_DIR"); src != "" {
+		for range b.N {
+			b.StopTimer()
+			dir := filepath.Join(b.TempDir(), "data")
+			if out, err := exec.Command("cp", "-a", src, dir).CombinedOutput(); err != nil {
+				b.Fatalf("copy %s: %v %s", src, err, out)
+			}
+			os.RemoveAll(filepath.Join(dir, backupKeysDir))
+			os.Remove(filepath.Join(dir, lockFileName))
+			size := dirBytes(b, dir)
+			b.StartTimer()
+			pv, rs, resources := compareBackups(b, dir, restic)
+			reportComparison(b, b.ReportMetric, size, resources, pv, rs)
+		}
+		return
+	}
 	patients := 100
 	if s := os.Getenv("PHIVAULT_BENCH_PATIENTS"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil && n > 0 {
