@@ -62,6 +62,7 @@ var commands = map[string]command{
 	"backup":   {"encrypted, deduplicated backups: create or verify", runBackup},
 	"restore":  {"restore a backup into a new data directory and verify it", runRestore},
 	"policy":   {"show, check or replace the Cedar access policy set", runPolicy},
+	"migrate":  {"apply PostgreSQL schema migrations, or move an embedded store to PostgreSQL", runMigrate},
 
 	"user":          {"manage accounts: add, list, show, disable, enable, unlock, roles, password, revoke", runUser},
 	"training":      {"record a user's completed training (HIPAA training gates patient data)", runTraining},
