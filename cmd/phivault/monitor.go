@@ -14,15 +14,16 @@ import (
 	"github.com/phivault/phivault/internal/detect"
 )
 
-// runMonitor is privacy and threat monitoring in batch mode over files.
-// Reading the live audit stream and storing alerts through the barrier
-// come later.
+// runMonitor is privacy and threat monitoring in batch mode, over files
+// or over the access logs imported into a data directory.
 func runMonitor(args []string, stdout, stderr io.Writer) error {
-	usage := "monitor run|alerts|eval [flags]"
+	usage := "monitor import|run|alerts|eval [flags]"
 	if len(args) == 0 {
 		return fail(exitUsage, "which monitor command?", "phivault "+usage)
 	}
 	switch args[0] {
+	case "import":
+		return monitorImport(args[1:], stdout, stderr)
 	case "run":
 		return monitorRun(args[1:], stdout, stderr)
 	case "alerts":
@@ -30,7 +31,7 @@ func runMonitor(args []string, stdout, stderr io.Writer) error {
 	case "eval":
 		return monitorEval(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
-		fmt.Fprintf(stderr, "Usage: phivault %s\n\n  run     score an access log against a FHIR directory\n  alerts  print the alerts of a run\n  eval    compare a run with labelled incidents\n", usage)
+		fmt.Fprintf(stderr, "Usage: phivault %s\n\n  import  store an access log (CSV or FHIR AuditEvent NDJSON) sealed in a data directory\n  run     score an access log against a FHIR directory, or everything imported\n  alerts  print the alerts of a run\n  eval    compare a run with labelled incidents\n", usage)
 		return nil
 	}
 	return fail(exitUsage, fmt.Sprintf("unknown monitor command %q", args[0]), "phivault "+usage)
@@ -48,16 +49,27 @@ func monitorFlags(name, line string, stderr io.Writer) (*flag.FlagSet, *string) 
 }
 
 func monitorRun(args []string, stdout, stderr io.Writer) error {
-	fs, out := monitorFlags("run", "--directory FILE --access FILE[,FILE...] --out DIR", stderr)
+	fs, out := monitorFlags("run", "--directory FILE --access FILE[,FILE...] --out DIR | --data DIR [--directory FILE] --out DIR", stderr)
 	dirFile := fs.String("directory", "", "FHIR resources, NDJSON: Practitioner, PractitionerRole, Patient, Encounter, Appointment, CareTeam, ServiceRequest, MedicationRequest")
 	access := fs.String("access", "", "access logs in the import CSV format, comma-separated")
+	data := fs.String("data", "", "score the access logs imported into this data directory (monitor import), against its FHIR resources unless --directory is given")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *dirFile == "" || *access == "" {
-		return fail(exitUsage, "--directory and --access are required", "e.g. phivault monitor run --directory sim/directory.ndjson --access sim/access.csv --out sim/out")
+	var sum detect.Summary
+	var err error
+	switch {
+	case *data != "" && *access != "":
+		return fail(exitUsage, "--data and --access exclude each other", "import the file first: phivault monitor import --data "+*data+" FILE")
+	case *data != "":
+		if sum, err = monitorRunStored(*data, *dirFile, *out, stderr); err != nil {
+			return err
+		}
+	case *dirFile == "" || *access == "":
+		return fail(exitUsage, "--directory and --access (or --data) are required", "e.g. phivault monitor run --directory sim/directory.ndjson --access sim/access.csv --out sim/out")
+	default:
+		sum, err = detect.RunFiles(*dirFile, strings.Split(*access, ","), *out)
 	}
-	sum, err := detect.RunFiles(*dirFile, strings.Split(*access, ","), *out)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fail(exitFail, err.Error(), "check the file names")

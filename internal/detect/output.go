@@ -42,16 +42,7 @@ func RunFiles(directory string, access []string, out string) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
-	for _, s := range dir.Staff {
-		if s.InDirectory {
-			sum.Users++
-		}
-	}
-	rd := NewReader(dir)
-	passes := 0
-	src := func(fn func(*Event)) error {
-		passes++
-		rd.Reset()
+	return runBatch(dir, start, func(rd *Reader, fn func(*Event)) error {
 		for _, path := range access {
 			f, err := os.Open(path)
 			if err != nil {
@@ -64,6 +55,24 @@ func RunFiles(directory string, access []string, out string) (Summary, error) {
 			}
 		}
 		return nil
+	}, out)
+}
+
+// runBatch runs the detector over the events read calls fn for (once per
+// pass, through rd) and writes the results to out.
+func runBatch(dir *Directory, start time.Time, read func(rd *Reader, fn func(*Event)) error, out string) (Summary, error) {
+	var sum Summary
+	for _, s := range dir.Staff {
+		if s.InDirectory {
+			sum.Users++
+		}
+	}
+	rd := NewReader(dir)
+	passes := 0
+	src := func(fn func(*Event)) error {
+		passes++
+		rd.Reset()
+		return read(rd, fn)
 	}
 	e := NewEngine(dir)
 	alerts, err := e.Run(src, func() []string { return rd.IPs })
