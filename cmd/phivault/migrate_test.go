@@ -376,3 +376,61 @@ func TestAcceptNoPlaintextPostgres(t *testing.T) {
 	t.Logf("%d patients: %d values (%d shorter skipped); pg_dump %d KB clean; data directory %d files, %d MB clean",
 		opt.Patients, kept, len(values)-kept, len(dump)>>10, files, size>>20)
 }
+
+// TestMigrateVerifyFails: a source holding a version that does not
+// authenticate (a body sealed for another resource, written behind the
+// barrier's back) is copied, fails the decrypt-all check on the target,
+// and the move is undone: exit 1 naming the version, the target's tables
+// empty again, the directory still on its embedded store and readable.
+func TestMigrateVerifyFails(t *testing.T) {
+	dsn, _ := migrateDSN(t)
+	dir := loadedDir(t, 2)
+	ctx := context.Background()
+	n, err := openNode(ctx, dir, slog.New(slog.DiscardHandler), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pat, org store.Version
+	err = n.db.View(ctx, func(r store.Reader) error {
+		ps, err := r.History(store.HistoryQuery{Type: "Patient", Limit: 1})
+		if err != nil || len(ps) == 0 {
+			return fmt.Errorf("patients: %d, %v", len(ps), err)
+		}
+		orgs, err := r.History(store.HistoryQuery{Type: "Organization", Limit: 1})
+		if err != nil || len(orgs) == 0 {
+			return fmt.Errorf("organizations: %d, %v", len(orgs), err)
+		}
+		pat, org = ps[0], orgs[0]
+		return nil
+	})
+	if err == nil {
+		err = n.db.Update(ctx, func(w store.Writer) error {
+			_, err := w.Put(store.Version{Type: pat.Type, ID: pat.ID, VID: pat.VID + 1, Updated: pat.Updated, Body: org.Body}, nil)
+			return err
+		})
+	}
+	n.close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut := runCLI("migrate", "--from", dir, "--to", dsn)
+	if code != exitFail || !strings.Contains(errOut, "verification failed, the target was emptied: decrypt-all check on the target: 1 problems, first Patient/"+pat.ID) ||
+		!strings.Contains(errOut, "hint: "+dir+" still uses its embedded store") || strings.Contains(out, "OK:") {
+		t.Fatalf("migrate of a damaged store: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, table := range storeTables {
+		if n := pgRows(t, dsn, table); n != 0 {
+			t.Errorf("after a failed verification the target's %s holds %d rows, want 0", table, n)
+		}
+	}
+	if n := pgRows(t, dsn, "audit_head"); n != 1 {
+		t.Errorf("audit_head rows: %d", n)
+	}
+	if cfg, err := readStoreConfig(dir); err != nil || cfg.Backend != "sqlite" {
+		t.Errorf("store.json after a failed move: %+v %v", cfg, err)
+	}
+	if code, _, errOut := runCLI("audit", "verify", "--data", dir); code != exitOK {
+		t.Errorf("the source after a failed move: audit verify exit %d %s", code, errOut)
+	}
+}
