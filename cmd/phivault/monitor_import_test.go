@@ -195,3 +195,22 @@ func TestMonitorRunOverImported(t *testing.T) {
 		t.Errorf("alerts over the store differ from alerts over the file (%d vs %d bytes)", len(a1), len(a0))
 	}
 }
+
+// TestMonitorImportRefusesWhileServed: with the data directory held by a
+// server (its lock taken), the import refuses with a hint and stores
+// nothing.
+func TestMonitorImportRefusesWhileServed(t *testing.T) {
+	dir := importDataDir(t, importDirectory)
+	lock, err := lockDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runOut("monitor", "import", "--data", dir, writeTemp(t, "a.csv", importLog))
+	lock.Close()
+	if code != exitFail || !strings.Contains(errs, "a server holds") || !strings.Contains(errs, "hint: stop the server") {
+		t.Fatalf("exit %d, %q; want a refusal with a hint", code, errs)
+	}
+	if code, _, errs := runOut("monitor", "run", "--data", dir, "--out", t.TempDir()); code != exitFail || !strings.Contains(errs, "no access log was imported") {
+		t.Errorf("after the refused import: exit %d %q", code, errs)
+	}
+}
