@@ -92,13 +92,16 @@ func migrateStore(ctx context.Context, dir, dsn string, stdout, stderr io.Writer
 		return fail(exitFail, "the copy failed and was rolled back, the target is empty: "+pgErrLine(err), "fix the cause and run the migration again")
 	}
 	fmt.Fprintf(stdout, "copied in %s: %s\n", time.Since(start).Round(time.Millisecond), formatCounts(counts))
-	if err := verifyTarget(ctx, src, dsn, pool, counts, verifier, srcAudit, stdout); err != nil {
+	start = time.Now()
+	err = verifyTarget(ctx, src, dsn, pool, counts, verifier, srcAudit, stdout)
+	if err != nil {
 		if cerr := emptyTarget(ctx, pool); cerr != nil {
 			return fail(exitFail, "verification failed ("+err.Error()+") and emptying the target failed too: "+pgErrLine(cerr),
 				"the target is NOT usable: drop its schema; "+dir+" still uses its embedded store")
 		}
 		return fail(exitFail, "verification failed, the target was emptied: "+err.Error(), dir+" still uses its embedded store; report the failure")
 	}
+	fmt.Fprintf(stdout, "verified in %s\n", time.Since(start).Round(time.Millisecond))
 	if err := writeStoreConfig(dir, dsn); err != nil {
 		return fail(exitFail, "the store was moved and verified, but "+filepath.Join(dir, storeFileName)+" could not be written: "+err.Error(),
 			"write it by hand: {\"backend\": \"postgres\", \"dsn\": \""+redactDSN(dsn)+"\"}")
@@ -144,11 +147,11 @@ func targetEmpty(ctx context.Context, pool *pgxpool.Pool) error {
 		if !exists {
 			continue
 		}
-		var any bool
-		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+t+`)`).Scan(&any); err != nil {
+		var rows bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+t+`)`).Scan(&rows); err != nil {
 			return fail(exitFail, "cannot inspect the target: "+pgErrLine(err), "")
 		}
-		if any {
+		if rows {
 			return fail(exitUsage, "the target already holds a phivault store (table "+t+" is not empty); nothing was written",
 				"migrate into a new, empty database or schema (search_path selects the schema)")
 		}

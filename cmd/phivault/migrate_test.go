@@ -315,9 +315,11 @@ func TestAcceptNoPlaintextPostgres(t *testing.T) {
 	if _, _, err := loadDemo(dir, opt, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errOut := runCLI("migrate", "--from", dir, "--to", dsn); code != exitOK {
+	code, out, errOut := runCLI("migrate", "--from", dir, "--to", dsn)
+	if code != exitOK {
 		t.Fatalf("migrate: exit %d\n%s%s", code, out, errOut)
 	}
+	t.Logf("migrate:\n%s", out)
 
 	var raw [][]byte
 	for b := range synth.Bundles(opt) {
