@@ -105,11 +105,15 @@ func TestMonitorImportReportsAndSeals(t *testing.T) {
 	// No id, name, address or workstation from the log is stored in plaintext
 	// (pt-1 is a resource id, which the store sees by design).
 	secrets := []string{"nurse-qx5518", "stranger-kw8841", "mrn-zy99173", "Strangeways", "Ottilie", "10.77.31.20", "wks-qx-004"}
+	var scanned int
 	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() {
 			return err
 		}
 		b, _ := os.ReadFile(p)
+		if bytes.HasPrefix(b, []byte("SQLite format 3")) {
+			scanned++
+		}
 		for _, s := range secrets {
 			if bytes.Contains(b, []byte(s)) {
 				t.Errorf("%s holds %q in plaintext", p, s)
@@ -117,6 +121,9 @@ func TestMonitorImportReportsAndSeals(t *testing.T) {
 		}
 		return nil
 	})
+	if scanned == 0 {
+		t.Fatal("the scan read no SQLite database file")
+	}
 
 	// The import is audited, without patient data.
 	code, out, errs = runOut("audit", "export", "--data", dir)
