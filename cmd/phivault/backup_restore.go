@@ -109,11 +109,15 @@ func repoError(err error) error {
 }
 
 func runRestore(args []string, stdout, stderr io.Writer) error {
-	fs, _ := newFlags("restore", "--repo PATH|s3://BUCKET/PREFIX --identity FILE [--snapshot ID] --to NEWDIR [--shredded-keys FILE ...]", stderr)
+	if len(args) > 0 && args[0] == "drill" {
+		return runRestoreDrill(args[1:], stdout, stderr)
+	}
+	fs, _ := newFlags("restore", "--repo PATH|s3://BUCKET/PREFIX --identity FILE [--snapshot ID | --before TIME] --to NEWDIR [--shredded-keys FILE ...]", stderr)
 	repo := fs.String("repo", "", "backup repository: a directory or s3://bucket/prefix")
 	s3 := addS3Flags(fs, false)
 	identity := fs.String("identity", "", "a recipient's age identity file")
 	snap := fs.String("snapshot", "", "snapshot id (default: the newest that checks)")
+	before := fs.String("before", "", "restore the newest snapshot that checks taken before this time (RFC 3339, e.g. 2026-11-29T10:00:00Z)")
 	to := fs.String("to", "", "new data directory to restore into (must not exist)")
 	var shredded multiFlag
 	fs.Var(&shredded, "shredded-keys", "the current list of erased data keys (the live directory's DIR/shredded-keys or its off-site copy); repeatable")
@@ -122,6 +126,10 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 	}
 	if *repo == "" || *identity == "" || *to == "" {
 		return fail(exitUsage, "restore needs --repo, --identity and --to", "phivault restore --repo PATH --identity FILE --to NEWDIR")
+	}
+	pick, err := snapshotPicker(*snap, *before)
+	if err != nil {
+		return err
 	}
 	ids, err := readIdentities(*identity)
 	if err != nil {
@@ -135,14 +143,9 @@ func runRestore(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return repoError(err)
 	}
-	var m *backup.Manifest
-	if *snap != "" {
-		m, err = rd.Manifest(*snap)
-	} else {
-		m, err = rd.Latest()
-	}
+	m, err := pick(rd)
 	if err != nil {
-		return repoError(err)
+		return err
 	}
 	ctx := context.Background()
 	if err := rd.Restore(ctx, m, *to); err != nil {

@@ -27,6 +27,7 @@ type serveOptions struct {
 	clientCA, clientCRL             string
 	acme                            acmeOptions
 	ready                           func(url string) // called once listening
+	stop                            context.Context  // nil: run until a signal; done: shut down (the restore drill)
 }
 
 func runServe(args []string, stdout, stderr io.Writer) error {
@@ -66,7 +67,11 @@ func serve(o serveOptions, stderr io.Writer) error {
 		return fail(exitUsage, "unknown log level "+o.logLevel, "use debug, info, warn or error")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	parent := o.stop
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	n, err := openServeNode(ctx, o, log, stderr) // waits for shares if the key file is split
 	if errors.Is(err, errLocked) {
