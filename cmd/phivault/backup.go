@@ -36,14 +36,16 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
 func runBackup(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "create" && args[0] != "verify") {
-		return fail(exitUsage, "backup needs a subcommand: create or verify",
-			"phivault backup create --data DIR --repo PATH --recipient age1...; phivault backup verify --repo PATH --identity FILE")
-	}
-	if args[0] == "create" {
+	switch {
+	case len(args) > 0 && args[0] == "create":
 		return runBackupCreate(args[1:], stdout, stderr)
+	case len(args) > 0 && args[0] == "verify":
+		return runBackupVerify(args[1:], stdout, stderr)
+	case len(args) > 0 && args[0] == "prune":
+		return runBackupPrune(args[1:], stdout, stderr)
 	}
-	return runBackupVerify(args[1:], stdout, stderr)
+	return fail(exitUsage, "backup needs a subcommand: create, verify or prune",
+		"phivault backup create --data DIR --repo PATH --recipient age1...; phivault backup verify --repo PATH --identity FILE; phivault backup prune --repo PATH --identity FILE --keep-daily 7")
 }
 
 func runBackupCreate(args []string, stdout, stderr io.Writer) error {

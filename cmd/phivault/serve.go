@@ -21,7 +21,8 @@ import (
 type serveOptions struct {
 	data, listen, certFile, keyFile string
 	logLevel, witness               string
-	alerting                        *alertRouting // nil: alerts are stored, not routed
+	alerting                        *alertRouting   // nil: alerts are stored, not routed
+	backup                          *backupSchedule // nil: no scheduled backups
 	syslog, syslogCA                string
 	ssoConfig                       string
 	clientCA, clientCRL             string
@@ -46,6 +47,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.syslogCA, "syslog-ca", "", "CA bundle (PEM) that verifies the --syslog server's certificate")
 	o.alerting = &alertRouting{}
 	o.alerting.register(fs) // --alert-webhook, --alert-smtp, --alert-syslog ...
+	o.backup = &backupSchedule{}
+	o.backup.register(fs) // --backup-repo, --backup-every, --backup-max-age (backup_schedule.go)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -129,8 +132,12 @@ func serve(o serveOptions, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	backups, err := o.backup.job(o.data, log)
+	if err != nil {
+		return err
+	}
 	// Cluster-wide jobs run on one node at a time (see leader.go).
-	stopJobs := leadJobs(ctx, electorFor(n.db, time.Second, log), log, checkpointJob(signer, witnesses, log), detector, syslogSink)
+	stopJobs := leadJobs(ctx, electorFor(n.db, time.Second, log), log, checkpointJob(signer, witnesses, log), detector, syslogSink, backups)
 	defer stopJobs()
 
 	ln, err := net.Listen("tcp", o.listen)
@@ -140,6 +147,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 	base := "https://" + publicHost(ln.Addr(), o.listen)
 	o.alerting.setBase(base) // for the case links in alert emails
 	metrics := server.NewMetrics()
+	o.backup.registerMetrics(metrics.Registry())
 	api := n.api(base + "/fhir")
 	defer api.Close() // stops bulk export jobs and removes their output
 	api.Alerts = alerts
