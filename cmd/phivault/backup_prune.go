@@ -95,7 +95,7 @@ func printPrune(w io.Writer, rep *backup.PruneReport, dryRun bool) {
 		fmt.Fprintf(w, "%s %s %s\n", verb, s.ID, s.Created.UTC().Format(time.RFC3339))
 	}
 	if dryRun {
-		fmt.Fprintf(w, "dry run: %d snapshots kept, %d and %d chunks (%d bytes stored) would be deleted\n", len(rep.Keep), len(rep.Remove), rep.Chunks, rep.ChunkBytes)
+		fmt.Fprintf(w, "dry run: %d snapshots kept; %d snapshots and %d chunks (%d bytes stored) would be deleted\n", len(rep.Keep), len(rep.Remove), rep.Chunks, rep.ChunkBytes)
 		return
 	}
 	fmt.Fprintf(w, "%d snapshots kept, %d removed; %d files deleted (%d chunks, %d bytes stored)", len(rep.Keep), len(rep.Remove), rep.Deleted, rep.Chunks, rep.ChunkBytes)
