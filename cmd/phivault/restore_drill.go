@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/phivault/phivault/internal/audit"
-	"github.com/phivault/phivault/internal/authn"
 	"github.com/phivault/phivault/internal/backup"
 )
 
@@ -117,15 +112,14 @@ func runRestoreDrill(args []string, stdout, stderr io.Writer) error {
 	d := &drill{dir: filepath.Join(scratch, "data"), stdout: stdout, stderr: stderr}
 	start := time.Now()
 	check, err := d.run(ctx, st, ids, start)
-	ev := &audit.Event{Time: time.Now(), Interaction: "restore-drill", Action: "E", Outcome: audit.Success, UserID: "operator:cli",
-		Roles: []string{authn.OperatorRole}, Allowed: true, Policies: []string{"operator-path"}}
+	res := drillResult{}
 	if d.m != nil {
-		ev.Entities = []string{"urn:phivault:backup-snapshot:" + d.m.ID}
+		res.Snapshot = d.m.ID
 	}
 	if err != nil {
-		ev.Outcome, ev.OutcomeDesc = audit.SeriousFail, "restore drill failed: "+check
+		res.Failed = check
 	}
-	recordDrill(ctx, *live, ev, stdout, stderr)
+	recordDrill(ctx, *live, res, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stdout, "drill FAIL: %s: %v (after %s)\n", check, err, time.Since(start).Round(time.Millisecond))
 		return fail(exitFail, "restore drill failed at "+check, "run 'phivault backup verify --read-data' and fix the repository or take a new backup; keep this one as evidence")
@@ -133,34 +127,4 @@ func runRestoreDrill(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "drill PASS: snapshot %s (%s), RTO %s, %d resources searched, audit %d entries\n",
 		d.m.ID, d.m.Created.Format(time.RFC3339), d.rto.Round(time.Millisecond), d.searched, d.m.Audit.Size)
 	return nil
-}
-
-// recordDrill appends ev to the audit log of the live data directory when
-// one is given and no server holds it; otherwise it says why the drill is
-// only printed. A running server's admin socket offers no drill record yet.
-func recordDrill(ctx context.Context, live string, ev *audit.Event, stdout, stderr io.Writer) {
-	if live == "" {
-		fmt.Fprintln(stdout, "drill not recorded in an audit log: no --data LIVEDIR given")
-		return
-	}
-	n, err := openNode(ctx, live, slog.New(slog.DiscardHandler), stderr)
-	if errors.Is(err, errLocked) {
-		fmt.Fprintln(stdout, "drill not recorded: a server holds "+live+" and its admin socket takes no drill records; keep this output")
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "warning: drill not recorded in "+live+": "+firstLine(err.Error()))
-		return
-	}
-	defer n.close()
-	if err := n.audit.Record(ctx, ev); err != nil {
-		fmt.Fprintln(stderr, "warning: drill not recorded in "+live+": "+err.Error())
-		return
-	}
-	fmt.Fprintln(stdout, "drill recorded in the audit log of", live)
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,6 +108,30 @@ func TestRestoreDrill(t *testing.T) {
 	if code, out, _ := runCLI("restore", "drill", "--repo", f.repo, "--identity", f.idFile); code != exitOK || !strings.Contains(out, "not recorded") {
 		t.Errorf("drill without --data: exit %d\n%s", code, out)
 	}
+
+	// With a server holding the live directory, through its admin socket.
+	sctx, stop := context.WithCancel(context.Background())
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() {
+		done <- serve(serveOptions{data: f.data, listen: "127.0.0.1:0", logLevel: "error", stop: sctx, ready: func(u string) { ready <- u }}, io.Discard)
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	code, out, errOut = runCLI("restore", "drill", "--repo", f.repo, "--identity", f.idFile, "--data", f.data)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if code != exitOK || !strings.Contains(out, "drill recorded in the audit log of the server serving "+f.data) {
+		t.Fatalf("drill with the live directory served: exit %d\n%s%s", code, out, errOut)
+	}
+	if audits() != before+2 {
+		t.Errorf("the drill through the admin socket is not recorded: %d audit entries, want %d", audits(), before+2)
+	}
+	before++
 
 	// Delete a chunk of the database file: the drill fails at the restore.
 	m, err := readerFor(t, f).Latest()

@@ -213,6 +213,7 @@ func (n *node) adminMux(api http.Handler, acc *access) *http.ServeMux {
 	mux.Handle("POST /admin/accounts", accountsAdminHandler(acc.accounts, n.audit))
 	n.adminClientRoutes(mux, acc.smart.Clients())
 	mux.HandleFunc("POST /admin/policy", n.adminPolicyHandler)
+	mux.HandleFunc("POST /admin/backup/drill", n.adminDrillHandler) // restore_drill_record.go
 	mux.HandleFunc("POST /admin/patient/{op}", n.adminPatientHandler)
 	n.adminSealRoutes(mux) // seal, unseal, keys rotate/status/retire
 	return mux
