@@ -1,6 +1,9 @@
 package main
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -74,5 +77,31 @@ func TestBackupPruneUsage(t *testing.T) {
 		if code != c.code || out != "" || !strings.Contains(errOut, c.msg) || !strings.Contains(errOut, c.hint) || strings.Count(errOut, "\n") > 2 {
 			t.Errorf("%v: exit %d\n%s%s", c.args, code, out, errOut)
 		}
+	}
+}
+
+// TestOnlyPruneDeletes: of the CLI's code, only 'backup prune' reaches the
+// repository's deletion (backup.Deleter, Reader.Prune); serve and its
+// schedule, which run with the server's credentials, never do.
+func TestOnlyPruneDeletes(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") || name == "backup_prune.go" {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			if sel, ok := n.(*ast.SelectorExpr); ok && (sel.Sel.Name == "Prune" || sel.Sel.Name == "Deleter") {
+				t.Errorf("%s: %s uses %s; only backup_prune.go may delete from a repository", fset.Position(sel.Pos()), name, sel.Sel.Name)
+			}
+			return true
+		})
 	}
 }
