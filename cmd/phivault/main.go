@@ -60,7 +60,7 @@ var commands = map[string]command{
 	"simulate": {"write a simulated hospital access log for monitoring tests", runSimulate},
 	"monitor":  {"privacy and threat monitoring over access logs: import, run, alerts, eval", runMonitor},
 	"backup":   {"encrypted, deduplicated backups: create, verify or prune", runBackup},
-	"restore":  {"restore a backup into a new data directory and verify it", runRestore},
+	"restore":  {"restore a backup into a new data directory and verify it; restore drill: a timed test restore with smoke queries", runRestore},
 	"policy":   {"show, check or replace the Cedar access policy set", runPolicy},
 	"migrate":  {"apply PostgreSQL schema migrations, or move an embedded store to PostgreSQL", runMigrate},
 
