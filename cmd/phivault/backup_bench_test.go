@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -58,7 +59,8 @@ func dirBytes(tb testing.TB, dir string) int64 {
 // toolRun is one tool's figures for one data directory.
 type toolRun struct {
 	backup1, backup2, restore time.Duration
-	repo1, repo2              int64 // repository size after each backup
+	repo1, repo2              int64  // repository size after each backup
+	restored                  string // phivault's restored data directory
 }
 
 // secondRatio is what the second backup added, relative to the first.
@@ -122,8 +124,9 @@ func compareBackups(tb testing.TB, dir, restic string) (pv, rs toolRun, resource
 		rs.backup2 = timed(func() { resticCmd("backup", dir) })
 		rs.repo2 = dirBytes(tb, rsRepo)
 	}
+	pv.restored = filepath.Join(work, "pv-restored")
 	pv.restore = timed(func() {
-		to := filepath.Join(work, "pv-restored")
+		to := pv.restored
 		code, out, errOut := runCLI("restore", "--repo", pvRepo, "--identity", idFile, "--to", to)
 		if code != exitOK || !strings.Contains(out, "OK:") {
 			tb.Fatalf("restore: %d %s %s", code, out, errOut)
@@ -214,22 +217,60 @@ func BenchmarkBackupVsRestic(b *testing.B) {
 // TestBackupSyntheaRTO backs up the store holding both Synthea sets (the
 // shared acceptance fixture), changes 1% of it, backs up again and
 // restores with the full checks: the RTO and the first-to-second size
-// ratio (the restic comparison is BenchmarkBackupVsRestic's). It asserts
-// the restore succeeds and logs the figures; it skips with -short or
-// without the corpus (fails when CI=true).
+// ratio (the restic comparison is BenchmarkBackupVsRestic's). The restore
+// checks counts, the audit root, every resource's index digest and every
+// version; the test then requires the current-version table identical and
+// the restored store to answer the same searches with the same results.
+// It skips with -short or without the corpus (fails when CI=true).
 func TestBackupSyntheaRTO(t *testing.T) {
 	fx := syntheaData(t)
+	backupRoundTrip(t, fx.dir, fx.resources)
+}
+
+// backupRoundTrip is TestBackupSyntheaRTO on a copy of the data directory
+// src holding about resources resources.
+func backupRoundTrip(t *testing.T, src string, resources0 int64) {
 	// A copy: the shared fixture must stay as the other tests expect it.
 	dir := filepath.Join(t.TempDir(), "data")
-	if out, err := exec.Command("cp", "-a", fx.dir, dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command("cp", "-a", src, dir).CombinedOutput(); err != nil {
 		t.Fatalf("copy: %v %s", err, out)
 	}
 	os.RemoveAll(filepath.Join(dir, backupKeysDir))
 	os.Remove(filepath.Join(dir, lockFileName))
 	size := dirBytes(t, dir)
 	pv, rs, resources := compareBackups(t, dir, "")
-	if resources < fx.resources/2 {
-		t.Fatalf("restored %d resources of about %d", resources, fx.resources)
+	if resources < resources0/2 {
+		t.Fatalf("restored %d resources of about %d", resources, resources0)
 	}
 	reportComparison(t, func(v float64, unit string) { t.Logf("%s %.3f", unit, v) }, size, resources, pv, rs)
+	if want, got := tableRows(t, dir, "current"), tableRows(t, pv.restored, "current"); len(want) < 1000 || !slices.Equal(want, got) {
+		t.Fatalf("restored current-version table: %d rows, the original %d (or they differ)", len(got), len(want))
+	}
+	// Totals of broad searches, and the whole result of the ones small
+	// enough to fetch in one page.
+	matched := 0
+	for _, q := range []string{
+		"/Patient?gender=female",
+		"/Patient?birthdate=lt1940-01-01",
+		"/Observation?code=http://loinc.org|8302-2",
+		"/Condition?_lastUpdated=gt2000-01-01",
+		"/Encounter?status=finished",
+		"/MedicationRequest?status=active",
+		"/Immunization?vaccine-code=http://hl7.org/fhir/sid/cvx|140",
+	} {
+		want, got := backupSearchTotal(t, dir, q), backupSearchTotal(t, pv.restored, q)
+		if want != got {
+			t.Errorf("%s: the restored store counts %d, the original %d", q, got, want)
+			continue
+		}
+		matched += min(want, 1)
+		if want > 0 && want <= 1000 {
+			if w, g := backupSearchIDs(t, dir, q+"&_count=1000"), backupSearchIDs(t, pv.restored, q+"&_count=1000"); len(w) != want || !slices.Equal(w, g) {
+				t.Errorf("%s: the restored store found %d resources, the original %d (or others)", q, len(g), len(w))
+			}
+		}
+	}
+	if matched < 4 {
+		t.Errorf("only %d of the searches matched anything: the comparison shows little", matched)
+	}
 }

@@ -89,6 +89,27 @@ func backupSearchIDs(t *testing.T, dir, query string) []string {
 	return ids
 }
 
+// backupSearchTotal answers query with _summary=count in the directory
+// dir (opened offline, as the operator) and returns the total.
+func backupSearchTotal(t *testing.T, dir, query string) int {
+	t.Helper()
+	n, err := openNode(context.Background(), dir, slog.New(slog.DiscardHandler), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	resp, err := apiClient(n).Get("http://phivault/fhir" + query + "&_summary=count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b struct{ Total *int }
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&b) != nil || b.Total == nil {
+		t.Fatalf("%s: status %d, or no total", query, resp.StatusCode)
+	}
+	return *b.Total
+}
+
 // TestBackupRefusesAnUncoveredTable: a table the dump format does not know
 // would be lost by a restore, so the backup fails and names it.
 func TestBackupRefusesAnUncoveredTable(t *testing.T) {
