@@ -75,7 +75,7 @@ func TestPKCS11Acceptance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	counted := &countingKEK{KEK: hsm}
+	counted := &countingHSM{KEK: hsm}
 	if err := n.open(ctx, counted); err != nil {
 		t.Fatal(err)
 	}
@@ -175,13 +175,13 @@ func TestPKCS11Acceptance(t *testing.T) {
 	t.Logf("serve with the token removed says: %s", strings.TrimSpace(errs))
 }
 
-// countingKEK counts the unwraps that reach the provider.
-type countingKEK struct {
+// countingHSM counts the unwraps that reach the HSM.
+type countingHSM struct {
 	barrier.KEK
 	unwraps atomic.Int64
 }
 
-func (c *countingKEK) Unwrap(ctx context.Context, w barrier.Wrapped) ([]byte, error) {
+func (c *countingHSM) Unwrap(ctx context.Context, w barrier.Wrapped) ([]byte, error) {
 	c.unwraps.Add(1)
 	return c.KEK.Unwrap(ctx, w)
 }
