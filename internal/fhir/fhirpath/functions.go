@@ -42,8 +42,13 @@ func typeArg(a *node) (string, error) {
 	return "", fmt.Errorf("fhirpath: expected a type name")
 }
 
-// each evaluates argument 0 once per item with $this and $index set.
+// each evaluates argument 0 once per item with $this and $index set. The
+// function must have been given exactly one argument (where(), select(),
+// all() ...); otherwise it is an error, also on an empty input.
 func (c *evalCtx) each(n *node, on Collection, fn func(i int, it Item, res Collection) (stop bool, err error)) error {
+	if err := c.arity(n, 1, 1); err != nil {
+		return err
+	}
 	saveThis, saveIdx := c.this, c.index
 	defer func() { c.this, c.index = saveThis, saveIdx }()
 	for i, it := range on {
