@@ -24,8 +24,11 @@ func (c *evalCtx) arity(n *node, lo, hi int) error {
 	return nil
 }
 
-// arg evaluates argument i against focus.
+// arg evaluates argument i against focus; a missing argument is an error.
 func (c *evalCtx) arg(n *node, i int, focus Collection) (Collection, error) {
+	if i >= len(n.args) {
+		return nil, fmt.Errorf("fhirpath: %s() needs at least %d arguments, got %d", n.name, i+1, len(n.args))
+	}
 	return c.eval(n.args[i], focus)
 }
 
