@@ -42,18 +42,9 @@ type alertsJSON struct {
 
 func (a *API) alertsList(c *call) error {
 	c.ev.Interaction, c.ev.Action = "alerts-list", "R"
-	q := c.r.URL.Query()
-	status := q.Get("status")
-	if status != "" && !slices.Contains(detect.Statuses, status) {
-		return errorf(http.StatusBadRequest, "value", "status must be one of new, investigating, closed-false-positive, closed-policy-violation, closed-breach")
-	}
-	limit := 100
-	if s := q.Get("_count"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			return errorf(http.StatusBadRequest, "value", "_count must be an integer from 1 to 1000")
-		}
-		limit = n
+	status, limit, err := monitorListParams(c)
+	if err != nil {
+		return err
 	}
 	if err := a.decide(c, actAuditRead, "AuditEvent", "", ""); err != nil {
 		return err
@@ -65,17 +56,47 @@ func (a *API) alertsList(c *call) error {
 	if err != nil {
 		return err
 	}
-	out := make([]*detect.StoredAlert, 0, min(limit, len(all)))
-	for _, al := range all {
-		if len(out) < limit && (status == "" || al.Status == status) {
-			out = append(out, al)
-		}
-	}
+	out := withStatus(all, status, limit, func(al *detect.StoredAlert) string { return al.Status })
 	if err := a.record(c); err != nil {
 		return err
 	}
 	writeJSON(c.w, http.StatusOK, alertsJSON{Alerts: out})
 	return nil
+}
+
+// monitorListParams reads the query of the alert and case lists: an
+// optional status (one of detect.Statuses) and _count (1 to 1000,
+// default 100).
+func monitorListParams(c *call) (status string, limit int, err error) {
+	q := c.r.URL.Query()
+	status = q.Get("status")
+	if status != "" && !slices.Contains(detect.Statuses, status) {
+		return "", 0, errorf(http.StatusBadRequest, "value", statusHint)
+	}
+	limit = 100
+	if s := q.Get("_count"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return "", 0, errorf(http.StatusBadRequest, "value", "_count must be an integer from 1 to 1000")
+		}
+		limit = n
+	}
+	return status, limit, nil
+}
+
+// withStatus returns the first limit items of all whose status is status
+// (any status when it is empty), in order.
+func withStatus[T any](all []T, status string, limit int, statusOf func(T) string) []T {
+	out := make([]T, 0, min(limit, len(all)))
+	for _, it := range all {
+		if len(out) == limit {
+			break
+		}
+		if status == "" || statusOf(it) == status {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 // reviewJSON is the body of POST /fhir/_alerts/{id}.

@@ -136,32 +136,36 @@ func patientLines(ctx context.Context, p *audit.Prover, patient string, treeSize
 	return lines, res.Size, nil
 }
 
+// leafEvent is the part of an AuditEvent leaf (audit.Event.Leaf) that the
+// access report and the accounting of disclosures read back.
+type leafEvent struct {
+	Subtype  []struct{ Code string }
+	Action   string
+	Outcome  string
+	Recorded string
+	Agent    []struct {
+		Who struct {
+			Identifier struct{ System, Value string }
+		}
+		Role         []struct{ Coding []struct{ Code string } }
+		PurposeOfUse []struct{ Coding []struct{ Code string } }
+	}
+	Entity []struct {
+		What struct{ Reference string }
+		Type struct{ Code string }
+		Role struct{ Code string }
+	}
+	Extension []struct {
+		URL          string
+		ValueCode    string
+		ValueBoolean bool
+	}
+}
+
 // decodeLine reads an AuditEvent leaf; ok is false unless it names the
 // patient as a patient entity (role 1).
 func decodeLine(leaf []byte, patient string) (reportLine, bool) {
-	var ae struct {
-		Subtype  []struct{ Code string }
-		Action   string
-		Outcome  string
-		Recorded string
-		Agent    []struct {
-			Who struct {
-				Identifier struct{ System, Value string }
-			}
-			Role         []struct{ Coding []struct{ Code string } }
-			PurposeOfUse []struct{ Coding []struct{ Code string } }
-		}
-		Entity []struct {
-			What struct{ Reference string }
-			Type struct{ Code string }
-			Role struct{ Code string }
-		}
-		Extension []struct {
-			URL          string
-			ValueCode    string
-			ValueBoolean bool
-		}
-	}
+	var ae leafEvent
 	if err := json.Unmarshal(leaf, &ae); err != nil {
 		return reportLine{}, false
 	}

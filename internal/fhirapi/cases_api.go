@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -59,18 +58,9 @@ type casesJSON struct {
 
 func (a *API) casesList(c *call) error {
 	c.ev.Interaction, c.ev.Action = "cases-list", "R"
-	q := c.r.URL.Query()
-	status := q.Get("status")
-	if status != "" && !slices.Contains(detect.Statuses, status) {
-		return errorf(http.StatusBadRequest, "value", statusHint)
-	}
-	limit := 100
-	if s := q.Get("_count"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			return errorf(http.StatusBadRequest, "value", "_count must be an integer from 1 to 1000")
-		}
-		limit = n
+	status, limit, err := monitorListParams(c)
+	if err != nil {
+		return err
 	}
 	if err := a.decide(c, actAuditRead, "AuditEvent", "", ""); err != nil {
 		return err
@@ -83,12 +73,7 @@ func (a *API) casesList(c *call) error {
 	if err != nil {
 		return err
 	}
-	out := make([]*detect.StoredCase, 0, min(limit, len(all)))
-	for _, k := range all {
-		if len(out) < limit && (status == "" || k.Status == status) {
-			out = append(out, k)
-		}
-	}
+	out := withStatus(all, status, limit, func(k *detect.StoredCase) string { return k.Status })
 	if err := a.record(c); err != nil {
 		return err
 	}

@@ -141,30 +141,7 @@ func (a *API) disclosures(c *call) error {
 
 // disclosureOf reads an event leaf; ok is true if it is a disclosure.
 func disclosureOf(leaf []byte) (disclosure, bool) {
-	var ae struct {
-		Subtype []struct {
-			Code string `json:"code"`
-		} `json:"subtype"`
-		Outcome  string `json:"outcome"`
-		Recorded string `json:"recorded"`
-		Agent    []struct {
-			Who struct {
-				Identifier struct{ System, Value string }
-			}
-			Role         []struct{ Coding []struct{ Code string } }
-			PurposeOfUse []struct{ Coding []struct{ Code string } }
-		}
-		Entity []struct {
-			What struct{ Reference string }
-			Type struct{ Code string }
-			Role struct{ Code string }
-		}
-		Extension []struct {
-			URL          string
-			ValueCode    string
-			ValueBoolean bool
-		}
-	}
+	var ae leafEvent
 	if json.Unmarshal(leaf, &ae) != nil || ae.Outcome != audit.Success || len(ae.Subtype) == 0 {
 		return disclosure{}, false
 	}
