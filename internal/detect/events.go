@@ -110,15 +110,13 @@ func (r *Reader) reject(line int, format string, args ...any) {
 	}
 }
 
-// Read calls fn for every new, valid row of the CSV in in. Rows with
-// errors are counted and skipped; only an unreadable header stops it.
-func (r *Reader) Read(in io.Reader, fn func(*Event)) error {
-	cr := csv.NewReader(in)
-	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = true
+// readHeader reads the access log's header line and returns, for each of
+// Columns, the index of its field (-1 when absent), and the number of
+// fields every row must have. The first four columns are required.
+func readHeader(cr *csv.Reader) ([]int, int, error) {
 	head, err := cr.Read()
 	if err != nil {
-		return fmt.Errorf("access log: no header: %v", err)
+		return nil, 0, fmt.Errorf("access log: no header: %v", err)
 	}
 	col := map[string]int{}
 	for i, h := range head {
@@ -126,7 +124,7 @@ func (r *Reader) Read(in io.Reader, fn func(*Event)) error {
 	}
 	for _, c := range Columns[:4] {
 		if _, ok := col[c]; !ok {
-			return fmt.Errorf("access log: header lacks the required column %q", c)
+			return nil, 0, fmt.Errorf("access log: header lacks the required column %q", c)
 		}
 	}
 	idx := make([]int, len(Columns))
@@ -135,6 +133,19 @@ func (r *Reader) Read(in io.Reader, fn func(*Event)) error {
 		if j, ok := col[c]; ok {
 			idx[i] = j
 		}
+	}
+	return idx, len(head), nil
+}
+
+// Read calls fn for every new, valid row of the CSV in in. Rows with
+// errors are counted and skipped; only an unreadable header stops it.
+func (r *Reader) Read(in io.Reader, fn func(*Event)) error {
+	cr := csv.NewReader(in)
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = true
+	idx, width, err := readHeader(cr)
+	if err != nil {
+		return err
 	}
 	h := fnv.New64a()
 	var ev Event
@@ -158,8 +169,8 @@ func (r *Reader) Read(in io.Reader, fn func(*Event)) error {
 			}
 			return strings.TrimSpace(rec[idx[c]])
 		}
-		if len(rec) != len(head) {
-			r.reject(line, "%d fields, the header has %d", len(rec), len(head))
+		if len(rec) != width {
+			r.reject(line, "%d fields, the header has %d", len(rec), width)
 			continue
 		}
 		t, err := time.Parse(time.RFC3339, get(0))

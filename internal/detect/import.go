@@ -133,25 +133,9 @@ func ParseImport(in io.Reader, format string) ([]ParsedRow, ParseStats, error) {
 func parseCSV(in io.Reader, st *ParseStats, add func(int, Row)) error {
 	cr := csv.NewReader(bufio.NewReaderSize(in, 1<<16))
 	cr.FieldsPerRecord = -1
-	head, err := cr.Read()
+	idx, width, err := readHeader(cr)
 	if err != nil {
-		return fmt.Errorf("access log: no header: %v", err)
-	}
-	col := map[string]int{}
-	for i, h := range head {
-		col[strings.TrimSpace(strings.ToLower(h))] = i
-	}
-	for _, c := range Columns[:4] {
-		if _, ok := col[c]; !ok {
-			return fmt.Errorf("access log: header lacks the required column %q", c)
-		}
-	}
-	idx := make([]int, len(Columns))
-	for i, c := range Columns {
-		idx[i] = -1
-		if j, ok := col[c]; ok {
-			idx[i] = j
-		}
+		return err
 	}
 	for {
 		rec, err := cr.Read()
@@ -167,8 +151,8 @@ func parseCSV(in io.Reader, st *ParseStats, add func(int, Row)) error {
 			return err
 		}
 		line, _ := cr.FieldPos(0)
-		if len(rec) != len(head) {
-			st.reject(line, fmt.Errorf("%d fields, the header has %d", len(rec), len(head)))
+		if len(rec) != width {
+			st.reject(line, fmt.Errorf("%d fields, the header has %d", len(rec), width))
 			continue
 		}
 		get := func(c int) string {
