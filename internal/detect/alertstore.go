@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/phivault/phivault/internal/barrier"
@@ -138,16 +138,7 @@ func (s *AlertStore) List(ctx context.Context, limit int) ([]*StoredAlert, error
 		}
 		out = append(out, a)
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].LastSeen.Equal(out[j].LastSeen) {
-			return out[i].LastSeen.After(out[j].LastSeen)
-		}
-		return out[i].ID < out[j].ID
-	})
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
+	return newestFirst(out, limit, func(a *StoredAlert) (time.Time, string) { return a.LastSeen, a.ID }), nil
 }
 
 // Get returns one alert, or ErrNoAlert.
@@ -311,4 +302,21 @@ func (a *StoredAlert) merge(f *finding) bool {
 		a.Score, a.Severity, a.Reasons = scoreRules(a.Rules)
 	}
 	return added
+}
+
+// newestFirst sorts items by last seen, newest first (ties by id), and
+// keeps the first limit (0: all).
+func newestFirst[T any](items []T, limit int, key func(T) (time.Time, string)) []T {
+	slices.SortStableFunc(items, func(a, b T) int {
+		ta, ia := key(a)
+		tb, ib := key(b)
+		if c := tb.Compare(ta); c != 0 {
+			return c
+		}
+		return strings.Compare(ia, ib)
+	})
+	if limit > 0 && len(items) > limit {
+		items = items[:limit]
+	}
+	return items
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/phivault/phivault/internal/barrier"
@@ -153,16 +152,7 @@ func (s *AlertStore) Cases(ctx context.Context, limit int) ([]*StoredCase, error
 	}); err != nil {
 		return nil, err
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].LastSeen.Equal(out[j].LastSeen) {
-			return out[i].LastSeen.After(out[j].LastSeen)
-		}
-		return out[i].ID < out[j].ID
-	})
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	return out, nil
+	return newestFirst(out, limit, func(k *StoredCase) (time.Time, string) { return k.LastSeen, k.ID }), nil
 }
 
 func (c *StoredCase) add(a *StoredAlert) {
