@@ -111,7 +111,8 @@ var errNotRun = errors.New("audit: the store did not run the append")
 // submit runs one store.Update whose fn takes the queue when it first runs
 // (a re-run appends the same events), then answers the events it took. If
 // the store gives up before running fn (its context ended, it is closed),
-// the events waiting then fail with its error.
+// the events waiting then fail with its error, except when it gave up
+// because this Update's own time ran out: see retryLive.
 func (l *Log) submit() {
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
@@ -129,12 +130,45 @@ func (l *Log) submit() {
 		}
 		return nil
 	})
-	once.Do(func() { batch, notRun = l.take(), true })
-	if notRun && err == nil {
-		err = errNotRun
+	once.Do(func() { notRun = true })
+	if notRun {
+		if ctx.Err() != nil {
+			// This Update's own time ran out before the store ran it.
+			// Events that joined it late still have time of their own:
+			// they get a fresh Update rather than this one's error.
+			end, _ := ctx.Deadline()
+			l.retryLive(end)
+			return
+		}
+		if err == nil {
+			err = errNotRun
+		}
+		batch = l.take()
 	}
 	for _, r := range batch {
 		r.done <- err
+	}
+}
+
+// retryLive starts a new Update for the queued events whose own time ends
+// after end, the deadline of the Update that gave up; the others had all
+// of that Update's time and are dropped (their callers fail). A new Update
+// has the whole timeout, so an event sees at most one more: a hanging
+// store cannot make this loop.
+func (l *Log) retryLive(end time.Time) {
+	l.mu.Lock()
+	live := l.queue[:0]
+	for _, r := range l.queue {
+		if d, _ := r.ctx.Deadline(); d.After(end) && r.ctx.Err() == nil && r.state.Load() == reqQueued {
+			live = append(live, r)
+		}
+	}
+	clear(l.queue[len(live):])
+	l.queue = live
+	l.pending = len(live) > 0
+	l.mu.Unlock()
+	if len(live) > 0 {
+		go l.submit()
 	}
 }
 

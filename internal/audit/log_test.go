@@ -21,6 +21,9 @@ type gatedStore struct {
 	updates atomic.Int32
 	gate    chan struct{}
 	panicky atomic.Bool
+	// hangFirst makes the first Update wait for its context alone, as a
+	// store that hangs and then recovers.
+	hangFirst bool
 }
 
 func newGatedStore() *gatedStore {
@@ -28,7 +31,10 @@ func newGatedStore() *gatedStore {
 }
 
 func (g *gatedStore) Update(ctx context.Context, fn func(store.Writer) error) error {
-	g.updates.Add(1)
+	if g.updates.Add(1) == 1 && g.hangFirst {
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	select {
 	case <-g.gate:
 	case <-ctx.Done():
@@ -145,6 +151,30 @@ func TestLogTimeout(t *testing.T) {
 	}
 	if got := st.leaves(t); len(got) != 1 || !bytes.Equal(got[0], testEvent(2).Leaf()) {
 		t.Fatalf("log holds %d leaves, want only the event recorded after the store recovered", len(got))
+	}
+}
+
+// TestLogLateJoinerGetsItsOwnTime: an event that joins an append stuck in
+// a hanging store is not failed with that append's timeout when the store
+// has recovered meanwhile: it gets an Update of its own and is appended.
+// The event whose append hung fails and is not in the log.
+func TestLogLateJoinerGetsItsOwnTime(t *testing.T) {
+	st := newGatedStore()
+	st.hangFirst = true
+	close(st.gate)
+	l := NewLog(st, time.Second)
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { first <- l.Record(ctx, testEvent(0)) }()
+	waitFor(t, "the first append to reach the store", func() bool { return st.updates.Load() == 1 })
+	if err := l.Record(ctx, testEvent(1)); err != nil {
+		t.Fatalf("Record that joined a hung append after the store recovered: %v, want it appended", err)
+	}
+	if err := <-first; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Record whose append hung: %v, want ErrUnavailable", err)
+	}
+	if got := st.leaves(t); len(got) != 1 || !bytes.Equal(got[0], testEvent(1).Leaf()) {
+		t.Fatalf("log holds %d leaves, want only the late event", len(got))
 	}
 }
 
