@@ -20,12 +20,13 @@ import (
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/records"
 	"github.com/phivault/phivault/internal/store"
-	"github.com/phivault/phivault/internal/store/sqlite"
+	"github.com/phivault/phivault/internal/store/testdb"
 )
 
 const testBase = "https://phivault.test/fhir"
 
-// env is the real stack: SQLite store, file KEK, barrier, records, this
+// env is the real stack: the store testdb chooses (SQLite unless
+// PHIVAULT_TEST_DB=postgres), file KEK, barrier, records, this
 // engine and the FHIR API.
 type env struct {
 	t   testing.TB
@@ -40,11 +41,7 @@ func newEnv(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
-	db, err := sqlite.Open(filepath.Join(dir, "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := testdb.Open(t)
 	keyPath := filepath.Join(dir, "kek.json")
 	if err := keys.CreateFile(keyPath, nil); err != nil {
 		t.Fatal(err)
