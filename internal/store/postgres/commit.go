@@ -86,7 +86,11 @@ func (b *Backend) commitGroup(batch []*request) {
 	if len(live) == 0 {
 		return
 	}
-	ctx := context.Background() // fns ran: the commit is never abandoned
+	// The callers no longer bound the group (fns run from here on): the
+	// group's own deadline does, so a silent database fails it rather
+	// than holding every Update of this node.
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	defer cancel()
 	results := make([]result, len(live))
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -97,7 +101,10 @@ func (b *Backend) commitGroup(batch []*request) {
 		}
 		b.retries.Add(1)
 		if errors.Is(err, errConnLost) {
-			time.Sleep(retryBackoff << attempt) // let the pool reconnect
+			select { // let the pool reconnect
+			case <-time.After(retryBackoff << attempt):
+			case <-ctx.Done():
+			}
 		}
 	}
 	if err == nil {

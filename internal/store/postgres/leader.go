@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +13,10 @@ import (
 
 	"github.com/phivault/phivault/internal/store"
 )
+
+// idleLeaderPings: the server ends a leader's lock session that sent
+// nothing for this many Intervals (the leader pings every Interval).
+const idleLeaderPings = 10
 
 // ErrNotLeader is returned by the Updates of a fenced Backend (Term.Fenced)
 // once its term has ended: the write was not made.
@@ -55,14 +60,14 @@ func (b *Backend) Elector(name string, o ElectorOptions) *Elector {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	// The copy keeps the pools' bounds (silence.go): the server notices a
+	// vanished TCP peer by its keepalives. A leader cut off from the
+	// database without its connection failing (a silent network) stops
+	// pinging: the server ends the session after idle_session_timeout,
+	// which releases the lock, while the leader's own failing ping has
+	// ended its term by then (watch).
 	cfg := b.wpool.Config().ConnConfig.Copy()
-	// A leader host that vanishes without closing its connection is found
-	// by TCP keepalives on the server's side (about 5 + 3x2 = 11 s) rather
-	// than the operating system's default of two hours. No effect on a
-	// unix socket, where the kernel reports a dead peer at once.
-	for k, v := range map[string]string{"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"} {
-		cfg.RuntimeParams[k] = v
-	}
+	cfg.RuntimeParams["idle_session_timeout"] = strconv.FormatInt((idleLeaderPings * o.Interval).Milliseconds(), 10)
 	cfg.RuntimeParams["application_name"] = "phivault leader " + name
 	return &Elector{b: b, cfg: cfg, name: name, interval: o.Interval, log: o.Logger}
 }

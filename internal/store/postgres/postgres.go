@@ -114,6 +114,8 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
 		return nil, errors.New("postgres: cannot parse the database connection string")
 	}
 	wcfg := cfg.Copy()
+	bound(cfg.ConnConfig, false)
+	bound(wcfg.ConnConfig, true)
 	cfg.MaxConns = int32(o.readers)
 	wcfg.MaxConns = 1
 	rpool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -178,22 +180,9 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 	b.mu.RUnlock()
 	defer b.views.Done()
 
-	var tx pgx.Tx
-	var err error
-	// A connection the server dropped (a restart, a terminated backend)
-	// fails at BEGIN and is discarded; fn has not run, so try another.
-	for attempt := 0; ; attempt++ {
-		tx, err = b.rpool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("postgres: begin read: %w", err)
-		}
-		if attempt == maxRetries {
-			return fmt.Errorf("postgres: begin read: %w: %w", store.ErrUnavailable, err)
-		}
-		time.Sleep(retryBackoff << attempt)
+	tx, err := b.beginRead(ctx)
+	if err != nil {
+		return err
 	}
 	r := &reader{ctx: ctx, tx: tx}
 	err = fn(r)
@@ -202,6 +191,32 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 	// closes the connection, and the pool replaces it.
 	_ = tx.Rollback(context.Background())
 	return err
+}
+
+// beginRead starts a View's transaction. A connection the server dropped
+// (a restart, a terminated backend) fails at BEGIN and is discarded; fn
+// has not run, so another is tried. A database that does not answer
+// within beginTimeout is unavailable.
+func (b *Backend) beginRead(ctx context.Context) (pgx.Tx, error) {
+	bctx, cancel := context.WithTimeout(ctx, beginTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		// The transaction outlives bctx: pgx watches a context only
+		// during the call it is given to.
+		tx, err := b.rpool.BeginTx(bctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		switch {
+		case err == nil:
+			return tx, nil
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("postgres: begin read: %w", err)
+		case bctx.Err() != nil || attempt == maxRetries:
+			return nil, fmt.Errorf("postgres: begin read: %w: %w", store.ErrUnavailable, err)
+		}
+		select {
+		case <-time.After(retryBackoff << attempt):
+		case <-bctx.Done():
+		}
+	}
 }
 
 // Update implements store.Backend. fn runs on the writer goroutine.
