@@ -64,6 +64,7 @@ type cluster struct {
 	dsn    string
 	dirs   []string
 	nodes  []*clusterNode
+	links  []*pgtest.Link // each node's link to the database, with newLinkedCluster
 	token  string // the bootstrap operator token (valid on every node)
 	http   *http.Client
 	agents atomic.Int64 // numbers each request's User-Agent
@@ -81,6 +82,19 @@ type clusterNode struct {
 // certificate, bootstrap token) for the others, as an operator adding
 // nodes would.
 func newCluster(t *testing.T, size int) *cluster {
+	t.Helper()
+	return buildCluster(t, size, false)
+}
+
+// newLinkedCluster is newCluster with each node reaching the database
+// through a pgtest.Link of its own (c.links), so that a test can cut one
+// node off.
+func newLinkedCluster(t *testing.T, size int) *cluster {
+	t.Helper()
+	return buildCluster(t, size, true)
+}
+
+func buildCluster(t *testing.T, size int, linked bool) *cluster {
 	t.Helper()
 	dsn := pgtest.DSN(t) // skips without PostgreSQL, fails when CI=true
 	pgStop.Do(func() { atExit(pgtest.Stop) })
@@ -106,6 +120,15 @@ func newCluster(t *testing.T, size int) *cluster {
 			}
 		}
 		c.dirs = append(c.dirs, dir)
+	}
+	if linked {
+		for _, dir := range c.dirs {
+			link, via := pgtest.NewLink(t, dsn)
+			c.links = append(c.links, link)
+			if err := writeStoreConfig(dir, via); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	tok, err := os.ReadFile(filepath.Join(first, bootstrapName))
 	if err != nil {
