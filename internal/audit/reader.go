@@ -41,6 +41,9 @@ func (p *Prover) ScanLeaves(ctx context.Context, from, to uint64, batch int, fn 
 		}); err != nil {
 			return fmt.Errorf("audit: leaves [%d, %d): %w", i, end, err)
 		}
+		if uint64(len(ls)) != end-i {
+			return fmt.Errorf("audit: leaves [%d, %d): the store returned %d: rows are missing (run phivault audit verify)", i, end, len(ls))
+		}
 		for _, l := range ls {
 			if err := fn(i, l); err != nil {
 				return err

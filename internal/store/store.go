@@ -95,7 +95,11 @@ type Reader interface {
 	// AuditSize returns the number of audit leaves.
 	AuditSize() (int64, error)
 	// AuditLeaves returns the leaves with index in [from, to). It fails
-	// (ErrNotFound if to > AuditSize) rather than return fewer leaves.
+	// (ErrNotFound if to > AuditSize) rather than return fewer leaves,
+	// except on a store whose audit rows were removed behind its back
+	// (tampering): it then returns the rows present, in index order, so
+	// that audit verification can name the first missing one. Callers
+	// that need a dense range check the count.
 	AuditLeaves(from, to int64) ([][]byte, error)
 }
 
