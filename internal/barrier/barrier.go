@@ -74,7 +74,6 @@ type Barrier struct {
 
 	closed atomic.Bool // Close wiped the keys
 
-	gone sync.Map      // KeyID -> struct{}: keys known destroyed (see shred.go)
 	wake chan struct{} // NoteDestroyed -> WatchDestroyed
 }
 
@@ -235,9 +234,7 @@ func (b *Barrier) key(ctx context.Context, id KeyID) (*dataKey, error) {
 	blk, _ := aes.NewCipher(dek)
 	aead, _ := cipher.NewGCM(blk)
 	k := &dataKey{raw: dek, aead: aead}
-	k = b.cache.put(id, k)
-	if _, destroyed := b.gone.Load(id); destroyed { // destroyed while unwrapping (see forget)
-		b.cache.drop(id)
+	if k = b.cache.put(id, k); k == nil { // destroyed while unwrapping (see forget)
 		return nil, ErrKeyDestroyed
 	}
 	if b.closed.Load() { // closed while unwrapping: wipe what was just cached

@@ -21,10 +21,9 @@ import (
 // erasures only, so the listing stays small; a marker names a random key
 // id and nothing else.
 //
-// Within one process, forget records a destroyed id before it drops the
-// cached key, and key() checks the record after it caches an unwrapped
-// key: a request that read the wrapped key just before the destruction
-// cannot leave it in the cache afterwards.
+// Within one process, forget records a destroyed id in the cache, whose
+// put refuses it from then on: a request that read the wrapped key just
+// before the destruction cannot cache it, or use it, afterwards.
 
 // DestroyedPrefix starts the metadata key of every destruction marker.
 const DestroyedPrefix = "destroyed/"
@@ -36,11 +35,9 @@ func markDestroyed(tx store.Writer, id KeyID) error {
 }
 
 // forget makes id unusable in this process: later unwraps of it fail with
-// ErrKeyDestroyed and the cached copy is zeroed.
-func (b *Barrier) forget(id KeyID) {
-	b.gone.Store(id, struct{}{})
-	b.cache.drop(id)
-}
+// ErrKeyDestroyed and the cached copy is zeroed. It reports whether id was
+// not known destroyed before.
+func (b *Barrier) forget(id KeyID) bool { return b.cache.forget(id) }
 
 // SyncDestroyed drops from this barrier's cache every key destroyed by any
 // process sharing the store, and returns how many it had not yet known of.
@@ -65,12 +62,9 @@ func (b *Barrier) SyncDestroyed(ctx context.Context) (int, error) {
 		if err != nil || len(raw) != KeyIDSize {
 			continue // not ours; nothing to drop
 		}
-		id := KeyID(raw)
-		if _, known := b.gone.Load(id); known {
-			continue
+		if b.forget(KeyID(raw)) {
+			n++
 		}
-		b.forget(id)
-		n++
 	}
 	return n, nil
 }
