@@ -233,6 +233,7 @@ func TestClusterPartition(t *testing.T) {
 	// the request timeout); new ones are probed every 2 s, each must be
 	// answered 503 within the bounds the backend documents plus slack.
 	var probes sync.WaitGroup
+	var slowest time.Duration
 	for k := range 15 {
 		probes.Go(func() {
 			time.Sleep(time.Until(cutAt.Add(time.Duration(k) * 2 * time.Second)))
@@ -252,6 +253,7 @@ func TestClusterPartition(t *testing.T) {
 			}
 			answered[agent] = status
 			cutStatus[status]++
+			slowest = max(slowest, took)
 		})
 	}
 	newLeader, ledAt := c.waitLeader(before, 30*time.Second)
@@ -260,6 +262,7 @@ func TestClusterPartition(t *testing.T) {
 		t.Errorf("/readyz on the cut node: %d %v, want 503", status, err)
 	}
 	probes.Wait()
+	t.Logf("the slowest probe of the cut node answered in %v", slowest.Round(time.Millisecond))
 	mu.Lock()
 	healAt = time.Now()
 	c.links[cutNode].Heal()
