@@ -12,7 +12,11 @@
 # ROUNDS (2), WORKLOADS (healthz,read,create,update,transaction), PROTO (h1),
 # PORT (18443), PROFILE_DURATION (10s), OUT (a new directory under /tmp),
 # REV (build this git revision, e.g. HEAD, from a clean export instead of
-# the working tree, which others may be editing).
+# the working tree, which others may be editing), PG (1: also serve the same
+# population from PostgreSQL - a throw-away server of Debian's postgresql
+# started here on a unix socket, fsync and synchronous_commit on - on
+# PORT+1, measured right after the SQLite server in each round, and
+# reported side by side).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,9 +34,29 @@ OUT=$(cd "$OUT" && pwd)
 BIN=$OUT/bin DATA=$OUT/data POP=$OUT/population
 RESULTS=$OUT/results.jsonl
 URL=https://127.0.0.1:$PORT/fhir
+DATA_PG=$OUT/data-pg PORT_PG=$((PORT + 1))
 base_workloads=$(echo "$WORKLOADS" | tr ',' '\n' | grep -vx healthz | paste -sd, -)
 
 log() { echo "== $*" >&2; }
+
+PG_BIN= PG_DIR= PG_RUN=()
+pg_start() { # a throw-away PostgreSQL on a unix socket in $OUT/pg
+	PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+	[ -n "$PG_BIN" ] || { echo "PG=1 needs Debian's postgresql package" >&2; return 1; }
+	PG_DIR=$OUT/pg
+	rm -rf "$PG_DIR" && mkdir -p "$PG_DIR"
+	if [ "$(id -u)" = 0 ]; then # initdb refuses root
+		chown postgres: "$PG_DIR"
+		PG_RUN=(runuser -u postgres --)
+	fi
+	"${PG_RUN[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U phivault --auth=trust -E UTF8 >"$OUT/pg-init.log"
+	"${PG_RUN[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+		-o "-k $PG_DIR -p 5432 -c listen_addresses='' -c max_connections=200" start >/dev/null
+}
+pg_stop() {
+	[ -n "$PG_DIR" ] && [ -d "$PG_DIR/data" ] || return 0
+	"${PG_RUN[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+}
 
 log "building into $BIN"
 mkdir -p "$BIN"
@@ -67,24 +91,36 @@ rm -rf "$DATA" "$POP" "$RESULTS" "$OUT/serve.log" # left by an earlier run into 
 "$BIN/phivault" init --dev-key --data "$DATA" >/dev/null 2>"$OUT/init.log"
 "$BIN/load" -write-synth "$POP" -patients "$PATIENTS" -seed 1
 
+import_population() { # DATA-DIR REPORT-FILE
+	"$BIN/phivault" import --data "$1" "$POP/shared.json" >/dev/null
+	t0=$(date +%s.%N)
+	"$BIN/phivault" import --data "$1" "$POP/patients" | tee "$2" >&2
+	t1=$(date +%s.%N)
+	res=$(sed -n 's/.*(\([0-9]*\) resources).*/\1/p' "$2")
+	awk -v r="$res" -v a="$t0" -v b="$t1" 'BEGIN { printf "import: %d resources in %.1f s = %.0f resources/s\n", r, b-a, r/(b-a) }' | tee -a "$2" >&2
+}
 log "import $PATIENTS patients (offline, through the import command)"
-"$BIN/phivault" import --data "$DATA" "$POP/shared.json" >/dev/null
-t0=$(date +%s.%N)
-"$BIN/phivault" import --data "$DATA" "$POP/patients" | tee "$OUT/import.txt" >&2
-t1=$(date +%s.%N)
-res=$(sed -n 's/.*(\([0-9]*\) resources).*/\1/p' "$OUT/import.txt")
-awk -v r="$res" -v a="$t0" -v b="$t1" 'BEGIN { printf "import: %d resources in %.1f s = %.0f resources/s\n", r, b-a, r/(b-a) }' | tee -a "$OUT/import.txt" >&2
+import_population "$DATA" "$OUT/import.txt"
+if [ -n "${PG:-}" ]; then
+	log "PostgreSQL: start a throw-away server, init $DATA_PG on it, import the same population"
+	trap pg_stop EXIT
+	pg_start
+	rm -rf "$DATA_PG"
+	"$BIN/phivault" init --dev-key --data "$DATA_PG" --db "host=$PG_DIR port=5432 user=phivault dbname=postgres sslmode=disable" >/dev/null 2>"$OUT/init-pg.log"
+	import_population "$DATA_PG" "$OUT/import-pg.txt"
+fi
 
 SERVER_PID=
-start_server() { # [profile file]
+start_server() { # [profile file [data dir [port]]]
+	local data=${2:-$DATA} port=${3:-$PORT}
 	if [ -n "${1:-}" ]; then
-		PHIVAULT_CPUPROFILE=$1 "$BIN/phivault" serve --data "$DATA" --listen "127.0.0.1:$PORT" --log-level warn >>"$OUT/serve.log" 2>&1 &
+		PHIVAULT_CPUPROFILE=$1 "$BIN/phivault" serve --data "$data" --listen "127.0.0.1:$port" --log-level warn >>"$OUT/serve.log" 2>&1 &
 	else
-		"$BIN/phivault" serve --data "$DATA" --listen "127.0.0.1:$PORT" --log-level warn >>"$OUT/serve.log" 2>&1 &
+		"$BIN/phivault" serve --data "$data" --listen "127.0.0.1:$port" --log-level warn >>"$OUT/serve.log" 2>&1 &
 	fi
 	SERVER_PID=$!
 	for _ in $(seq 100); do
-		curl -sf --cacert "$DATA/tls/cert.pem" "https://127.0.0.1:$PORT/healthz" >/dev/null && return 0
+		curl -sf --cacert "$data/tls/cert.pem" "https://127.0.0.1:$port/healthz" >/dev/null && return 0
 		kill -0 "$SERVER_PID" 2>/dev/null || { cat "$OUT/serve.log" >&2; return 1; }
 		sleep 0.1
 	done
@@ -97,7 +133,7 @@ stop_server() {
 	wait "$SERVER_PID" 2>/dev/null || true
 	SERVER_PID=
 }
-trap stop_server EXIT
+trap 'stop_server; pg_stop' EXIT
 
 load() {
 	"$BIN/load" -url "$URL" -token-file "$DATA/bootstrap-token" -cacert "$DATA/tls/cert.pem" \
@@ -109,6 +145,14 @@ for round in $(seq "$ROUNDS"); do
 	start_server
 	load -clients "$CLIENTS" -duration "$DURATION" -workload "$WORKLOADS" -round "$round" -json "$RESULTS" >/dev/null
 	stop_server
+	if [ -n "${PG:-}" ]; then
+		log "round $round: phivault on PostgreSQL ($base_workloads)"
+		start_server "" "$DATA_PG" "$PORT_PG"
+		"$BIN/load" -url "https://127.0.0.1:$PORT_PG/fhir" -token-file "$DATA_PG/bootstrap-token" -cacert "$DATA_PG/tls/cert.pem" \
+			-proto "$PROTO" -server-pid "$SERVER_PID" -label phivault-pg \
+			-clients "$CLIENTS" -duration "$DURATION" -workload "$base_workloads" -round "$round" -json "$RESULTS" >/dev/null
+		stop_server
+	fi
 	log "round $round: SQLite baseline ($base_workloads)"
 	"$BIN/sqlitebase" -dir "$OUT/sqlite-$round" -clients "$CLIENTS" -duration "$DURATION" \
 		-workload "$base_workloads" -round "$round" -json "$RESULTS" >/dev/null

@@ -59,6 +59,7 @@ type config struct {
 	txPool    int
 	jsonOut   string
 	round     int
+	label     string
 }
 
 func run() error {
@@ -83,6 +84,7 @@ func run() error {
 	flag.IntVar(&c.txPool, "tx-bundles", 256, "distinct transaction bundles built before measuring (reused round robin)")
 	flag.StringVar(&c.jsonOut, "json", "", "append results as JSON lines to this file")
 	flag.IntVar(&c.round, "round", 0, "round number recorded with the results")
+	flag.StringVar(&c.label, "label", "phivault", "target name recorded with the results (e.g. phivault-pg for a server on PostgreSQL)")
 	flag.Parse()
 
 	if *writeSynth != "" {
@@ -126,7 +128,7 @@ func run() error {
 			t.respBytes.Store(0)
 			t.calls.Store(0)
 			r := loadgen.Run(context.Background(), l, op)
-			r.Target, r.Workload, r.Proto, r.Round = "phivault", w, c.proto, c.round
+			r.Target, r.Workload, r.Proto, r.Round = c.label, w, c.proto, c.round
 			if w == "healthz" {
 				r.Target = "healthz"
 			}

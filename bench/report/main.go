@@ -58,16 +58,7 @@ func main() {
 			pv = append(pv, r)
 		}
 	}
-	order := []string{"read", "create", "create-patient", "update", "transaction"}
-	slices.SortStableFunc(pv, func(a, b loadgen.Result) int {
-		if a.Workload != b.Workload {
-			return slices.Index(order, a.Workload) - slices.Index(order, b.Workload)
-		}
-		if a.Clients != b.Clients {
-			return a.Clients - b.Clients
-		}
-		return a.Round - b.Round
-	})
+	slices.SortStableFunc(pv, byPoint)
 	for _, r := range pv {
 		t := "-"
 		if v, ok := targets[r.Workload]; ok {
@@ -80,6 +71,8 @@ func main() {
 		fmt.Printf("| %s | %d | %d | %s | %.1f | %.1f | %d | %.0f | %.0f | %s | %s | %s |\n",
 			r.Workload, r.Clients, r.Round, loadgen.Num(rate(r)), r.P50ms, r.P99ms, r.Errors, r.ServerCPUPct, r.ToolCPUPct, t, each, group)
 	}
+
+	pgTable(rs, rate)
 
 	fmt.Println()
 	fmt.Println("Load-tool ceiling (GET /healthz over the same TLS connections: no authentication, no storage):")
@@ -98,5 +91,54 @@ func main() {
 	loadgen.TableHeader(os.Stdout)
 	for _, r := range rs {
 		loadgen.Row(os.Stdout, r)
+	}
+}
+
+// byPoint orders results by workload, then clients, then round.
+func byPoint(a, b loadgen.Result) int {
+	order := []string{"read", "create", "create-patient", "update", "transaction"}
+	if a.Workload != b.Workload {
+		return slices.Index(order, a.Workload) - slices.Index(order, b.Workload)
+	}
+	if a.Clients != b.Clients {
+		return a.Clients - b.Clients
+	}
+	return a.Round - b.Round
+}
+
+// pgTable prints, when the run served the same workloads from PostgreSQL
+// too (target phivault-pg), each point beside the embedded store's from
+// the same round.
+func pgTable(rs []loadgen.Result, rate func(loadgen.Result) float64) {
+	type key struct {
+		workload       string
+		clients, round int
+	}
+	sq := map[key]loadgen.Result{}
+	var pg []loadgen.Result
+	for _, r := range rs {
+		switch r.Target {
+		case "phivault":
+			sq[key{r.Workload, r.Clients, r.Round}] = r
+		case "phivault-pg":
+			pg = append(pg, r)
+		}
+	}
+	if len(pg) == 0 {
+		return
+	}
+	slices.SortStableFunc(pg, byPoint)
+	fmt.Println()
+	fmt.Println("The same server on PostgreSQL beside the embedded SQLite store, same round (ratio PostgreSQL / SQLite):")
+	fmt.Println()
+	fmt.Println("| workload | clients | round | SQLite | PostgreSQL | ratio | SQLite p99 ms | PostgreSQL p99 ms | PostgreSQL errors |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+	for _, p := range pg {
+		s, ok := sq[key{p.Workload, p.Clients, p.Round}]
+		if !ok || rate(s) == 0 {
+			continue
+		}
+		fmt.Printf("| %s | %d | %d | %s | %s | %.2f | %.1f | %.1f | %d |\n", p.Workload, p.Clients, p.Round,
+			loadgen.Num(rate(s)), loadgen.Num(rate(p)), rate(p)/rate(s), s.P99ms, p.P99ms, p.Errors)
 	}
 }
