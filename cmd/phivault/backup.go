@@ -62,11 +62,6 @@ func runBackupCreate(args []string, stdout, stderr io.Writer) error {
 	if err := needData(*data, "backup"); err != nil {
 		return err
 	}
-	if c, err := readStoreConfig(*data); err != nil {
-		return err
-	} else if c.Backend != "sqlite" {
-		return fail(exitUsage, "backups of a PostgreSQL store are not supported yet", "back up the database with PostgreSQL's own tools (pg_basebackup and WAL archiving), and the data directory's key file separately")
-	}
 	if *repo == "" {
 		return fail(exitUsage, "no repository given", "pass --repo PATH")
 	}
@@ -190,8 +185,10 @@ func saveWriteKey(kdir string, k *backup.Key) error {
 	return f.Close()
 }
 
-// createSnapshot dumps the database (dumpStore: one read transaction,
-// rows as stored, ordered so that a small change costs about its size),
+// createSnapshot dumps the database (dumpStore for the embedded store,
+// dumpStorePG for a PostgreSQL one, as DIR/store.json says: one read
+// transaction, rows as stored, ordered so that a small change costs about
+// its size, the same format from either backend),
 // loads the dump into a scratch store to prove it loads and to verify its
 // audit log, and backs up the dump with the key file, TLS files, write
 // keys and the shredded-keys list.
@@ -205,8 +202,18 @@ func createSnapshot(ctx context.Context, data string, r *backup.Repo) (*backup.M
 	if err := os.Mkdir(dump, 0o700); err != nil {
 		return nil, backup.Stats{}, err
 	}
-	counts, err := dumpStore(ctx, filepath.Join(data, sqlite.FileName), dump)
+	cfg, err := readStoreConfig(data)
 	if err != nil {
+		return nil, backup.Stats{}, err
+	}
+	var counts map[string]int64
+	if cfg.Backend == "postgres" {
+		dsn := storeDSN(cfg)
+		if counts, err = dumpStorePG(ctx, dsn, dump); err != nil {
+			return nil, backup.Stats{}, fail(exitFail, "cannot dump the PostgreSQL store "+redactDSN(dsn)+": "+pgErrLine(err),
+				"is the server reachable, may the role read phivault's tables (password in PHIVAULT_DB or PGPASSWORD), and is it a store of this phivault version?")
+		}
+	} else if counts, err = dumpStore(ctx, filepath.Join(data, sqlite.FileName), dump); err != nil {
 		return nil, backup.Stats{}, fail(exitFail, "cannot dump the database: "+err.Error(), "is "+data+" a phivault data directory of this version?")
 	}
 	scratch := filepath.Join(tmp, "check")

@@ -61,10 +61,8 @@ func (b *backupSchedule) job(data string, log *slog.Logger) (leaderJob, error) {
 	if b.maxAge < b.every {
 		return j, fail(exitUsage, "--backup-max-age must not be shorter than --backup-every", "the default is twice --backup-every, at most 48h")
 	}
-	if c, err := readStoreConfig(data); err != nil {
+	if _, err := readStoreConfig(data); err != nil {
 		return j, err
-	} else if c.Backend != "sqlite" {
-		return j, fail(exitUsage, "scheduled backups of a PostgreSQL store are not supported yet", "back up the database with PostgreSQL's own tools (pg_basebackup and WAL archiving)")
 	}
 	var recips []string
 	if b.recipientsFile != "" {

@@ -1,0 +1,222 @@
+package main
+
+// The dump of a PostgreSQL store: the same files, in the same format and
+// byte for byte the same records as dumpStore writes for the same logical
+// content (backup_dump.go), so verify, restore, drills and prune do not
+// know which backend a snapshot came from. A restore always builds an
+// embedded (SQLite) store; 'phivault migrate --from DIR --to URL' moves it
+// back onto PostgreSQL.
+//
+// The two schemas store the same rows with different column types, which
+// the dump converts to the SQLite forms it records:
+//
+//	versions.updated  timestamptz -> unix microseconds (both keep µs)
+//	deleted           boolean     -> 0/1
+//	meta.key          bytea       -> the same bytes (TEXT in SQLite)
+//
+// Types and ids are COLLATE "C" and metadata keys bytea, so every ORDER BY
+// is bytewise, as SQLite's BINARY collation is.
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// pgDumpTables are the tables of the PostgreSQL schema and how the dump
+// covers each: dumpTables plus audit_head. As with dumpTables, a table the
+// dump does not know fails the backup, so a new table in a PostgreSQL
+// migration cannot be silently left out of snapshots.
+var pgDumpTables = map[string]string{
+	"schema_version": "facts.json, as the SQLite schema version (pgDumpSchema)",
+	"versions":       "dumped by seq",
+	"audit":          "dumped by idx",
+	"meta":           "dumped by key",
+	"current":        "rebuilt from versions",
+	"idx":            "rebuilt by re-indexing; checked against db/index",
+	"audit_head":     "the audit log's size: checked equal to the dumped leaves; migrate --from sets it again",
+}
+
+// pgDumpSchema maps a PostgreSQL schema version to the SQLite schema
+// version whose dump it produces. The two backends number their
+// migrations separately; facts.json records the SQLite number because
+// loadDump compares it with the schema of the SQLite store it builds, so
+// snapshots of either backend load with the same check. A PostgreSQL
+// migration that changes what is dumped must add its entry here (and,
+// when the SQLite schema moves too, the pair that matches).
+var pgDumpSchema = map[int]int{1: 1}
+
+// storeDSN is the connection string of a PostgreSQL data directory, as
+// openStore uses it: PHIVAULT_DB when set (it may hold the password),
+// else the DSN in DIR/store.json.
+func storeDSN(c storeConfig) string {
+	if env := os.Getenv("PHIVAULT_DB"); env != "" {
+		return env
+	}
+	return c.DSN
+}
+
+// dumpStorePG writes the dump of the PostgreSQL store dsn selects into out
+// (which must exist and be empty) from one REPEATABLE READ, READ ONLY
+// transaction: every table is read at one point in time, and writers are
+// not paused. It returns the counts a restore must reproduce, as
+// dumpStore does.
+func dumpStorePG(ctx context.Context, dsn, out string) (map[string]int64, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		// The parse error may quote the DSN, password included.
+		return nil, errors.New("cannot parse the database connection string")
+	}
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	c, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %s", redactDSN(dsn), pgErrLine(err))
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
+		return nil, err
+	}
+	defer c.ExecContext(context.Background(), "ROLLBACK")
+	// The snapshot is taken by the first query: from here on every read
+	// sees the same committed state.
+	if err := checkTablesPG(ctx, c); err != nil {
+		return nil, err
+	}
+	facts := dumpFacts{Format: dumpFormat, Rows: map[string]int64{}}
+	var pgSchema int
+	if err := c.QueryRowContext(ctx, "SELECT version FROM schema_version").Scan(&pgSchema); err != nil {
+		return nil, fmt.Errorf("schema version: %w", err)
+	}
+	var ok bool
+	if facts.Schema, ok = pgDumpSchema[pgSchema]; !ok {
+		return nil, fmt.Errorf("the PostgreSQL schema is version %d, which this phivault cannot back up", pgSchema)
+	}
+	type table struct {
+		name, query string
+		row         func(rows *sql.Rows, w *dumpWriter) error
+	}
+	tables := []table{
+		{"versions", "SELECT seq, rtype, rid, vid, updated, deleted, body FROM versions ORDER BY seq", func(rows *sql.Rows, w *dumpWriter) error {
+			var seq, vid int64
+			var updated time.Time
+			var typ, id string
+			var deleted bool
+			var body []byte
+			if err := rows.Scan(&seq, &typ, &id, &vid, &updated, &deleted, &body); err != nil {
+				return err
+			}
+			w.uint(uint64(seq))
+			w.bytes([]byte(typ))
+			w.bytes([]byte(id))
+			w.uint(uint64(vid))
+			w.int(updated.UnixMicro())
+			w.bytes(boolByte(deleted))
+			w.bytes(body)
+			return nil
+		}},
+		{"audit", "SELECT idx, leaf FROM audit ORDER BY idx", func(rows *sql.Rows, w *dumpWriter) error {
+			var idx int64
+			var leaf []byte
+			if err := rows.Scan(&idx, &leaf); err != nil {
+				return err
+			}
+			w.uint(uint64(idx))
+			w.bytes(leaf)
+			return nil
+		}},
+		{"meta", "SELECT key, value FROM meta ORDER BY key", func(rows *sql.Rows, w *dumpWriter) error {
+			var key, value []byte
+			if err := rows.Scan(&key, &value); err != nil {
+				return err
+			}
+			w.bytes(key)
+			w.bytes(value)
+			return nil
+		}},
+	}
+	for _, t := range tables {
+		n, err := dumpQuery(ctx, c, filepath.Join(out, t.name), t.name, t.query, t.row)
+		if err != nil {
+			return nil, fmt.Errorf("dump %s: %w", t.name, err)
+		}
+		facts.Rows[t.name] = n
+	}
+	var head int64
+	if err := c.QueryRowContext(ctx, "SELECT size FROM audit_head").Scan(&head); err != nil {
+		return nil, fmt.Errorf("audit_head: %w", err)
+	}
+	if head != facts.Rows["audit"] {
+		return nil, fmt.Errorf("audit_head says %d leaves, the audit table holds %d", head, facts.Rows["audit"])
+	}
+	// dumpIndex's query and scans hold on both backends (boolean scans
+	// into bool; NULL tokens of resources without any into nil).
+	if facts.Current, err = dumpIndex(ctx, c, filepath.Join(out, "index"), facts.Rows); err != nil {
+		return nil, fmt.Errorf("dump index: %w", err)
+	}
+	counts := map[string]int64{"versions": facts.Rows["versions"], "audit": facts.Rows["audit"], "meta": facts.Rows["meta"], "tokens": facts.Rows["idx"]}
+	for name, q := range map[string]string{
+		"resources": "SELECT count(*) FROM current WHERE NOT deleted",
+		"deleted":   "SELECT count(*) FROM current WHERE deleted",
+	} {
+		var n int64
+		if err := c.QueryRowContext(ctx, q).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count %s: %w", name, err)
+		}
+		counts[name] = n
+	}
+	b, err := json.Marshal(facts)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeSynced(filepath.Join(out, factsName), b); err != nil {
+		return nil, err
+	}
+	return counts, nil
+}
+
+// checkTablesPG fails unless the tables of the connection's current schema
+// (the first of search_path, where phivault's tables are) are exactly
+// pgDumpTables.
+func checkTablesPG(ctx context.Context, c *sql.Conn) error {
+	rows, err := c.QueryContext(ctx, `SELECT relname FROM pg_class
+		WHERE relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+		AND relkind IN ('r', 'p', 'f') ORDER BY relname`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var unknown []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return err
+		}
+		seen[name] = true
+		if _, ok := pgDumpTables[name]; !ok {
+			unknown = append(unknown, name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("the store has tables this backup format does not cover: %s", strings.Join(unknown, ", "))
+	}
+	for name := range pgDumpTables {
+		if !seen[name] {
+			return fmt.Errorf("the schema has no table %s: not a phivault PostgreSQL store of this version (check search_path)", name)
+		}
+	}
+	return nil
+}
