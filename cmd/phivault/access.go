@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/phivault/phivault/internal/adminapi"
@@ -24,22 +21,22 @@ import (
 	"github.com/phivault/phivault/internal/web"
 )
 
-// policyFileName is where a security officer's replacement of the
-// default Cedar policy set is kept (see 'phivault policy').
+// policyFileName is where a data directory kept its replacement of the
+// default Cedar policy set before sets were kept in the store (see
+// policySource): still honoured while the store holds none.
 const policyFileName = "policy.cedar"
 
 // openPolicy returns the decision point of the node: the Cedar engine
-// over the data directory's policy set (the shipped default unless
-// replaced), with care relationships and consents read from the data.
+// over the store's policy set (see policySource: the data directory's
+// policy.cedar or the shipped default while the store holds none), with
+// care relationships and consents read from the data.
 func (n *node) openPolicy() (*policy.Engine, error) { return n.openPolicyAt(nil) }
 
 // openPolicyAt is openPolicy with the clock of break-the-glass windows,
 // consent periods and care relationships (nil: time.Now).
 func (n *node) openPolicyAt(now func() time.Time) (*policy.Engine, error) {
-	src := policy.DefaultPolicies()
-	if b, err := os.ReadFile(filepath.Join(n.dir, policyFileName)); err == nil {
-		src = b
-	} else if !errors.Is(err, os.ErrNotExist) {
+	src, from, sum, err := n.policySource(context.Background())
+	if err != nil {
 		return nil, err
 	}
 	var opts []policy.Option
@@ -48,9 +45,10 @@ func (n *node) openPolicyAt(now func() time.Time) (*policy.Engine, error) {
 	}
 	e, err := policy.NewEngine(src, care.New(n.records, n.search, care.Options{Now: now}), opts...)
 	if err != nil {
-		return nil, fail(exitFail, "the policy set in "+filepath.Join(n.dir, policyFileName)+" does not load: "+err.Error(),
-			"fix it, or remove the file to go back to the default policies")
+		return nil, policyLoadError{fail(exitFail, "the policy set in "+from+" does not load: "+oneLine(err),
+			"install a valid one with 'phivault policy set --data DIR FILE', or 'phivault policy reset --data DIR'")}
 	}
+	n.registerPolicySync(sum)
 	return e, nil
 }
 

@@ -17,14 +17,18 @@ import (
 	"github.com/phivault/phivault/internal/authn"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/server"
+	"github.com/phivault/phivault/internal/store/postgres"
 )
 
 const policyUsage = "policy show --data DIR | policy check FILE | policy set --data DIR FILE | policy reset --data DIR"
 
-// runPolicy shows, checks or replaces the Cedar policy set of a data
-// directory. A replacement is validated first (a set that does not parse
-// or validate changes nothing), written to DIR/policy.cedar, taken into
-// use by a running server at once through its admin socket, and audited.
+// runPolicy shows, checks or replaces the Cedar policy set. The set is
+// kept in the store, so every node sharing the store enforces the same
+// one (a change made on one node of a cluster is in force on the others
+// within seconds: see watchChanges). A replacement is validated first (a
+// set that does not parse or validate changes nothing), audited, written
+// to the store and taken into use by a running server at once through its
+// admin socket.
 func runPolicy(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return fail(exitUsage, "policy needs a subcommand: show, check, set or reset", "phivault "+policyUsage)
@@ -54,20 +58,12 @@ func runPolicy(args []string, stdout, stderr io.Writer) error {
 	if err := needData(*data, "policy "+sub); err != nil {
 		return err
 	}
-	path := filepath.Join(*data, policyFileName)
 	switch sub {
 	case "show":
 		if fs.NArg() != 0 {
 			return fail(exitUsage, "policy show takes no file", "phivault policy show --data DIR")
 		}
-		src, err := os.ReadFile(path)
-		if errors.Is(err, os.ErrNotExist) {
-			src = policy.DefaultPolicies()
-		} else if err != nil {
-			return err
-		}
-		_, err = stdout.Write(src)
-		return err
+		return showPolicy(*data, stdout, stderr)
 	case "reset":
 		if fs.NArg() != 0 {
 			return fail(exitUsage, "policy reset takes no file", "phivault policy reset --data DIR")
@@ -100,7 +96,7 @@ func setPolicy(data string, src []byte, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "the running server uses the new policy set")
 		return nil
 	}
-	n, err := openNode(context.Background(), data, slog.New(slog.DiscardHandler), stderr)
+	n, err := openNodeForPolicy(context.Background(), data, stderr)
 	if errors.Is(err, errLocked) {
 		return fail(exitFail, "a server holds the data directory but its admin socket does not answer", "is the server starting or stuck? try again")
 	}
@@ -108,16 +104,50 @@ func setPolicy(data string, src []byte, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer n.close()
+	if pg, ok := n.db.(*postgres.Backend); ok {
+		pg.NotifyChanges(policyMeta) // the serving nodes of the cluster take it up now
+	}
 	if err := n.installPolicy(context.Background(), src, "operator:uid-"+strconv.Itoa(os.Getuid())); err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "policy set installed; it takes effect when the server starts")
+	fmt.Fprintln(stdout, "policy set installed; it takes effect when the server starts (and on the serving nodes of its cluster within seconds)")
 	return nil
 }
 
+// showPolicy prints the set in force: a running server's (through its
+// admin socket), else the one the directory's node opens with (the
+// store's; see policySource).
+func showPolicy(data string, stdout, stderr io.Writer) error {
+	c := server.AdminClient(filepath.Join(data, server.SocketName))
+	if resp, err := c.Get("http://phivault/admin/policy"); err == nil {
+		defer resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			_, err = io.Copy(stdout, resp.Body)
+			return err
+		}
+		if resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusNotFound {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			return fail(exitFail, "the server refused: "+strings.TrimSpace(string(b)), "")
+		}
+	}
+	n, err := openNode(context.Background(), data, slog.New(slog.DiscardHandler), stderr)
+	if errors.Is(err, errLocked) {
+		return fail(exitFail, "a server holds the data directory and does not show its policy set", "stop the server, or run 'phivault policy show' on a node of the same cluster that is not serving")
+	}
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	_, err = stdout.Write(n.policy.Source())
+	return err
+}
+
 // installPolicy validates src, records the change in the audit log, writes
-// it to the data directory and swaps it into the node's engine. The audit
-// record comes first: a change that cannot be audited is not made.
+// it to the store (sealed; see policyMeta) and swaps it into the node's
+// engine. The audit record comes first: a change that cannot be audited is
+// not made. The other nodes of a cluster take it up from the store (see
+// watchChanges). A data directory's policy.cedar from before sets were
+// kept in the store is left in place and ignored from then on.
 func (n *node) installPolicy(ctx context.Context, src []byte, by string) error {
 	if err := policy.Validate(src); err != nil {
 		return fail(exitFail, "the policy set is not valid: "+oneLine(err), "fix it; nothing was changed")
@@ -128,14 +158,25 @@ func (n *node) installPolicy(ctx context.Context, src []byte, by string) error {
 	if err := n.audit.Record(ctx, ev); err != nil {
 		return err
 	}
-	path := filepath.Join(n.dir, policyFileName)
-	if err := os.WriteFile(path+".tmp", src, 0o600); err != nil {
+	sum, err := n.savePolicy(ctx, src)
+	if err != nil {
 		return err
 	}
-	if err := os.Rename(path+".tmp", path); err != nil {
+	if n.policy == nil { // opened to replace a set that does not load
+		return nil
+	}
+	if err := n.policy.Replace(src); err != nil {
 		return err
 	}
-	return n.policy.Replace(src)
+	n.registerPolicySync(sum)
+	return nil
+}
+
+// adminPolicyShowHandler serves GET /admin/policy on the admin socket: the
+// Cedar source of the set in force.
+func (n *node) adminPolicyShowHandler(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write(n.policy.Source())
 }
 
 // adminPolicyHandler serves POST /admin/policy on the admin socket.

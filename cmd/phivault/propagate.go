@@ -26,14 +26,42 @@ import (
 // (barrier.DestroyedPrefix) notify too, and destroyed is called for each
 // (and after missed notifications) so that the barrier drops the keys from
 // its cache now rather than at its next periodic listing.
+//
+// So does the policy set (policyMeta): a notification of it, or missed
+// notifications, make the node re-read the store's set and swap it in;
+// every policyPollInterval it re-reads it anyway (a hash comparison when
+// nothing changed), so that a set installed on one node is in force on
+// every node within seconds even if a notification is lost. A set that
+// does not load there leaves the working one in force (policySync.reload).
+// serve passes the store, not the node: the node's engine is found by its
+// store in policySyncs, where opening the node registered it.
 func watchChanges(ctx context.Context, db store.Backend, accounts *account.Directory, destroyed func(), log *slog.Logger) (stop func()) {
 	pg, ok := db.(*postgres.Backend)
 	if !ok {
 		return func() {}
 	}
-	pg.NotifyChanges(account.ChangePrefix, barrier.DestroyedPrefix)
+	pg.NotifyChanges(account.ChangePrefix, barrier.DestroyedPrefix, policyMeta)
+	var pol *policySync
+	if s, ok := policySyncs.Load(db); ok {
+		pol = s.(*policySync)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	reload := make(chan struct{}, 1)
+	if pol != nil {
+		// Reloads read the store: off the Listen goroutine, which must not block.
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-reload:
+					pol.reload(ctx, log)
+				}
+			}
+		})
+		wg.Go(func() { pol.poll(ctx, policyPollInterval, log) })
+	}
 	wg.Go(func() {
 		pg.Listen(ctx, log, func(key string) {
 			if key == "" || strings.HasPrefix(key, account.ChangePrefix) {
@@ -42,7 +70,17 @@ func watchChanges(ctx context.Context, db store.Backend, accounts *account.Direc
 			if key == "" || strings.HasPrefix(key, barrier.DestroyedPrefix) {
 				destroyed()
 			}
+			if pol != nil && (key == "" || key == policyMeta) {
+				select {
+				case reload <- struct{}{}:
+				default: // a reload is pending already; it reads the latest set
+				}
+			}
 		})
 	})
-	return func() { cancel(); wg.Wait() }
+	return func() {
+		cancel()
+		wg.Wait()
+		policySyncs.Delete(db)
+	}
 }
