@@ -172,7 +172,7 @@ func TestClusterPartition(t *testing.T) {
 	}
 	var (
 		cutAt, healAt time.Time
-		cutStatus     = map[int]int{} // statuses of the cut node's requests begun and answered during the cut, probes included
+		cutStatus     = map[int]int{}           // statuses of the cut node's requests begun and answered during the cut, probes included
 		servedAfter   = map[int]time.Duration{} // first 200 of each other node during the cut
 		servedLate    = map[int]int{}           // 200s of each other node begun 20 s into the cut
 		stop          atomic.Bool

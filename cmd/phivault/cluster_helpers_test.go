@@ -65,7 +65,7 @@ type cluster struct {
 	dirs   []string
 	nodes  []*clusterNode
 	links  []*pgtest.Link // each node's link to the database, with newLinkedCluster
-	token  string // the bootstrap operator token (valid on every node)
+	token  string         // the bootstrap operator token (valid on every node)
 	http   *http.Client
 	agents atomic.Int64 // numbers each request's User-Agent
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -43,6 +44,7 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 	case "rotate", "status", "retire":
 		fs, data := newFlags("keys "+sub, "--data DIR"+map[bool]string{true: " --version N"}[sub == "retire"], stderr)
 		version := fs.Int("version", 0, "KEK version to retire")
+		stopped := fs.Bool("nodes-stopped", false, "rotate: on a PostgreSQL store, confirm that every other node sharing it is stopped (see docs/keys.md)")
 		if err := parseFlags(fs, args); err != nil {
 			return err
 		}
@@ -52,7 +54,7 @@ func runKeys(args []string, stdout, stderr io.Writer) error {
 		if sub == "retire" && *version < 1 {
 			return fail(exitUsage, "--version is required", "see the versions with 'phivault keys status'")
 		}
-		return keysOp(*data, sub, *version, stdout, stderr)
+		return keysOp(*data, sub, *version, *stopped, stdout, stderr)
 	}
 	return fail(exitUsage, "unknown keys subcommand "+strconv.Quote(sub), "use split, rotate, status or retire")
 }
@@ -147,13 +149,18 @@ func openKEKShares(path string, threshold int, stderr io.Writer) (*keys.File, er
 
 // keysOp runs rotate, status or retire through a running server's admin
 // socket, or on the data directory itself when no server runs.
-func keysOp(dir, op string, version int, stdout, stderr io.Writer) error {
+// nodesStopped is rotate's --nodes-stopped (see rotationAllowed).
+func keysOp(dir, op string, version int, nodesStopped bool, stdout, stderr io.Writer) error {
 	c := server.AdminClient(filepath.Join(dir, server.SocketName))
 	method := http.MethodPost
 	if op == "status" {
 		method = http.MethodGet
 	}
-	req, _ := http.NewRequest(method, "http://phivault/admin/keys/"+op+"?version="+strconv.Itoa(version), nil)
+	q := url.Values{"version": {strconv.Itoa(version)}}
+	if nodesStopped {
+		q.Set("nodes-stopped", "1")
+	}
+	req, _ := http.NewRequest(method, "http://phivault/admin/keys/"+op+"?"+q.Encode(), nil)
 	if resp, err := c.Do(req); err == nil {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
@@ -171,6 +178,11 @@ func keysOp(dir, op string, version int, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer n.close()
+	if op == "rotate" {
+		if err := n.rotationAllowed(nodesStopped); err != nil {
+			return err
+		}
+	}
 	out, err := n.keysOp(context.Background(), op, version, fmt.Sprintf("operator:uid-%d", os.Getuid()))
 	if err != nil {
 		return err
@@ -266,6 +278,10 @@ func (n *node) adminKeysHandler(w http.ResponseWriter, r *http.Request) {
 	v, _ := strconv.Atoi(r.URL.Query().Get("version"))
 	ctx := r.Context()
 	if op == "rotate" {
+		if err := n.rotationAllowed(r.URL.Query().Get("nodes-stopped") == "1"); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
 		// A rotation outlives its request: an operator who interrupts the
 		// command (or a socket timeout) does not stop it halfway; 'keys
 		// status' shows its progress.

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/phivault/phivault/internal/store/postgres"
 )
 
 // rotation is a node's KEK rotation: one at a time, and its progress for
@@ -23,6 +25,22 @@ type rotation struct {
 	failed   string    // why it stopped, if it did
 
 	hook func(done, todo int) // tests: called on every progress report
+}
+
+// rotationAllowed refuses an online rotation on a PostgreSQL store unless
+// the operator confirms that no other node shares it: the other nodes
+// hold their own copy of the key file (or their own list of the HSM's key
+// versions, read at start), so they could not unwrap the data keys
+// rewrapped under the new version, nor would they wrap new keys under it.
+// The procedure (docs/keys.md): stop the other nodes, rotate on one
+// (which goes on serving), copy its key file to the others (a file KEK),
+// start them.
+func (n *node) rotationAllowed(nodesStopped bool) error {
+	if _, shared := n.db.(*postgres.Backend); shared && !nodesStopped {
+		return fail(exitFail, "this store is PostgreSQL, which other nodes may share: they could not use a KEK version only this node knows",
+			"stop every other node, then run 'phivault keys rotate --nodes-stopped' here; copy the key file to the others before they start (docs/keys.md)")
+	}
+	return nil
 }
 
 // rotate adds a KEK version and rewraps every data key under it while the
