@@ -80,7 +80,7 @@ func dumpStorePG(ctx context.Context, dsn, out string) (map[string]int64, error)
 	defer db.Close()
 	c, err := db.Conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %s", redactDSN(dsn), pgErrLine(err))
+		return nil, fmt.Errorf("connect: %s", pgErrLine(err))
 	}
 	defer c.Close()
 	if _, err := c.ExecContext(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
@@ -188,9 +188,16 @@ func dumpStorePG(ctx context.Context, dsn, out string) (map[string]int64, error)
 // (the first of search_path, where phivault's tables are) are exactly
 // pgDumpTables.
 func checkTablesPG(ctx context.Context, c *sql.Conn) error {
+	var schema sql.NullString
+	if err := c.QueryRowContext(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
+		return err
+	}
+	if !schema.Valid {
+		return errors.New("no schema of search_path exists that this role may use (USAGE)")
+	}
 	rows, err := c.QueryContext(ctx, `SELECT relname FROM pg_class
-		WHERE relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())
-		AND relkind IN ('r', 'p', 'f') ORDER BY relname`)
+		WHERE relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+		AND relkind IN ('r', 'p', 'f') ORDER BY relname`, schema.String)
 	if err != nil {
 		return err
 	}

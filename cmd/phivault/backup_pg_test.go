@@ -14,12 +14,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/phivault/phivault/internal/store"
+	"github.com/phivault/phivault/internal/store/postgres"
 	"github.com/phivault/phivault/internal/store/postgres/pgtest"
 	"github.com/phivault/phivault/internal/store/sqlite"
 	"github.com/phivault/phivault/internal/synth"
@@ -240,7 +242,7 @@ func TestBackupPostgresWhileWriting(t *testing.T) {
 // so one snapshot format serves both backends. A table the dump does not
 // know fails the PostgreSQL dump, naming it.
 func TestBackupPostgresDumpSameBytes(t *testing.T) {
-	dsn, _ := migrateDSN(t)
+	dsn, schema := migrateDSN(t)
 	dir := loadedDir(t, 3)
 	ctx := context.Background()
 	// A deleted resource, so the deleted flag and tombstones are compared.
@@ -295,9 +297,103 @@ func TestBackupPostgresDumpSameBytes(t *testing.T) {
 		}
 	}
 
+	// The runtime role's grants are enough to back up (without them the
+	// role may not even use the schema, so the dump does run as that role).
+	admin := pgtest.AdminDSN(t)
+	role := "phivault_bk_" + schema
+	pgtest.Exec(t, admin, "CREATE ROLE "+role+" NOLOGIN")
+	t.Cleanup(func() { pgtest.Exec(t, admin, "DROP OWNED BY "+role, "DROP ROLE "+role) })
+	rdsn := pgtest.WithParam(dsn, "role", role)
+	if _, err := dumpStorePG(ctx, rdsn, t.TempDir()); err == nil || !strings.Contains(err.Error(), "may use (USAGE)") {
+		t.Fatalf("dump as a role without grants: %v", err)
+	}
+	pgtest.Exec(t, dsn, postgres.RuntimeGrants(schema, role)...)
+	rt := t.TempDir()
+	if _, err := dumpStorePG(ctx, rdsn, rt); err != nil {
+		t.Fatalf("dump as the runtime role: %v", err)
+	}
+	for _, name := range []string{"versions", "index", factsName} {
+		a, _ := os.ReadFile(filepath.Join(pg, name))
+		b, err := os.ReadFile(filepath.Join(rt, name))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s: the runtime role's dump differs from the owner's (%v)", name, err)
+		}
+	}
+
 	pgtest.Exec(t, dsn, "CREATE TABLE notes (x integer)")
-	_, err = dumpStorePG(ctx, dsn, filepath.Join(t.TempDir()))
+	_, err = dumpStorePG(ctx, dsn, t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "tables this backup format does not cover: notes") {
 		t.Fatalf("dump of a schema with an unknown table: %v", err)
 	}
+}
+
+// TestBackupPostgresUnreachable: 'backup create' of a PostgreSQL directory
+// whose database cannot be reached fails with one line naming the
+// database without its password, and a hint; no snapshot is written.
+func TestBackupPostgresUnreachable(t *testing.T) {
+	f := newBackupFixture(t, 1)
+	const db = "host=/nonexistent-pg-dir port=1 user=x dbname=y"
+	if err := writeStoreConfig(f.data, db); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PHIVAULT_DB", db+" password=s3cret-pw")
+	code, out, errOut := runCLI("backup", "create", "--data", f.data, "--repo", f.repo, "--recipient", f.recipient)
+	if code != exitFail || !strings.Contains(errOut, "cannot dump the PostgreSQL store "+db+": ") ||
+		!strings.Contains(errOut, "\nhint: ") || strings.Count(errOut, "\n") != 2 || strings.Contains(out+errOut, "s3cret-pw") {
+		t.Fatalf("backup create with the database unreachable: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("%s", errOut)
+	if snaps, _ := os.ReadDir(filepath.Join(f.repo, "snapshots")); len(snaps) != 0 {
+		t.Fatalf("%d snapshots written", len(snaps))
+	}
+}
+
+// TestServeBackupSchedulePostgres: serve on a PostgreSQL directory with
+// --backup-every backs up on its own (the schedule is a leader job; the
+// node leads through PostgreSQL's advisory lock), and the scheduled
+// snapshot verifies and restores.
+func TestServeBackupSchedulePostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server and waits for a scheduled backup (-short)")
+	}
+	f, _ := pgBackupFixture(t, 2)
+	recips := filepath.Join(t.TempDir(), "recipients")
+	if err := os.WriteFile(recips, []byte(f.recipient+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	sched := &backupSchedule{repo: f.repo, every: time.Second, maxAge: time.Minute, recipientsFile: recips, s3: s3FlagsFor(t)}
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(serveOptions{data: f.data, listen: "127.0.0.1:0", logLevel: "info", backup: sched, ready: func(u string) { ready <- u }}, logs)
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("the server did not start")
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			syscall.Kill(os.Getpid(), syscall.SIGINT)
+			if err := <-done; err != nil {
+				t.Errorf("serve stopped with %v", err)
+			}
+		}
+	}
+	t.Cleanup(stop)
+	waitFor(t, 2*time.Minute, "a scheduled snapshot", func() bool { return snapshotCount(f.repo) >= 1 })
+	stop()
+	if !strings.Contains(string(logs.Bytes()), `"msg":"scheduled backup done"`) {
+		t.Errorf("no scheduled backup logged:\n%s", logs.Bytes())
+	}
+	code, out, errOut := runCLI("backup", "verify", "--repo", f.repo, "--identity", f.idFile, "--read-data")
+	if code != exitOK || !strings.Contains(out, "OK:") {
+		t.Fatalf("verify of the scheduled snapshots: %d %s %s", code, out, errOut)
+	}
+	f.restore(t)
 }
