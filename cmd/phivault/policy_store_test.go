@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/phivault/phivault/internal/policy"
+	"github.com/phivault/phivault/internal/server"
 	"github.com/phivault/phivault/internal/store"
 )
 
@@ -257,5 +258,37 @@ func TestPolicyRepairBrokenStoredSet(t *testing.T) {
 	}
 	if code, out, errs := runOut("policy", "show", "--data", dir); code != exitOK || out != string(policy.DefaultPolicies()) {
 		t.Fatalf("policy show after the reset: exit %d %s; want the default set", code, errs)
+	}
+}
+
+// TestPolicyShowThroughSocket: with a server holding the directory,
+// 'policy show' prints the set that server enforces, from its admin socket
+// (GET /admin/policy).
+func TestPolicyShowThroughSocket(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := initDir(dir, nil, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	n, err := openNode(context.Background(), dir, slog.New(slog.DiscardHandler), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	deny := noPatientSearch()
+	if err := n.installPolicy(context.Background(), deny, "test"); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /admin/policy", n.adminPolicyShowHandler)
+	ln, err := server.ListenAdmin(filepath.Join(dir, server.SocketName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: server.AdminHandler(mux), ConnContext: server.AdminConnContext}
+	go srv.Serve(ln)
+	defer srv.Close()
+	code, out, errs := runOut("policy", "show", "--data", dir)
+	if code != exitOK || out != string(deny) {
+		t.Fatalf("policy show with a server holding the directory: exit %d %s; want the server's set", code, errs)
 	}
 }

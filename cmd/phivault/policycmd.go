@@ -132,7 +132,7 @@ func showPolicy(data string, stdout, stderr io.Writer) error {
 	}
 	n, err := openNode(context.Background(), data, slog.New(slog.DiscardHandler), stderr)
 	if errors.Is(err, errLocked) {
-		return fail(exitFail, "a server holds the data directory and does not show its policy set", "stop the server, or run 'phivault policy show' on a node of the same cluster that is not serving")
+		return fail(exitFail, "a server holds the data directory and does not show its policy set", "stop the server first (a server whose admin socket serves GET /admin/policy answers it directly)")
 	}
 	if err != nil {
 		return err
