@@ -39,6 +39,7 @@ func acSocketRoutes(t *testing.T) []string {
 var acSocketQuiet = map[string]string{
 	"GET /admin/clients":     "lists app registrations (names, redirect URIs, scopes): configuration, no patient data, no secret",
 	"GET /admin/seal-status": "reports whether the keys are in memory and how many shares were given",
+	"GET /admin/policy":      "shows the Cedar policy set in force: configuration, no patient data, no secret",
 }
 
 // TestAuditCoverageAdminSocket performs every admin socket route.
@@ -130,6 +131,7 @@ func TestAuditCoverageAdminSocket(t *testing.T) {
 		{"POST /admin/unseal", "this node's key is not split: nothing happens", "POST", "/admin/unseal", "share", 409, nil},
 		{"GET /admin/seal-status", acSocketQuiet["GET /admin/seal-status"], "GET", "/admin/seal-status", "", 409, nil},
 		{"GET /admin/clients", acSocketQuiet["GET /admin/clients"], "GET", "/admin/clients", "", 200, nil},
+		{"GET /admin/policy", acSocketQuiet["GET /admin/policy"], "GET", "/admin/policy", "", 200, nil},
 		{"POST /admin/patient/{op}", "legal hold placed", "POST", "/admin/patient/hold", `{"id":"pt-no-none","reason":"coverage hold"}`, 200,
 			[]acEvent{patEv("legal-hold", "U", "0", "permit")}},
 		{"POST /admin/patient/{op}", "erasure refused under the hold", "POST", "/admin/patient/erase", `{"id":"pt-no-none","reason":"coverage"}`, 409,

@@ -46,6 +46,7 @@ type node struct {
 	tokens  *authn.Tokens
 	search  *search.Engine
 	policy  *policy.Engine // the Cedar decision point over this directory's policy set
+	polSync *policySync    // keeps policy on the store's set (policy_store.go)
 	log     *slog.Logger
 	kek     barrier.KEK // the provider open was given
 	seal    *sealState  // nil unless the key file is split into shares

@@ -15,7 +15,6 @@ import (
 	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/store"
-	"github.com/phivault/phivault/internal/store/postgres"
 )
 
 // policyMeta is the metadata key of the store's Cedar policy set: one set
@@ -131,21 +130,15 @@ type policySync struct {
 	sum policySum
 }
 
-// policySyncs finds a node's policySync by its store, for watchChanges
-// (serve hands it the store, not the node). Only PostgreSQL nodes
-// register: the embedded store has one node, which installs its own sets.
-var policySyncs sync.Map // store.Backend -> *policySync
-
-// registerPolicySync records that n's engine holds the stored set of sum.
+// registerPolicySync records that n's engine holds the stored set of sum
+// (n.polSync, which watchChanges keeps current on a cluster).
 func (n *node) registerPolicySync(sum policySum) {
-	if _, ok := n.db.(*postgres.Backend); !ok {
-		return
+	if n.polSync == nil {
+		n.polSync = &policySync{n: n}
 	}
-	s, _ := policySyncs.LoadOrStore(n.db, &policySync{n: n})
-	ps := s.(*policySync)
-	ps.mu.Lock()
-	ps.sum = sum
-	ps.mu.Unlock()
+	n.polSync.mu.Lock()
+	n.polSync.sum = sum
+	n.polSync.mu.Unlock()
 }
 
 // reload swaps the store's set into the engine if it changed. A set that

@@ -33,18 +33,13 @@ import (
 // nothing changed), so that a set installed on one node is in force on
 // every node within seconds even if a notification is lost. A set that
 // does not load there leaves the working one in force (policySync.reload).
-// serve passes the store, not the node: the node's engine is found by its
-// store in policySyncs, where opening the node registered it.
-func watchChanges(ctx context.Context, db store.Backend, accounts *account.Directory, destroyed func(), log *slog.Logger) (stop func()) {
+// pol is the node's (n.polSync); nil: no policy reloads.
+func watchChanges(ctx context.Context, db store.Backend, accounts *account.Directory, destroyed func(), pol *policySync, log *slog.Logger) (stop func()) {
 	pg, ok := db.(*postgres.Backend)
 	if !ok {
 		return func() {}
 	}
 	pg.NotifyChanges(account.ChangePrefix, barrier.DestroyedPrefix, policyMeta)
-	var pol *policySync
-	if s, ok := policySyncs.Load(db); ok {
-		pol = s.(*policySync)
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	reload := make(chan struct{}, 1)
@@ -78,9 +73,5 @@ func watchChanges(ctx context.Context, db store.Backend, accounts *account.Direc
 			}
 		})
 	})
-	return func() {
-		cancel()
-		wg.Wait()
-		policySyncs.Delete(db)
-	}
+	return func() { cancel(); wg.Wait() }
 }

@@ -157,7 +157,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 		return err
 	}
 	// Account changes and erasures made on other nodes, at once.
-	defer watchChanges(ctx, n.db, acc.accounts, n.barrier.NoteDestroyed, log)()
+	defer watchChanges(ctx, n.db, acc.accounts, n.barrier.NoteDestroyed, n.polSync, log)()
 	if clients != nil {
 		// Devices reach the FHIR API with their client certificate (role
 		// device; the policy lets them submit observations only).
@@ -213,6 +213,7 @@ func (n *node) adminMux(api http.Handler, acc *access) *http.ServeMux {
 	mux.Handle("POST /admin/accounts", accountsAdminHandler(acc.accounts, n.audit))
 	n.adminClientRoutes(mux, acc.smart.Clients())
 	mux.HandleFunc("POST /admin/policy", n.adminPolicyHandler)
+	mux.HandleFunc("GET /admin/policy", n.adminPolicyShowHandler)
 	mux.HandleFunc("POST /admin/backup/drill", n.adminDrillHandler) // restore_drill_record.go
 	mux.HandleFunc("POST /admin/patient/{op}", n.adminPatientHandler)
 	n.adminSealRoutes(mux) // seal, unseal, keys rotate/status/retire
