@@ -86,11 +86,14 @@ func (b *Backend) commitGroup(batch []*request) {
 	if len(live) == 0 {
 		return
 	}
-	// The callers no longer bound the group (fns run from here on): the
-	// group's own deadline does, so a silent database fails it rather
-	// than holding every Update of this node.
-	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	// The callers no longer bound the group (fns run from here on). A
+	// database that stops answering does: the group is abandoned after
+	// silenceTimeout without a finished statement, rather than holding
+	// every Update of this node.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	t := b.progress.watch(time.Now(), cancel)
+	defer t()
 	results := make([]result, len(live))
 	var err error
 	for attempt := 0; ; attempt++ {

@@ -67,6 +67,7 @@ func (b *Backend) Elector(name string, o ElectorOptions) *Elector {
 	// which releases the lock, while the leader's own failing ping has
 	// ended its term by then (watch).
 	cfg := b.wpool.Config().ConnConfig.Copy()
+	cfg.Tracer = nil // its pings are not the writer's progress
 	cfg.RuntimeParams["idle_session_timeout"] = strconv.FormatInt((idleLeaderPings * o.Interval).Milliseconds(), 10)
 	cfg.RuntimeParams["application_name"] = "phivault leader " + name
 	return &Elector{b: b, cfg: cfg, name: name, interval: o.Interval, log: o.Logger}

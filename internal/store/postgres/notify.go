@@ -58,6 +58,7 @@ func (w *writer) noteChange(key string) error {
 // block. Failures are logged; Listen returns only when ctx ends.
 func (b *Backend) Listen(ctx context.Context, log *slog.Logger, fn func(key string)) {
 	cfg := b.wpool.Config().ConnConfig.Copy()
+	cfg.Tracer = nil // its notifications are not the writer's progress
 	missed := false
 	for ctx.Err() == nil {
 		err := b.listenOnce(ctx, cfg, func() {

@@ -139,3 +139,28 @@ func TestPartition(t *testing.T) {
 		t.Fatalf("audit leaves %q, want [before peer after]: the cut group must keep nothing", got)
 	}
 }
+
+// TestLongGroupNotAbandoned: the silence bound is not a bound on a group's
+// length. A group whose statements keep finishing for longer than the
+// silence timeout (a large bundle on a loaded server) commits.
+func TestLongGroupNotAbandoned(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs one group for 20 s; skipped under -short")
+	}
+	ctx := context.Background()
+	b := open(t, pgtest.DSN(t))
+	defer b.Close()
+	start := time.Now()
+	err := b.Update(ctx, func(w store.Writer) error {
+		for i := 0; time.Since(start) < 20*time.Second; i++ {
+			if _, err := w.AppendAudit([]byte("slow-" + time.Now().Format(time.RFC3339Nano))); err != nil {
+				return err
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("a group making progress for %v was abandoned: %v", time.Since(start).Round(time.Second), err)
+	}
+}

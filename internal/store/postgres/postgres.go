@@ -72,6 +72,8 @@ type Backend struct {
 	rpool *pgxpool.Pool // Views
 	wpool *pgxpool.Pool // the writer's one connection, replaced when it breaks
 
+	progress *progress // when the writer's connection last finished a statement
+
 	notify atomic.Pointer[[]string] // metadata key prefixes whose writes notify (NotifyChanges)
 
 	commits atomic.Int64 // group commits that succeeded
@@ -116,6 +118,8 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
 	wcfg := cfg.Copy()
 	bound(cfg.ConnConfig, false)
 	bound(wcfg.ConnConfig, true)
+	prog := &progress{}
+	wcfg.ConnConfig.Tracer = prog
 	cfg.MaxConns = int32(o.readers)
 	wcfg.MaxConns = 1
 	rpool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -143,6 +147,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
 		opts:       o,
 		rpool:      rpool,
 		wpool:      wpool,
+		progress:   prog,
 		queue:      make(chan *request, o.maxBatch),
 		writerDone: make(chan struct{}),
 	}

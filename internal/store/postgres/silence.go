@@ -1,7 +1,9 @@
 package postgres
 
 import (
+	"context"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,10 +20,12 @@ const (
 	// beginTimeout bounds how long a View waits for its BEGIN, retries
 	// included.
 	beginTimeout = 5 * time.Second
-	// groupTimeout bounds a group transaction from its BEGIN to its COMMIT,
-	// retries included. Learning the outcome of a COMMIT whose answer was
-	// lost takes at most outcomeTimeout more.
-	groupTimeout = 30 * time.Second
+	// silenceTimeout: a group transaction is abandoned (its connection
+	// closed, its Updates failed) when the database finished none of its
+	// statements for this long, retries included; a large group that
+	// keeps making progress is not limited. Learning the outcome of a
+	// COMMIT whose answer was lost takes at most outcomeTimeout more.
+	silenceTimeout = 15 * time.Second
 	// idleInTxTimeout: the server ends a writer session that stays idle
 	// inside its transaction this long (a node cut off mid-group), which
 	// rolls it back and releases the audit head lock that every node's
@@ -52,4 +56,31 @@ func bound(cfg *pgx.ConnConfig, writer bool) {
 			cfg.RuntimeParams[k] = v
 		}
 	}
+}
+
+// progress records when the writer's connection last finished a
+// statement: it is the writer pool's pgx QueryTracer.
+type progress struct{ last atomic.Int64 } // unix nanoseconds
+
+func (p *progress) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+func (p *progress) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {
+	p.last.Store(time.Now().UnixNano())
+}
+
+// watch calls cancel once neither start nor the end of a statement is
+// within silenceTimeout. The returned stop ends the watch.
+func (p *progress) watch(start time.Time, cancel context.CancelFunc) (stop func() bool) {
+	var t *time.Timer
+	t = time.AfterFunc(silenceTimeout, func() {
+		last := max(start.UnixNano(), p.last.Load())
+		if left := time.Duration(last + int64(silenceTimeout) - time.Now().UnixNano()); left > 0 {
+			t.Reset(left)
+			return
+		}
+		cancel()
+	})
+	return t.Stop
 }
