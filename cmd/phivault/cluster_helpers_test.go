@@ -65,6 +65,7 @@ type cluster struct {
 	dirs   []string
 	nodes  []*clusterNode
 	links  []*pgtest.Link // each node's link to the database, with newLinkedCluster
+	shares []string       // the key file's shares, with newSealedCluster: start unseals with three
 	token  string         // the bootstrap operator token (valid on every node)
 	http   *http.Client
 	agents atomic.Int64 // numbers each request's User-Agent
@@ -83,7 +84,13 @@ type clusterNode struct {
 // nodes would.
 func newCluster(t *testing.T, size int) *cluster {
 	t.Helper()
-	return buildCluster(t, size, false)
+	return buildCluster(t, size, clusterOptions{})
+}
+
+// clusterOptions vary buildCluster.
+type clusterOptions struct {
+	linked bool // each node reaches the database through a pgtest.Link
+	sealed bool // the key file is split into shares (3 of 5) before it is copied
 }
 
 // newLinkedCluster is newCluster with each node reaching the database
@@ -91,10 +98,17 @@ func newCluster(t *testing.T, size int) *cluster {
 // node off.
 func newLinkedCluster(t *testing.T, size int) *cluster {
 	t.Helper()
-	return buildCluster(t, size, true)
+	return buildCluster(t, size, clusterOptions{linked: true})
 }
 
-func buildCluster(t *testing.T, size int, linked bool) *cluster {
+// newSealedCluster is newCluster with the key file split into shares
+// (c.shares): each node starts sealed and start unseals it.
+func newSealedCluster(t *testing.T, size int) *cluster {
+	t.Helper()
+	return buildCluster(t, size, clusterOptions{sealed: true})
+}
+
+func buildCluster(t *testing.T, size int, o clusterOptions) *cluster {
 	t.Helper()
 	dsn := pgtest.DSN(t) // skips without PostgreSQL, fails when CI=true
 	pgStop.Do(func() { atExit(pgtest.Stop) })
@@ -105,6 +119,9 @@ func buildCluster(t *testing.T, size int, linked bool) *cluster {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
 	c.dirs = append(c.dirs, first)
+	if o.sealed {
+		c.shares = splitDir(t, first)
+	}
 	for i := 1; i < size; i++ {
 		dir := filepath.Join(tmp, fmt.Sprintf("node%d", i))
 		if err := os.MkdirAll(filepath.Join(dir, tlsDirName), 0o700); err != nil {
@@ -121,7 +138,7 @@ func buildCluster(t *testing.T, size int, linked bool) *cluster {
 		}
 		c.dirs = append(c.dirs, dir)
 	}
-	if linked {
+	if o.linked {
 		for _, dir := range c.dirs {
 			link, via := pgtest.NewLink(t, dsn)
 			c.links = append(c.links, link)
@@ -182,6 +199,9 @@ func (c *cluster) start(i int) *clusterNode {
 		n.cmd.Wait()
 		close(n.done)
 	}()
+	if c.shares != nil {
+		go c.unsealAtStart(i, n.done)
+	}
 	select {
 	case n.url = <-urls:
 	case <-n.done:
@@ -191,6 +211,23 @@ func (c *cluster) start(i int) *clusterNode {
 		c.t.Fatalf("node %d did not start in 60s:\n%s", i, string(n.logs.Bytes()))
 	}
 	return n
+}
+
+// unsealAtStart gives node i three shares through its admin socket, once
+// it answers, until done closes or a minute passes.
+func (c *cluster) unsealAtStart(i int, done <-chan struct{}) {
+	deadline := time.Now().Add(time.Minute)
+	for k := 0; k < 3 && time.Now().Before(deadline); {
+		if _, err := c.cli(c.shares[k]+"\n", "unseal", "--data", c.dirs[i]); err == nil {
+			k++
+			continue
+		}
+		select {
+		case <-done:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // leaders returns the running nodes that have logged taking the lead

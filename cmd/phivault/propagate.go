@@ -5,10 +5,10 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/phivault/phivault/internal/authn/account"
 	"github.com/phivault/phivault/internal/barrier"
-	"github.com/phivault/phivault/internal/store"
 	"github.com/phivault/phivault/internal/store/postgres"
 )
 
@@ -34,12 +34,18 @@ import (
 // every node within seconds even if a notification is lost. A set that
 // does not load there leaves the working one in force (policySync.reload).
 // pol is the node's (n.polSync); nil: no policy reloads.
-func watchChanges(ctx context.Context, db store.Backend, accounts *account.Directory, destroyed func(), pol *policySync, log *slog.Logger) (stop func()) {
-	pg, ok := db.(*postgres.Backend)
+//
+// And an operator's seal (sealEpochMeta): a node whose key file is split
+// seals itself when the cluster's seal epoch passes the one it was
+// unsealed at, on the notification or at its sealPollInterval poll
+// (followSeal).
+func watchChanges(ctx context.Context, n *node, accounts *account.Directory, log *slog.Logger) (stop func()) {
+	pg, ok := n.db.(*postgres.Backend)
 	if !ok {
 		return func() {}
 	}
-	pg.NotifyChanges(account.ChangePrefix, barrier.DestroyedPrefix, policyMeta)
+	destroyed, pol := n.barrier.NoteDestroyed, n.polSync
+	pg.NotifyChanges(account.ChangePrefix, barrier.DestroyedPrefix, policyMeta, sealEpochMeta)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	reload := make(chan struct{}, 1)
@@ -57,8 +63,30 @@ func watchChanges(ctx context.Context, db store.Backend, accounts *account.Direc
 		})
 		wg.Go(func() { pol.poll(ctx, policyPollInterval, log) })
 	}
+	sealCheck := make(chan struct{}, 1)
+	if n.seal != nil {
+		wg.Go(func() {
+			t := time.NewTicker(sealPollInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-sealCheck:
+				case <-t.C:
+				}
+				n.followSeal(ctx, log)
+			}
+		})
+	}
 	wg.Go(func() {
 		pg.Listen(ctx, log, func(key string) {
+			if key == "" || key == sealEpochMeta {
+				select {
+				case sealCheck <- struct{}{}:
+				default:
+				}
+			}
 			if key == "" || strings.HasPrefix(key, account.ChangePrefix) {
 				accounts.Changed(key)
 			}

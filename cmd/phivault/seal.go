@@ -40,7 +40,8 @@ type sealState struct {
 
 	mu       sync.Mutex // serializes seal and unseal
 	unsealed chan struct{}
-	by       string // the operator whose share completed the last unseal (audit agent)
+	by       string       // the operator whose share completed the last unseal (audit agent)
+	epoch    atomic.Int64 // the cluster's seal epoch when this node was last unsealed (seal_cluster.go)
 }
 
 // operatorOf names the admin socket's caller for audit events.
@@ -78,6 +79,7 @@ func openServeNode(ctx context.Context, o serveOptions, log *slog.Logger, stderr
 		n.close()
 		return nil, fmt.Errorf("audit of the unseal: %w", err)
 	}
+	n.noteUnsealed(ctx)
 	s.sealed.Store(false)
 	log.Info("unsealed")
 	return n, nil
@@ -241,6 +243,7 @@ func (n *node) adminUnseal(w http.ResponseWriter, r *http.Request) {
 			writeStatus(w, http.StatusServiceUnavailable, n.status("the audit log is unavailable; the server stays sealed"))
 			return
 		}
+		n.noteUnsealed(r.Context())
 		s.sealed.Store(false)
 		n.log.Info("unsealed")
 	} else {
@@ -256,18 +259,33 @@ func (n *node) adminUnseal(w http.ResponseWriter, r *http.Request) {
 }
 
 // adminSeal wipes the keys from memory at once: new requests get 503
-// first, then the KEK is dropped and the barrier's keys are zeroed.
+// first, then the KEK is dropped and the barrier's keys are zeroed. Then
+// it raises the cluster's seal epoch, so that every other node sharing
+// the store seals too (seal_cluster.go).
 func (n *node) adminSeal(w http.ResponseWriter, r *http.Request) {
 	if n.noShares(w) {
 		return
 	}
+	n.sealNow(r.Context(), operatorOf(r), "keys wiped from memory")
+	if n.db != nil {
+		if e, err := raiseSealEpoch(context.WithoutCancel(r.Context()), n.db); err != nil {
+			n.log.Error("sealed, but the other nodes of a cluster could not be told: seal each of them", "err", err.Error())
+		} else {
+			n.log.Warn("cluster seal epoch raised: every node sharing the store seals", "epoch", e)
+		}
+	}
+	writeStatus(w, http.StatusOK, n.status(""))
+}
+
+// sealNow seals this node: 503 at once, the KEK dropped, the barrier's
+// keys zeroed. The seal is audited while the keys are still held; being
+// the emergency stop, it goes ahead even if the record fails.
+func (n *node) sealNow(ctx context.Context, by, detail string) {
 	s := n.seal
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.sealed.Load() && n.db != nil {
-		// Recorded while the keys are still held. Sealing is the
-		// emergency stop: it goes ahead even if the record fails.
-		if err := n.auditKeys(r.Context(), operatorOf(r), "key-seal", "keys wiped from memory"); err != nil {
+		if err := n.auditKeys(ctx, by, "key-seal", detail); err != nil {
 			n.log.Error("the audit of a seal failed; sealing anyway", "err", err.Error())
 		}
 	}
@@ -278,8 +296,7 @@ func (n *node) adminSeal(w http.ResponseWriter, r *http.Request) {
 	}
 	s.unsealer.Reset()
 	s.have.Store(0)
-	n.log.Warn("SEALED by an operator: keys wiped from memory")
-	writeStatus(w, http.StatusOK, n.status(""))
+	n.log.Warn("SEALED: keys wiped from memory", "by", by, "why", detail)
 }
 
 // runUnseal gives one share to the running server.

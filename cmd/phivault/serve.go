@@ -157,7 +157,7 @@ func serve(o serveOptions, stderr io.Writer) error {
 		return err
 	}
 	// Account changes and erasures made on other nodes, at once.
-	defer watchChanges(ctx, n.db, acc.accounts, n.barrier.NoteDestroyed, n.polSync, log)()
+	defer watchChanges(ctx, n, acc.accounts, log)()
 	if clients != nil {
 		// Devices reach the FHIR API with their client certificate (role
 		// device; the policy lets them submit observations only).
