@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/phivault/phivault/internal/keys/pkcs11"
 	"github.com/phivault/phivault/internal/store/postgres"
 )
 
@@ -27,20 +28,30 @@ type rotation struct {
 	hook func(done, todo int) // tests: called on every progress report
 }
 
-// rotationAllowed refuses an online rotation on a PostgreSQL store unless
-// the operator confirms that no other node shares it: the other nodes
-// hold their own copy of the key file (or their own list of the HSM's key
-// versions, read at start), so they could not unwrap the data keys
-// rewrapped under the new version, nor would they wrap new keys under it.
-// The procedure (docs/keys.md): stop the other nodes, rotate on one
-// (which goes on serving), copy its key file to the others (a file KEK),
-// start them.
+// rotationAllowed refuses an online rotation on a PostgreSQL store with a
+// key-file KEK unless the operator confirms that no other node shares the
+// store: the other nodes hold their own copies of the key file, so they
+// could not unwrap the data keys rewrapped under the new version, nor
+// would they wrap new keys under it. The procedure (docs/keys.md): stop
+// the other nodes, rotate on one (which goes on serving), copy its key
+// file to the others, start them. A PKCS#11 KEK is shared by every node
+// through the token, and its providers follow versions made elsewhere
+// (pkcs11.RefreshEvery): it rotates online (see rotate).
 func (n *node) rotationAllowed(nodesStopped bool) error {
-	if _, shared := n.db.(*postgres.Backend); shared && !nodesStopped {
-		return fail(exitFail, "this store is PostgreSQL, which other nodes may share: they could not use a KEK version only this node knows",
-			"stop every other node, then run 'phivault keys rotate --nodes-stopped' here; copy the key file to the others before they start (docs/keys.md)")
+	if !n.sharedStore() || nodesStopped {
+		return nil
 	}
-	return nil
+	if _, hsm, _ := readKEKConfig(n.dir); hsm {
+		return nil
+	}
+	return fail(exitFail, "this store is PostgreSQL, which other nodes may share: they could not use a KEK version only this node's key file holds",
+		"stop every other node, then run 'phivault keys rotate --nodes-stopped' here; copy the key file to the others before they start (docs/keys.md)")
+}
+
+// sharedStore reports whether other nodes may share this node's store.
+func (n *node) sharedStore() bool {
+	_, pg := n.db.(*postgres.Backend)
+	return pg
 }
 
 // rotate adds a KEK version and rewraps every data key under it while the
@@ -58,8 +69,15 @@ func (n *node) rotate(ctx context.Context, f rotatingKEK, by string) (string, er
 	r.mu.Lock()
 	r.version, r.started, r.finished, r.pass, r.done, r.todo, r.failed = v, time.Now(), time.Time{}, 0, 0, 0, ""
 	r.mu.Unlock()
+	rotated := time.Now()
 	total := 0
 	for pass := 1; pass <= 2; pass++ { // a second pass catches keys created during the first
+		if pass == 2 && n.sharedStore() {
+			// Other nodes sharing the token may wrap new keys under the
+			// old version until their list of versions is refreshed: the
+			// second pass starts after that, so it catches them all.
+			time.Sleep(time.Until(rotated.Add(pkcs11.RefreshEvery + time.Second)))
+		}
 		base := total
 		r.mu.Lock()
 		r.pass = pass

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/phivault/phivault/internal/keys"
 )
@@ -80,6 +81,13 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// RefreshEvery: a provider's Wrap re-reads the token's key versions when
+// its list is older than this, so that a version another node sharing the
+// token created (a rotation there) is this node's current version within
+// that time; Unwrap re-reads at once when it meets a version it does not
+// know, or one that is gone.
+const RefreshEvery = 5 * time.Second
 
 // KEKName is the Wrapped.KEK name of a version of the key key in token.
 func KEKName(token, key string, version int) string {

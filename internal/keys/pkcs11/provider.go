@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	p11 "github.com/miekg/pkcs11"
 
@@ -38,6 +39,7 @@ type Provider struct {
 	session p11.SessionHandle
 	keys    map[int]p11.ObjectHandle // version -> key object
 	current int
+	found   time.Time // when keys was last read from the token
 	closed  bool
 }
 
@@ -113,9 +115,36 @@ func connect(cfg Config) (*Provider, error) {
 	return p, nil
 }
 
-// findKeys loads the versions of the key label. Called with mu held or
-// before p is shared.
+// findKeys loads the versions of the key label, replacing what was known
+// (versions created or retired by another node sharing the token show up).
+// Called with mu held or before p is shared.
 func (p *Provider) findKeys() error {
+	found, current, err := p.listKeys()
+	if err != nil {
+		return err
+	}
+	p.keys, p.current, p.found = found, current, time.Now()
+	return nil
+}
+
+// refresh is findKeys on a provider in use: a listing with no version of
+// the label (a token pulled or reset) fails with ErrTokenGone and keeps
+// what was known. Called with mu held.
+func (p *Provider) refresh() error {
+	found, current, err := p.listKeys()
+	if err != nil {
+		return err
+	}
+	if current == 0 {
+		return fmt.Errorf("%w: token %q lists no key %q", ErrTokenGone, p.token, p.label)
+	}
+	p.keys, p.current, p.found = found, current, time.Now()
+	return nil
+}
+
+// listKeys reads the versions of the key label from the token.
+func (p *Provider) listKeys() (map[int]p11.ObjectHandle, int, error) {
+	found, current := map[int]p11.ObjectHandle{}, 0
 	ctx := p.mod.ctx
 	tmpl := []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_SECRET_KEY),
@@ -123,14 +152,14 @@ func (p *Provider) findKeys() error {
 		p11.NewAttribute(p11.CKA_LABEL, p.label),
 	}
 	if err := ctx.FindObjectsInit(p.session, tmpl); err != nil {
-		return classify("find keys", err)
+		return nil, 0, classify("find keys", err)
 	}
 	var objs []p11.ObjectHandle
 	for {
 		o, _, err := ctx.FindObjects(p.session, 64)
 		if err != nil {
 			ctx.FindObjectsFinal(p.session)
-			return classify("find keys", err)
+			return nil, 0, classify("find keys", err)
 		}
 		if len(o) == 0 {
 			break
@@ -138,7 +167,7 @@ func (p *Provider) findKeys() error {
 		objs = append(objs, o...)
 	}
 	if err := ctx.FindObjectsFinal(p.session); err != nil {
-		return classify("find keys", err)
+		return nil, 0, classify("find keys", err)
 	}
 	for _, o := range objs {
 		attrs, err := ctx.GetAttributeValue(p.session, o, []*p11.Attribute{
@@ -148,26 +177,26 @@ func (p *Provider) findKeys() error {
 			p11.NewAttribute(p11.CKA_VALUE_LEN, nil),
 		})
 		if err != nil {
-			return classify("read key attributes", err)
+			return nil, 0, classify("read key attributes", err)
 		}
 		id := string(attrs[0].Value)
 		v, err := strconv.Atoi(id)
 		if err != nil || v < 1 || strconv.Itoa(v) != id {
-			return fmt.Errorf("pkcs11: token %q holds a key labelled %q with CKA_ID %q; versions are decimal ids 1, 2, ...", p.token, p.label, id)
+			return nil, 0, fmt.Errorf("pkcs11: token %q holds a key labelled %q with CKA_ID %q; versions are decimal ids 1, 2, ...", p.token, p.label, id)
 		}
 		if !isTrue(attrs[1].Value) || isTrue(attrs[2].Value) {
-			return fmt.Errorf("%w (token %q, key %q, version %d)", ErrExtractable, p.token, p.label, v)
+			return nil, 0, fmt.Errorf("%w (token %q, key %q, version %d)", ErrExtractable, p.token, p.label, v)
 		}
 		if ulong(attrs[3].Value) != keySize {
-			return fmt.Errorf("pkcs11: token %q: key %q version %d is not AES-256", p.token, p.label, v)
+			return nil, 0, fmt.Errorf("pkcs11: token %q: key %q version %d is not AES-256", p.token, p.label, v)
 		}
-		if _, dup := p.keys[v]; dup {
-			return fmt.Errorf("pkcs11: token %q holds two keys %q of version %d", p.token, p.label, v)
+		if _, dup := found[v]; dup {
+			return nil, 0, fmt.Errorf("pkcs11: token %q holds two keys %q of version %d", p.token, p.label, v)
 		}
-		p.keys[v] = o
-		p.current = max(p.current, v)
+		found[v] = o
+		current = max(current, v)
 	}
-	return nil
+	return found, current, nil
 }
 
 func isTrue(b []byte) bool { return len(b) == 1 && b[0] != 0 }
@@ -214,6 +243,25 @@ func (p *Provider) Wrap(_ context.Context, dek []byte) (barrier.Wrapped, error) 
 	if p.closed {
 		return barrier.Wrapped{}, keys.ErrSealed
 	}
+	if time.Since(p.found) > RefreshEvery {
+		if err := p.refresh(); err != nil {
+			return barrier.Wrapped{}, err
+		}
+	}
+	w, err := p.wrap(dek)
+	if err != nil {
+		// The current version may have been retired by another node
+		// since the list was read: read it again and try once more.
+		if ferr := p.refresh(); ferr != nil {
+			return barrier.Wrapped{}, err
+		}
+		w, err = p.wrap(dek)
+	}
+	return w, err
+}
+
+// wrap wraps dek under the current version. Called with mu held.
+func (p *Provider) wrap(dek []byte) (barrier.Wrapped, error) {
 	name := KEKName(p.token, p.label, p.current)
 	iv := make([]byte, ivSize)
 	rand.Read(iv)
@@ -242,9 +290,28 @@ func (p *Provider) Unwrap(_ context.Context, w barrier.Wrapped) ([]byte, error) 
 	}
 	o, ok := p.keys[v]
 	if !ok {
-		return nil, fmt.Errorf("%w: version %d is not in token %q (retired?)", keys.ErrUnknownKEK, v, p.token)
+		// Maybe created by another node sharing the token since the list
+		// was read.
+		if err := p.refresh(); err != nil {
+			return nil, err
+		}
+		if o, ok = p.keys[v]; !ok {
+			return nil, fmt.Errorf("%w: version %d is not in token %q (retired?)", keys.ErrUnknownKEK, v, p.token)
+		}
 	}
-	return p.crypt(false, o, w.Blob[:ivSize], []byte(w.KEK), w.Blob[ivSize:])
+	dek, err := p.crypt(false, o, w.Blob[:ivSize], []byte(w.KEK), w.Blob[ivSize:])
+	if err != nil && !errors.Is(err, keys.ErrCorrupt) {
+		// The version may have been retired by another node since the
+		// list was read (its object handle is gone): read it again.
+		if ferr := p.refresh(); ferr != nil {
+			return nil, err
+		}
+		if o, ok = p.keys[v]; !ok {
+			return nil, fmt.Errorf("%w: version %d is not in token %q (retired?)", keys.ErrUnknownKEK, v, p.token)
+		}
+		dek, err = p.crypt(false, o, w.Blob[:ivSize], []byte(w.KEK), w.Blob[ivSize:])
+	}
+	return dek, err
 }
 
 // crypt runs one AES-GCM operation in the token. Called with mu held.
@@ -287,6 +354,11 @@ func (p *Provider) Rotate() (int, error) {
 	if p.closed {
 		return 0, keys.ErrSealed
 	}
+	if p.current > 0 { // versions made by another node count (none yet: Create's first)
+		if err := p.refresh(); err != nil {
+			return 0, err
+		}
+	}
 	v := p.current + 1
 	o, err := p.mod.ctx.GenerateKey(p.session, []*p11.Mechanism{p11.NewMechanism(p11.CKM_AES_KEY_GEN, nil)}, []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_CLASS, p11.CKO_SECRET_KEY),
@@ -323,6 +395,9 @@ func (p *Provider) Retire(version int) error {
 	defer p.mu.Unlock()
 	if p.closed {
 		return keys.ErrSealed
+	}
+	if err := p.refresh(); err != nil {
+		return err
 	}
 	if version == p.current {
 		return errors.New("pkcs11: the current KEK version cannot be retired")

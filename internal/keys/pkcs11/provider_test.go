@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	p11 "github.com/miekg/pkcs11"
@@ -415,5 +416,51 @@ func BenchmarkPKCS11(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestPKCS11SharedToken: two providers on one token stand for two nodes
+// sharing an HSM. A version one of them creates is usable by the other at
+// once for unwrapping, becomes its current version for wrapping within
+// RefreshEvery, and counts when the other rotates next (no duplicate
+// version); a version one retires is gone for the other too.
+func TestPKCS11SharedToken(t *testing.T) {
+	tok := softhsmtest.New(t, "shared", "1234-user")
+	cfg := config(tok)
+	a := create(t, cfg)
+	defer a.Close()
+	b, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	dek := bytes.Repeat([]byte{7}, 32)
+	if v, err := a.Rotate(); err != nil || v != 2 {
+		t.Fatalf("rotate on a = %d, %v", v, err)
+	}
+	w2, err := a.Wrap(ctx, dek)
+	if err != nil || w2.KEK != a.KEKName(2) {
+		t.Fatalf("a wraps under %q, %v; want version 2", w2.KEK, err)
+	}
+	if got, err := b.Unwrap(ctx, w2); err != nil || !bytes.Equal(got, dek) {
+		t.Fatalf("b unwraps a key wrapped under the version a created: %v", err)
+	}
+	time.Sleep(RefreshEvery + 100*time.Millisecond)
+	if w, err := b.Wrap(ctx, dek); err != nil || w.KEK != b.KEKName(2) {
+		t.Fatalf("b wraps under %q, %v %v after a's rotation; want version 2", w.KEK, err, RefreshEvery)
+	}
+	if v, err := b.Rotate(); err != nil || v != 3 {
+		t.Fatalf("rotate on b after a's = %d, %v; want version 3", v, err)
+	}
+	if err := b.Retire(1); err != nil {
+		t.Fatal(err)
+	}
+	w1 := barrier.Wrapped{KEK: a.KEKName(1), Blob: w2.Blob}
+	if _, err := a.Unwrap(ctx, w1); !errors.Is(err, keys.ErrUnknownKEK) {
+		t.Fatalf("a unwraps under version 1 that b retired: %v, want ErrUnknownKEK", err)
+	}
+	if w, err := a.Wrap(ctx, dek); err != nil || w.KEK != a.KEKName(3) {
+		t.Fatalf("a wraps under %q, %v after b's rotation and retire; want version 3", w.KEK, err)
 	}
 }
