@@ -34,6 +34,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 const (
@@ -173,13 +174,42 @@ func dumpStore(ctx context.Context, dbPath, out string) (map[string]int64, error
 	if err := c.QueryRowContext(ctx, "SELECT version FROM schema_version").Scan(&facts.Schema); err != nil {
 		return nil, fmt.Errorf("schema version: %w", err)
 	}
+	return dumpContent(ctx, c, out, facts)
+}
+
+// micros scans a version's update time as the dump records it, unix
+// microseconds: an integer (SQLite) or a timestamp (PostgreSQL, which
+// keeps microseconds too).
+type micros int64
+
+func (m *micros) Scan(src any) error {
+	switch v := src.(type) {
+	case int64:
+		*m = micros(v)
+	case time.Time:
+		*m = micros(v.UnixMicro())
+	default:
+		return fmt.Errorf("update time of type %T", src)
+	}
+	return nil
+}
+
+// dumpContent writes the dump files of the store c reads, in the
+// transaction c has open, and db/facts.json with facts (whose format and
+// schema the caller set); it returns the counts a restore must reproduce.
+// Its queries hold on both backends: booleans scan from SQLite's 0/1 and
+// PostgreSQL's boolean, metadata keys from TEXT and bytea, update times
+// through micros; types, ids and keys sort bytewise on both (BINARY,
+// COLLATE "C" and bytea).
+func dumpContent(ctx context.Context, c *sql.Conn, out string, facts dumpFacts) (map[string]int64, error) {
 	type table struct {
 		name, query string
 		row         func(rows *sql.Rows, w *dumpWriter) error
 	}
 	tables := []table{
 		{"versions", "SELECT seq, rtype, rid, vid, updated, deleted, body FROM versions ORDER BY seq", func(rows *sql.Rows, w *dumpWriter) error {
-			var seq, vid, updated int64
+			var seq, vid int64
+			var updated micros
 			var typ, id string
 			var deleted bool
 			var body []byte
@@ -190,7 +220,7 @@ func dumpStore(ctx context.Context, dbPath, out string) (map[string]int64, error
 			w.bytes([]byte(typ))
 			w.bytes([]byte(id))
 			w.uint(uint64(vid))
-			w.int(updated)
+			w.int(int64(updated))
 			w.bytes(boolByte(deleted))
 			w.bytes(body)
 			return nil
@@ -206,12 +236,11 @@ func dumpStore(ctx context.Context, dbPath, out string) (map[string]int64, error
 			return nil
 		}},
 		{"meta", "SELECT key, value FROM meta ORDER BY key", func(rows *sql.Rows, w *dumpWriter) error {
-			var key string
-			var value []byte
+			var key, value []byte
 			if err := rows.Scan(&key, &value); err != nil {
 				return err
 			}
-			w.bytes([]byte(key))
+			w.bytes(key)
 			w.bytes(value)
 			return nil
 		}},
@@ -223,13 +252,14 @@ func dumpStore(ctx context.Context, dbPath, out string) (map[string]int64, error
 		}
 		facts.Rows[t.name] = n
 	}
+	var err error
 	if facts.Current, err = dumpIndex(ctx, c, filepath.Join(out, "index"), facts.Rows); err != nil {
 		return nil, fmt.Errorf("dump index: %w", err)
 	}
 	counts := map[string]int64{"versions": facts.Rows["versions"], "audit": facts.Rows["audit"], "meta": facts.Rows["meta"], "tokens": facts.Rows["idx"]}
 	for name, q := range map[string]string{
-		"resources": "SELECT count(*) FROM current WHERE deleted = 0",
-		"deleted":   "SELECT count(*) FROM current WHERE deleted = 1",
+		"resources": "SELECT count(*) FROM current WHERE NOT deleted",
+		"deleted":   "SELECT count(*) FROM current WHERE deleted",
 	} {
 		var n int64
 		if err := c.QueryRowContext(ctx, q).Scan(&n); err != nil {

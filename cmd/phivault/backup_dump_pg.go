@@ -20,13 +20,10 @@ package main
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -101,85 +98,16 @@ func dumpStorePG(ctx context.Context, dsn, out string) (map[string]int64, error)
 	if facts.Schema, ok = pgDumpSchema[pgSchema]; !ok {
 		return nil, fmt.Errorf("the PostgreSQL schema is version %d, which this phivault cannot back up", pgSchema)
 	}
-	type table struct {
-		name, query string
-		row         func(rows *sql.Rows, w *dumpWriter) error
-	}
-	tables := []table{
-		{"versions", "SELECT seq, rtype, rid, vid, updated, deleted, body FROM versions ORDER BY seq", func(rows *sql.Rows, w *dumpWriter) error {
-			var seq, vid int64
-			var updated time.Time
-			var typ, id string
-			var deleted bool
-			var body []byte
-			if err := rows.Scan(&seq, &typ, &id, &vid, &updated, &deleted, &body); err != nil {
-				return err
-			}
-			w.uint(uint64(seq))
-			w.bytes([]byte(typ))
-			w.bytes([]byte(id))
-			w.uint(uint64(vid))
-			w.int(updated.UnixMicro())
-			w.bytes(boolByte(deleted))
-			w.bytes(body)
-			return nil
-		}},
-		{"audit", "SELECT idx, leaf FROM audit ORDER BY idx", func(rows *sql.Rows, w *dumpWriter) error {
-			var idx int64
-			var leaf []byte
-			if err := rows.Scan(&idx, &leaf); err != nil {
-				return err
-			}
-			w.uint(uint64(idx))
-			w.bytes(leaf)
-			return nil
-		}},
-		{"meta", "SELECT key, value FROM meta ORDER BY key", func(rows *sql.Rows, w *dumpWriter) error {
-			var key, value []byte
-			if err := rows.Scan(&key, &value); err != nil {
-				return err
-			}
-			w.bytes(key)
-			w.bytes(value)
-			return nil
-		}},
-	}
-	for _, t := range tables {
-		n, err := dumpQuery(ctx, c, filepath.Join(out, t.name), t.name, t.query, t.row)
-		if err != nil {
-			return nil, fmt.Errorf("dump %s: %w", t.name, err)
-		}
-		facts.Rows[t.name] = n
+	counts, err := dumpContent(ctx, c, out, facts)
+	if err != nil {
+		return nil, err
 	}
 	var head int64
 	if err := c.QueryRowContext(ctx, "SELECT size FROM audit_head").Scan(&head); err != nil {
 		return nil, fmt.Errorf("audit_head: %w", err)
 	}
-	if head != facts.Rows["audit"] {
-		return nil, fmt.Errorf("audit_head says %d leaves, the audit table holds %d", head, facts.Rows["audit"])
-	}
-	// dumpIndex's query and scans hold on both backends (boolean scans
-	// into bool; NULL tokens of resources without any into nil).
-	if facts.Current, err = dumpIndex(ctx, c, filepath.Join(out, "index"), facts.Rows); err != nil {
-		return nil, fmt.Errorf("dump index: %w", err)
-	}
-	counts := map[string]int64{"versions": facts.Rows["versions"], "audit": facts.Rows["audit"], "meta": facts.Rows["meta"], "tokens": facts.Rows["idx"]}
-	for name, q := range map[string]string{
-		"resources": "SELECT count(*) FROM current WHERE NOT deleted",
-		"deleted":   "SELECT count(*) FROM current WHERE deleted",
-	} {
-		var n int64
-		if err := c.QueryRowContext(ctx, q).Scan(&n); err != nil {
-			return nil, fmt.Errorf("count %s: %w", name, err)
-		}
-		counts[name] = n
-	}
-	b, err := json.Marshal(facts)
-	if err != nil {
-		return nil, err
-	}
-	if err := writeSynced(filepath.Join(out, factsName), b); err != nil {
-		return nil, err
+	if head != counts["audit"] {
+		return nil, fmt.Errorf("audit_head says %d leaves, the audit table holds %d", head, counts["audit"])
 	}
 	return counts, nil
 }
