@@ -279,7 +279,14 @@ func dumpContent(ctx context.Context, c *sql.Conn, out string, facts dumpFacts) 
 
 // checkTables fails unless the database's tables are exactly dumpTables.
 func checkTables(ctx context.Context, c *sql.Conn) error {
-	rows, err := c.QueryContext(ctx, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+	return checkTableNames(ctx, c, dumpTables, "not a phivault SQLite store of this version",
+		"SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+}
+
+// checkTableNames fails unless the table names query returns are exactly
+// the keys of known; notOurs ends the message of a missing one.
+func checkTableNames(ctx context.Context, c *sql.Conn, known map[string]string, notOurs, query string, args ...any) error {
+	rows, err := c.QueryContext(ctx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -292,7 +299,7 @@ func checkTables(ctx context.Context, c *sql.Conn) error {
 			return err
 		}
 		seen[name] = true
-		if _, ok := dumpTables[name]; !ok {
+		if _, ok := known[name]; !ok {
 			unknown = append(unknown, name)
 		}
 	}
@@ -302,9 +309,9 @@ func checkTables(ctx context.Context, c *sql.Conn) error {
 	if len(unknown) > 0 {
 		return fmt.Errorf("the store has tables this backup format does not cover: %s", strings.Join(unknown, ", "))
 	}
-	for name := range dumpTables {
+	for name := range known {
 		if !seen[name] {
-			return fmt.Errorf("the store has no table %s: not a phivault SQLite store of this version", name)
+			return fmt.Errorf("the store has no table %s: %s", name, notOurs)
 		}
 	}
 	return nil

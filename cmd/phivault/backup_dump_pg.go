@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -123,35 +122,8 @@ func checkTablesPG(ctx context.Context, c *sql.Conn) error {
 	if !schema.Valid {
 		return errors.New("no schema of search_path exists that this role may use (USAGE)")
 	}
-	rows, err := c.QueryContext(ctx, `SELECT relname FROM pg_class
+	return checkTableNames(ctx, c, pgDumpTables, "not a phivault PostgreSQL store of this version (check search_path)",
+		`SELECT relname FROM pg_class
 		WHERE relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
 		AND relkind IN ('r', 'p', 'f') ORDER BY relname`, schema.String)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	seen := map[string]bool{}
-	var unknown []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return err
-		}
-		seen[name] = true
-		if _, ok := pgDumpTables[name]; !ok {
-			unknown = append(unknown, name)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	if len(unknown) > 0 {
-		return fmt.Errorf("the store has tables this backup format does not cover: %s", strings.Join(unknown, ", "))
-	}
-	for name := range pgDumpTables {
-		if !seen[name] {
-			return fmt.Errorf("the schema has no table %s: not a phivault PostgreSQL store of this version (check search_path)", name)
-		}
-	}
-	return nil
 }

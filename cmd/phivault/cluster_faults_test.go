@@ -121,19 +121,7 @@ func TestClusterDatabaseRestart(t *testing.T) {
 	if m := regexp.MustCompile(`leaves: (\d+)\n.*\nleaves covered by a signed checkpoint: (\d+)`).FindStringSubmatch(out); m == nil || m[1] != m[2] {
 		t.Errorf("audit verify: not every leaf is covered by a signed checkpoint after a clean stop:\n%s", out)
 	}
-	export, err := c.cli("", "audit", "export", "--data", c.dirs[0])
-	if err != nil {
-		t.Fatalf("audit export: %v\n%s", err, export)
-	}
-	seen := agentsIn(export)
-	for agent, status := range answered {
-		switch {
-		case status < 300 && seen[agent] != 1:
-			t.Errorf("request %s answered %d is in the audit log %d times, want exactly once", agent, status, seen[agent])
-		case seen[agent] > 1:
-			t.Errorf("request %s answered %d is in the audit log %d times", agent, status, seen[agent])
-		}
-	}
+	c.expectAuditedOnce(c.dirs[0], answered)
 	if statuses[503] == 0 {
 		t.Error("no request failed with 503 while the database was down: the test did not see the outage")
 	}
@@ -310,17 +298,5 @@ func TestClusterPartition(t *testing.T) {
 	if err != nil || !strings.Contains(out, "OK: the audit log verifies") {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}
-	export, err := c.cli("", "audit", "export", "--data", c.dirs[newLeader])
-	if err != nil {
-		t.Fatalf("audit export: %v\n%s", err, export)
-	}
-	seen := agentsIn(export)
-	for agent, status := range answered {
-		switch {
-		case status < 300 && seen[agent] != 1:
-			t.Errorf("request %s answered %d is in the audit log %d times, want exactly once", agent, status, seen[agent])
-		case seen[agent] > 1:
-			t.Errorf("request %s answered %d is in the audit log %d times", agent, status, seen[agent])
-		}
-	}
+	c.expectAuditedOnce(c.dirs[newLeader], answered)
 }

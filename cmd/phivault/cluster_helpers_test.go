@@ -357,6 +357,27 @@ func (c *cluster) waitSigned(node int, want int64, deadline time.Time, note func
 	return signed
 }
 
+// expectAuditedOnce exports the cluster's audit log through the stopped
+// node whose directory is dir and requires every request answered with
+// success (answered: User-Agent -> status) in it exactly once, and none
+// more than once.
+func (c *cluster) expectAuditedOnce(dir string, answered map[string]int) {
+	c.t.Helper()
+	export, err := c.cli("", "audit", "export", "--data", dir)
+	if err != nil {
+		c.t.Fatalf("audit export: %v\n%s", err, export)
+	}
+	seen := agentsIn(export)
+	for agent, status := range answered {
+		switch {
+		case status < 300 && seen[agent] != 1:
+			c.t.Errorf("request %s answered %d is in the audit log %d times, want exactly once", agent, status, seen[agent])
+		case seen[agent] > 1:
+			c.t.Errorf("request %s answered %d is in the audit log %d times", agent, status, seen[agent])
+		}
+	}
+}
+
 // agentsIn counts, in an 'audit export', the events of each test request
 // (by the User-Agent unique to it).
 func agentsIn(export string) map[string]int {
