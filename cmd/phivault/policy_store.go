@@ -165,17 +165,3 @@ func (s *policySync) reload(ctx context.Context, log *slog.Logger) {
 	s.sum = sum
 	log.Info("policy: the cluster's policy set changed; now in force on this node")
 }
-
-// poll reloads every interval until ctx ends.
-func (s *policySync) poll(ctx context.Context, interval time.Duration, log *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.reload(ctx, log)
-		}
-	}
-}

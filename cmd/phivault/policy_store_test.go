@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -186,9 +187,9 @@ func TestPolicyReloadKeepsWorkingSet(t *testing.T) {
 	var logs lockedBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	s := &policySync{n: n}
-	done := make(chan struct{})
-	go func() { s.poll(ctx, 20*time.Millisecond, log); close(done) }()
-	defer func() { cancel(); <-done }()
+	var wg sync.WaitGroup
+	rerun(ctx, &wg, 20*time.Millisecond, func() { s.reload(ctx, log) }) // the poll alone, no notification
+	defer func() { cancel(); wg.Wait() }()
 
 	deny := noPatientSearch()
 	if _, err := n.savePolicy(ctx, deny); err != nil {

@@ -48,44 +48,19 @@ func watchChanges(ctx context.Context, n *node, accounts *account.Directory, log
 	pg.NotifyChanges(account.ChangePrefix, barrier.DestroyedPrefix, policyMeta, sealEpochMeta)
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	reload := make(chan struct{}, 1)
+	// Reloads and seal checks read the store: off the Listen goroutine,
+	// which must not block.
+	reloadPolicy, checkSeal := func() {}, func() {}
 	if pol != nil {
-		// Reloads read the store: off the Listen goroutine, which must not block.
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-reload:
-					pol.reload(ctx, log)
-				}
-			}
-		})
-		wg.Go(func() { pol.poll(ctx, policyPollInterval, log) })
+		reloadPolicy = rerun(ctx, &wg, policyPollInterval, func() { pol.reload(ctx, log) })
 	}
-	sealCheck := make(chan struct{}, 1)
 	if n.seal != nil {
-		wg.Go(func() {
-			t := time.NewTicker(sealPollInterval)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-sealCheck:
-				case <-t.C:
-				}
-				n.followSeal(ctx, log)
-			}
-		})
+		checkSeal = rerun(ctx, &wg, sealPollInterval, func() { n.followSeal(ctx, log) })
 	}
 	wg.Go(func() {
 		pg.Listen(ctx, log, func(key string) {
 			if key == "" || key == sealEpochMeta {
-				select {
-				case sealCheck <- struct{}{}:
-				default:
-				}
+				checkSeal()
 			}
 			if key == "" || strings.HasPrefix(key, account.ChangePrefix) {
 				accounts.Changed(key)
@@ -93,13 +68,36 @@ func watchChanges(ctx context.Context, n *node, accounts *account.Directory, log
 			if key == "" || strings.HasPrefix(key, barrier.DestroyedPrefix) {
 				destroyed()
 			}
-			if pol != nil && (key == "" || key == policyMeta) {
-				select {
-				case reload <- struct{}{}:
-				default: // a reload is pending already; it reads the latest set
-				}
+			if key == "" || key == policyMeta {
+				reloadPolicy()
 			}
 		})
 	})
 	return func() { cancel(); wg.Wait() }
+}
+
+// rerun calls fn on a goroutine of wg every interval, and as soon as the
+// returned wake is called, until ctx ends. wake never blocks: a call while
+// a run is pending already is folded into it (fn reads the latest state).
+func rerun(ctx context.Context, wg *sync.WaitGroup, every time.Duration, fn func()) (wake func()) {
+	ch := make(chan struct{}, 1)
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+			case <-t.C:
+			}
+			fn()
+		}
+	})
+	return func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }
