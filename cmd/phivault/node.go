@@ -73,6 +73,13 @@ func lockDir(dir string) (*os.File, error) {
 // PHIVAULT_PASSPHRASE or a prompt on the terminal; Shamir shares from
 // PHIVAULT_SHARES (comma-separated) or one per line on stdin.
 func openNode(ctx context.Context, dir string, log *slog.Logger, stderr io.Writer) (*node, error) {
+	return openNodeIf(ctx, dir, log, stderr, nil)
+}
+
+// openNodeIf is openNode, except that when opening fails with an error
+// tolerate accepts, it returns the node as far as it opened (its KEK held,
+// released by close).
+func openNodeIf(ctx context.Context, dir string, log *slog.Logger, stderr io.Writer, tolerate func(*node, error) bool) (*node, error) {
 	n, err := lockNode(dir, log)
 	if err != nil {
 		return nil, err
@@ -83,9 +90,12 @@ func openNode(ctx context.Context, dir string, log *slog.Logger, stderr io.Write
 		return nil, err
 	}
 	if err := n.open(ctx, kek); err != nil {
-		closeKEK(kek)
-		n.close()
-		return nil, err
+		if tolerate == nil || !tolerate(n, err) {
+			closeKEK(kek)
+			n.close()
+			return nil, err
+		}
+		n.kek = kek
 	}
 	return n, nil
 }

@@ -99,24 +99,10 @@ func (e policyLoadError) Unwrap() error { return e.err }
 // up to its policy engine (n.policy nil, the barrier, audit log and store
 // open), so that a valid set can replace the broken one.
 func openNodeForPolicy(ctx context.Context, dir string, stderr io.Writer) (*node, error) {
-	n, err := lockNode(dir, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return nil, err
-	}
-	kek, err := openKEK(dir, stderr)
-	if err != nil {
-		n.close()
-		return nil, err
-	}
-	if err := n.open(ctx, kek); err != nil {
-		if pe := (policyLoadError{}); !errors.As(err, &pe) || n.barrier == nil || n.audit == nil {
-			closeKEK(kek)
-			n.close()
-			return nil, err
-		}
-		n.kek = kek // n.close releases it
-	}
-	return n, nil
+	return openNodeIf(ctx, dir, slog.New(slog.DiscardHandler), stderr, func(n *node, err error) bool {
+		var pe policyLoadError
+		return errors.As(err, &pe) && n.barrier != nil && n.audit != nil
+	})
 }
 
 // policySync keeps one serving node's engine on the store's set: reload
