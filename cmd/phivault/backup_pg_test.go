@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -150,47 +148,28 @@ func TestBackupPostgresWhileWriting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := apiClient(n)
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	var committed atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; !stop.Load(); i++ {
-			tag := fmt.Sprintf("pair-%d", i)
-			obs := map[string]any{"resourceType": "Observation", "status": "final", "code": map[string]any{"text": tag}}
-			entry := map[string]any{"resource": obs, "request": map[string]any{"method": "POST", "url": "Observation"}}
-			bundle := map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{entry, entry}}
-			if code, err := send(c, http.MethodPost, "", bundle); err != nil || code != http.StatusOK {
-				t.Errorf("transaction: %d %v", code, err)
-				return
-			}
-			committed.Add(1)
-		}
-	}()
+	pw := startPairWriters(t, apiClient(n), 1)
 	// Hang bounds only, with generous slack: the writer commits
 	// transactions in milliseconds.
 	waitFor := func(what string, cond func() bool) {
 		deadline := time.Now().Add(2 * time.Minute)
 		for !cond() && !t.Failed() {
 			if time.Now().After(deadline) {
-				stop.Store(true)
+				pw.halt()
 				t.Fatalf("timed out waiting for %s", what)
 			}
 			time.Sleep(time.Millisecond)
 		}
 	}
-	waitFor("5 transactions", func() bool { return committed.Load() >= 5 })
+	waitFor("5 transactions", func() bool { return pw.committed.Load() >= 5 })
 	r, err := openRepoForWrite(f.data, f.repo, []string{f.recipient}, "", io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, _, err := createSnapshot(ctx, f.data, r)
-	before := committed.Load()
-	waitFor("5 more transactions", func() bool { return committed.Load() >= before+5 })
-	stop.Store(true)
-	wg.Wait()
+	before := pw.committed.Load()
+	waitFor("5 more transactions", func() bool { return pw.committed.Load() >= before+5 })
+	pw.halt()
 	n.close()
 	if err != nil {
 		t.Fatal(err)
@@ -208,32 +187,7 @@ func TestBackupPostgresWhileWriting(t *testing.T) {
 	if l, _ := auditRoot(t, to); l != fmt.Sprint(m.Audit.Size) || m.Audit.Size == 0 {
 		t.Errorf("restored audit log: %s leaves, the snapshot records %d", l, m.Audit.Size)
 	}
-	rn, err := openNode(ctx, to, slog.New(slog.DiscardHandler), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obs, err := rn.records.History(ctx, store.HistoryQuery{Type: "Observation"})
-	rn.close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pairs := map[string]int{}
-	for _, e := range obs {
-		var res struct{ Code struct{ Text string } }
-		json.Unmarshal(e.Body, &res)
-		if strings.HasPrefix(res.Code.Text, "pair-") {
-			pairs[res.Code.Text]++
-		}
-	}
-	for tag, k := range pairs {
-		if k != 2 {
-			t.Errorf("transaction %s is %d of 2 resources in the backup", tag, k)
-		}
-	}
-	t.Logf("%d transactions in the snapshot, %d committed by the end", len(pairs), committed.Load())
-	if len(pairs) == 0 || int64(len(pairs)) >= committed.Load() {
-		t.Fatalf("the snapshot holds %d transactions of %d: not a point in time during the writes", len(pairs), committed.Load())
-	}
+	expectWholePairs(t, to, pw.committed.Load())
 }
 
 // TestBackupPostgresDumpSameBytes: the dump of a PostgreSQL store is byte

@@ -270,15 +270,41 @@ func TestBackupWhileWriting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := apiClient(n)
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	var committed atomic.Int64
-	for w := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; !stop.Load(); i++ {
+	pw := startPairWriters(t, apiClient(n), 2)
+	for pw.committed.Load() < 5 {
+		time.Sleep(time.Millisecond)
+	}
+	r, err := openRepoForWrite(f.data, f.repo, []string{f.recipient}, "", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := createSnapshot(ctx, f.data, r)
+	before := pw.committed.Load()
+	for pw.committed.Load() < before+5 && !t.Failed() {
+		time.Sleep(time.Millisecond)
+	}
+	pw.halt()
+	n.close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := f.restore(t, "--snapshot", m.ID)
+	expectWholePairs(t, to, pw.committed.Load())
+}
+
+// pairWriters commit transaction bundles of two Observations (code text
+// "pair-W-I", W the writer) through an API client until halt.
+type pairWriters struct {
+	stop      atomic.Bool
+	wg        sync.WaitGroup
+	committed atomic.Int64
+}
+
+func startPairWriters(t *testing.T, c *http.Client, writers int) *pairWriters {
+	p := &pairWriters{}
+	for w := range writers {
+		p.wg.Go(func() {
+			for i := 0; !p.stop.Load(); i++ {
 				tag := fmt.Sprintf("pair-%d-%d", w, i)
 				obs := map[string]any{"resourceType": "Observation", "status": "final", "code": map[string]any{"text": tag}}
 				entry := map[string]any{"resource": obs, "request": map[string]any{"method": "POST", "url": "Observation"}}
@@ -287,35 +313,28 @@ func TestBackupWhileWriting(t *testing.T) {
 					t.Errorf("transaction: %d %v", code, err)
 					return
 				}
-				committed.Add(1)
+				p.committed.Add(1)
 			}
-		}()
+		})
 	}
-	for committed.Load() < 5 {
-		time.Sleep(time.Millisecond)
-	}
-	r, err := openRepoForWrite(f.data, f.repo, []string{f.recipient}, "", io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _, err := createSnapshot(ctx, f.data, r)
-	before := committed.Load()
-	for committed.Load() < before+5 && !t.Failed() {
-		time.Sleep(time.Millisecond)
-	}
-	stop.Store(true)
-	wg.Wait()
-	n.close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	to := f.restore(t, "--snapshot", m.ID)
-	rn, err := openNode(ctx, to, slog.New(slog.DiscardHandler), io.Discard)
+	return p
+}
+
+// halt stops the writers and waits for them.
+func (p *pairWriters) halt() { p.stop.Store(true); p.wg.Wait() }
+
+// expectWholePairs requires the data directory dir (a restore of a
+// snapshot taken while pairWriters ran) to hold every transaction whole
+// and some but not all of the committed ones: a point in time during the
+// writes.
+func expectWholePairs(t *testing.T, dir string, committed int64) {
+	t.Helper()
+	rn, err := openNode(context.Background(), dir, slog.New(slog.DiscardHandler), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rn.close()
-	obs, err := rn.records.History(ctx, store.HistoryQuery{Type: "Observation"})
+	obs, err := rn.records.History(context.Background(), store.HistoryQuery{Type: "Observation"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,9 +351,9 @@ func TestBackupWhileWriting(t *testing.T) {
 			t.Errorf("transaction %s is %d of 2 resources in the backup", tag, k)
 		}
 	}
-	t.Logf("%d transactions in the snapshot, %d committed by the end", len(pairs), committed.Load())
-	if len(pairs) == 0 || int64(len(pairs)) >= committed.Load() {
-		t.Fatalf("the snapshot holds %d transactions of %d: not a point in time during the writes", len(pairs), committed.Load())
+	t.Logf("%d transactions in the snapshot, %d committed by the end", len(pairs), committed)
+	if len(pairs) == 0 || int64(len(pairs)) >= committed {
+		t.Fatalf("the snapshot holds %d transactions of %d: not a point in time during the writes", len(pairs), committed)
 	}
 }
 
