@@ -82,21 +82,10 @@ func TestClusterDatabaseRestart(t *testing.T) {
 	pgtest.Restart(t, 4*time.Second)
 	t.Logf("PostgreSQL down and up again in %v", time.Since(restarted).Round(time.Millisecond))
 	// Both nodes serve again by themselves.
+	note := func(agent string, status int) { mu.Lock(); answered[agent] = status; mu.Unlock() }
 	for node := range 2 {
-		for {
-			agent, status, _, _, err := c.do(ctx, node, "GET", paths[0], nil)
-			if err == nil {
-				mu.Lock()
-				answered[agent] = status
-				mu.Unlock()
-			}
-			if err == nil && status == 200 {
-				break
-			}
-			if time.Since(restarted) > 30*time.Second {
-				t.Fatalf("node %d does not serve 30s after the restart: %d %v", node, status, err)
-			}
-			time.Sleep(100 * time.Millisecond)
+		if err := c.until200(ctx, node, "GET", paths[0], nil, restarted.Add(30*time.Second), note); err != nil {
+			t.Fatalf("node %d does not serve 30s after the restart: %v", node, err)
 		}
 	}
 	back := time.Since(restarted)
@@ -106,7 +95,6 @@ func TestClusterDatabaseRestart(t *testing.T) {
 	t.Logf("both nodes served again %v after the restart began; statuses %v", back.Round(time.Millisecond), statuses)
 
 	// A leader signs checkpoints again: one covers every leaf.
-	note := func(agent string, status int) { mu.Lock(); answered[agent] = status; mu.Unlock() }
 	leaves := c.auditSize()
 	if signed := c.waitSigned(1, leaves, time.Now().Add(15*time.Second), note); signed < leaves {
 		t.Errorf("after the restart no checkpoint covers the %d leaves within 15s (latest: %d)", leaves, signed)
@@ -255,20 +243,10 @@ func TestClusterPartition(t *testing.T) {
 	healAt = time.Now()
 	c.links[cutNode].Heal()
 	mu.Unlock()
-	for {
-		agent, status, _, _, err := c.do(ctx, cutNode, "PUT", paths[cutNode], patientBody(strings.TrimPrefix(paths[cutNode], "/fhir/Patient/"), "healed"))
-		if err == nil {
-			mu.Lock()
-			answered[agent] = status
-			mu.Unlock()
-		}
-		if err == nil && status == 200 {
-			break
-		}
-		if time.Since(healAt) > 45*time.Second {
-			t.Fatalf("the cut node does not write 45s after the heal: %d %v", status, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	note := func(agent string, status int) { mu.Lock(); answered[agent] = status; mu.Unlock() }
+	healed := patientBody(strings.TrimPrefix(paths[cutNode], "/fhir/Patient/"), "healed")
+	if err := c.until200(ctx, cutNode, "PUT", paths[cutNode], healed, healAt.Add(45*time.Second), note); err != nil {
+		t.Fatalf("the cut node does not write 45s after the heal: %v", err)
 	}
 	t.Logf("the cut node wrote again %v after the heal", time.Since(healAt).Round(time.Millisecond))
 	stop.Store(true)
@@ -286,7 +264,6 @@ func TestClusterPartition(t *testing.T) {
 	}
 	mu.Unlock()
 
-	note := func(agent string, status int) { mu.Lock(); answered[agent] = status; mu.Unlock() }
 	leaves := c.auditSize()
 	if signed := c.waitSigned(newLeader, leaves, time.Now().Add(15*time.Second), note); signed < leaves {
 		t.Errorf("no checkpoint covers the %d leaves within 15s (latest: %d)", leaves, signed)

@@ -294,6 +294,26 @@ func (c *cluster) do(ctx context.Context, i int, method, path string, body []byt
 	return agent, resp.StatusCode, resp.Header.Get("ETag"), b, err
 }
 
+// until200 sends the request to node i every 100 ms until it answers 200
+// or deadline passes (then the last status or transport error); note sees
+// every answered request.
+func (c *cluster) until200(ctx context.Context, i int, method, path string, body []byte, deadline time.Time, note func(agent string, status int)) error {
+	for {
+		agent, status, _, _, err := c.do(ctx, i, method, path, body)
+		if err == nil {
+			note(agent, status)
+			if status == 200 {
+				return nil
+			}
+			err = fmt.Errorf("answered %d", status)
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // cli runs the binary with args (and stdin) and returns its output.
 func (c *cluster) cli(stdin string, args ...string) (string, error) {
 	cmd := exec.Command(c.bin, args...)
