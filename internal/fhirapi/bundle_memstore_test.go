@@ -175,6 +175,17 @@ func (t *memTx) Put(v store.Version, tokens []store.Token) (store.Version, error
 	return v, nil
 }
 
+func (t *memTx) Reindex(typ, id string, vid int64, tokens []store.Token) error {
+	k := memKey(typ, id)
+	vs, old := t.s.versions[k], t.s.tokens[k]
+	if len(vs) == 0 || int64(len(vs)) != vid || vs[len(vs)-1].Deleted {
+		return store.ErrConflict
+	}
+	t.s.tokens[k] = tokens
+	t.undo = append(t.undo, func() { t.s.tokens[k] = old })
+	return nil
+}
+
 func (t *memTx) SetMeta(key string, value []byte) error {
 	old, had := t.s.meta[key]
 	t.s.meta[key] = bytes.Clone(value)

@@ -111,6 +111,11 @@ type Writer interface {
 	// It fails with ErrConflict unless v.VID is one more than the current
 	// version (or 1 for a new resource). It returns v with Seq set.
 	Put(v Version, tokens []Token) (Version, error)
+	// Reindex replaces the index tokens of the current version of (typ,
+	// id) with tokens, writing no new version. It fails with ErrConflict
+	// unless that version is vid and not a delete marker (a concurrent
+	// write indexed the resource itself).
+	Reindex(typ, id string, vid int64, tokens []Token) error
 	// SetMeta stores value under key, replacing any previous value.
 	SetMeta(key string, value []byte) error
 	// CreateMeta stores value under key, or fails with ErrExists.

@@ -59,6 +59,7 @@ func (t memTx) Put(store.Version, []store.Token) (store.Version, error) {
 	return store.Version{}, errMem
 }
 func (t memTx) AppendAudit([]byte) (int64, error) { return 0, errMem }
+func (t memTx) Reindex(string, string, int64, []store.Token) error { return errMem }
 
 func (t memTx) Meta(k string) ([]byte, error) {
 	v, ok := t.m[k]

@@ -86,6 +86,32 @@ func (w *writer) Put(v store.Version, tokens []store.Token) (store.Version, erro
 	return v, nil
 }
 
+// reindex replaces a live version's tokens in one statement; the current
+// row is locked, so a concurrent Put of the next version waits for this
+// transaction (and then indexes the resource itself), or has committed
+// before it and the condition fails.
+const reindex = `WITH c AS (
+	SELECT 1 FROM current WHERE rtype = $1 AND rid = $2 AND vid = $3 AND NOT deleted FOR UPDATE),
+d AS (DELETE FROM idx WHERE rtype = $1 AND rid = $2 AND EXISTS (SELECT 1 FROM c) AND token <> ALL ($4::bytea[])),
+t AS (INSERT INTO idx (token, rtype, rid)
+	SELECT tok, $1, $2 FROM unnest($4::bytea[]) tok WHERE EXISTS (SELECT 1 FROM c) ON CONFLICT DO NOTHING)
+SELECT count(*) FROM c`
+
+// Reindex implements store.Writer.
+func (w *writer) Reindex(typ, id string, vid int64, tokens []store.Token) error {
+	if err := w.check(); err != nil {
+		return err
+	}
+	var n int64
+	if err := w.scanRow(reindex, []any{typ, id, vid, tokenArray(tokens)}, &n); err != nil {
+		return fmt.Errorf("postgres: reindex: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: %s/%s is not at live version %d", store.ErrConflict, typ, id, vid)
+	}
+	return nil
+}
+
 // conflict builds Put's ErrConflict, naming the version that was expected.
 func (w *writer) conflict(v store.Version) error {
 	var cur int64

@@ -71,6 +71,29 @@ func (w *writer) Put(v store.Version, tokens []store.Token) (store.Version, erro
 	return v, nil
 }
 
+// Reindex implements store.Writer.
+func (w *writer) Reindex(typ, id string, vid int64, tokens []store.Token) error {
+	if err := w.check(); err != nil {
+		return err
+	}
+	var cur int64
+	var deleted bool
+	err := w.db.queryRow(w.ctx, `SELECT vid, deleted FROM current WHERE rtype = ? AND rid = ?`, typ, id).Scan(&cur, &deleted)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && (cur != vid || deleted) {
+		return fmt.Errorf("%w: %s/%s is not at live version %d", store.ErrConflict, typ, id, vid)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: reindex: %w", err)
+	}
+	if _, err := w.db.exec(w.ctx, `DELETE FROM idx WHERE rtype = ? AND rid = ?`, typ, id); err != nil {
+		return fmt.Errorf("sqlite: reindex: %w", err)
+	}
+	if err := w.insertTokens(typ, id, tokens); err != nil {
+		return fmt.Errorf("sqlite: reindex: %w", err)
+	}
+	return nil
+}
+
 // tokenChunk is how many index rows one INSERT statement writes: one
 // statement per row costs more than the insert itself.
 const tokenChunk = 64

@@ -40,6 +40,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Backend) {
 		{"MatchTypeScoped", testMatchTypeScoped},
 		{"MatchTokensReplaced", testMatchTokensReplaced},
 		{"MatchBinaryTokens", testMatchBinaryTokens},
+		{"Reindex", testReindex},
+		{"ReindexRacesPut", testReindexRacesPut},
 		{"Meta", testMeta},
 		{"MetaPrefix", testMetaPrefix},
 		{"Audit", testAudit},

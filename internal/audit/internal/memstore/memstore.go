@@ -128,6 +128,8 @@ func (t *tx) Put(store.Version, []store.Token) (store.Version, error) {
 	return store.Version{}, ErrUnsupported
 }
 
+func (t *tx) Reindex(string, string, int64, []store.Token) error { return ErrUnsupported }
+
 func (t *tx) Meta(key string) ([]byte, error) {
 	if v, ok := t.writes[key]; ok {
 		if v == nil {
