@@ -91,8 +91,14 @@ func runAudit(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "export" {
 		return runAuditExport(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "archive" {
+		return runAuditArchive(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "verify-archive" {
+		return runAuditVerifyArchive(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "verify" && args[0] != "checkpoint") {
-		return fail(exitUsage, "audit needs a subcommand: verify, checkpoint or export", "phivault audit verify --data DIR [--key FILE] [--against FILE]")
+		return fail(exitUsage, "audit needs a subcommand: verify, checkpoint, export, archive or verify-archive", "phivault audit verify --data DIR [--key FILE] [--against FILE]")
 	}
 	sub := args[0]
 	fs, data := newFlags("audit "+sub, "--data DIR [--key FILE] [--against CHECKPOINT_FILE] [--index]", stderr)
