@@ -263,7 +263,7 @@ func indexOne(ctx context.Context, n *node, j *reindexJob) {
 		j.err = fmt.Errorf("%s/%s: stored body is not JSON", j.typ, j.id)
 		return
 	}
-	toks, _, err := n.search.Index(res)
+	toks, _, err := n.search.IndexStored(res)
 	if err != nil {
 		j.err = err
 		return

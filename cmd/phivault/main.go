@@ -63,6 +63,7 @@ var commands = map[string]command{
 	"restore":  {"restore a backup into a new data directory and verify it; restore drill: a timed test restore with smoke queries", runRestore},
 	"policy":   {"show, check or replace the Cedar access policy set", runPolicy},
 	"migrate":  {"apply PostgreSQL schema migrations, or move an embedded store to PostgreSQL", runMigrate},
+	"reindex":  {"rebuild the search index online (after adding custom SearchParameters)", runReindex},
 
 	"user":          {"manage accounts: add, list, show, disable, enable, unlock, roles, password, revoke", runUser},
 	"training":      {"record a user's completed training (HIPAA training gates patient data)", runTraining},

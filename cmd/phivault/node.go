@@ -141,6 +141,9 @@ func (n *node) open(ctx context.Context, kek barrier.KEK) error {
 	n.search = search.New(n.barrier)
 	n.records = records.New(n.db, n.barrier, n.search, tenant)
 	n.search.SetRecords(n.records)
+	if err := n.search.LoadParams(ctx); err != nil {
+		return fmt.Errorf("load custom search parameters: %w", err)
+	}
 	if n.policy, err = n.openPolicy(); err != nil {
 		return err
 	}

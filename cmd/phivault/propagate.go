@@ -35,6 +35,9 @@ import (
 // does not load there leaves the working one in force (policySync.reload).
 // pol is the node's (n.polSync); nil: no policy reloads.
 //
+// Custom SearchParameters stored by another node are taken into use within
+// policyPollInterval (search.Engine.Refresh).
+//
 // And an operator's seal (sealEpochMeta): a node whose key file is split
 // seals itself when the cluster's seal epoch passes the one it was
 // unsealed at, on the notification or at its sealPollInterval poll
@@ -57,6 +60,13 @@ func watchChanges(ctx context.Context, n *node, accounts *account.Directory, log
 	if n.seal != nil {
 		checkSeal = rerun(ctx, &wg, sealPollInterval, func() { n.followSeal(ctx, log) })
 	}
+	// Custom SearchParameters written on another node: polled (one
+	// indexed read when nothing changed).
+	rerun(ctx, &wg, policyPollInterval, func() {
+		if err := n.search.Refresh(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("custom search parameters not refreshed; retrying", "err", err)
+		}
+	})
 	wg.Go(func() {
 		pg.Listen(ctx, log, func(key string) {
 			if key == "" || key == sealEpochMeta {

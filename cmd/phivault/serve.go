@@ -216,6 +216,7 @@ func (n *node) adminMux(api http.Handler, acc *access) *http.ServeMux {
 	mux.HandleFunc("GET /admin/policy", n.adminPolicyShowHandler)
 	mux.HandleFunc("POST /admin/backup/drill", n.adminDrillHandler) // restore_drill_record.go
 	mux.HandleFunc("POST /admin/patient/{op}", n.adminPatientHandler)
+	mux.HandleFunc("POST /admin/reindex", n.adminReindexHandler)
 	n.adminSealRoutes(mux) // seal, unseal, keys rotate/status/retire
 	return mux
 }

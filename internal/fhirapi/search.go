@@ -49,6 +49,8 @@ type SearchPage struct {
 	Self, Next, Prev string
 	// Ignored lists parameters ignored under lenient handling.
 	Ignored []string
+	// Warnings say why the matches may be incomplete (client-safe text).
+	Warnings []string
 }
 
 // search serves GET /{type}?... and POST /{type}/_search (form body) with
@@ -158,6 +160,14 @@ func (a *API) searchPaged(c *call, ps PagedSearcher, typ string, q url.Values) e
 			"resource": map[string]any{"resourceType": "OperationOutcome", "issue": []any{map[string]any{
 				"severity": "warning", "code": "not-supported",
 				"diagnostics": "ignored unknown or unsupported search parameters: " + strings.Join(page.Ignored, ", "),
+			}}},
+			"search": map[string]any{"mode": "outcome"},
+		})
+	}
+	for _, w := range page.Warnings {
+		entries = append(entries, map[string]any{
+			"resource": map[string]any{"resourceType": "OperationOutcome", "issue": []any{map[string]any{
+				"severity": "warning", "code": "incomplete", "diagnostics": w,
 			}}},
 			"search": map[string]any{"mode": "outcome"},
 		})

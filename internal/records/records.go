@@ -38,6 +38,14 @@ type Indexer interface {
 	Index(res map[string]any) (tokens []store.Token, patient string, err error)
 }
 
+// Observer is implemented by an Indexer that must learn of committed
+// changes (the search engine takes changed SearchParameters into use).
+// Commit calls Committed once its changes are durable, before it returns,
+// with the types it changed.
+type Observer interface {
+	Committed(ctx context.Context, types []string)
+}
+
 // Entry is one version of a resource as the caller sees it.
 type Entry struct {
 	Type    string

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -122,6 +123,15 @@ func (s *Store) Commit(ctx context.Context, ops []Op, leaf func([]Result) ([]byt
 	})
 	if err != nil {
 		return nil, err
+	}
+	if o, ok := s.ix.(Observer); ok {
+		types := make([]string, 0, len(ops))
+		for _, op := range ops {
+			if !slices.Contains(types, op.Type) {
+				types = append(types, op.Type)
+			}
+		}
+		o.Committed(ctx, types)
 	}
 	return results, nil
 }

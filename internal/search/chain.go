@@ -12,13 +12,13 @@ import (
 // chainClause answers name[:Type].rest=raw: the ids of the target types
 // that match rest=raw become an OR group of reference tokens.
 func (e *Engine) chainClause(ctx context.Context, typ, name, mod, rest, raw string, o parseOpts) (clause, error) {
-	p, ok := e.reg.Lookup(typ, name)
+	p, ok := e.params().Lookup(typ, name)
 	if !ok || p.Type != searchparam.Reference {
 		return clause{}, notSupported("chained parameter " + clip(name) + " is not a reference parameter of " + typ)
 	}
 	targets := p.Targets
 	if mod != "" {
-		if !e.reg.IsResourceType(mod) {
+		if !e.params().IsResourceType(mod) {
 			return clause{}, badRequest("unknown resource type :" + clip(mod) + " in a chain")
 		}
 		targets = []string{mod}
@@ -28,7 +28,7 @@ func (e *Engine) chainClause(ctx context.Context, typ, name, mod, rest, raw stri
 	c := clause{toks: []store.Token{}, param: name}
 	n := 0
 	for _, t := range targets {
-		if _, ok := e.reg.Lookup(t, inner); !ok && inner != "_id" && !strings.HasPrefix(rest, "_has:") {
+		if _, ok := e.params().Lookup(t, inner); !ok && inner != "_id" && !strings.HasPrefix(rest, "_has:") {
 			continue
 		}
 		n++
@@ -57,11 +57,11 @@ func (e *Engine) chainClause(ctx context.Context, typ, name, mod, rest, raw stri
 // resource of Type matching rest=raw references through ref.
 func (e *Engine) hasClause(ctx context.Context, typ, key, raw string, o parseOpts) (clause, error) {
 	parts := strings.SplitN(key, ":", 4)
-	if len(parts) != 4 || !e.reg.IsResourceType(parts[1]) {
+	if len(parts) != 4 || !e.params().IsResourceType(parts[1]) {
 		return clause{}, badRequest("_has takes _has:Type:reference-parameter:parameter=value")
 	}
 	src, ref, rest := parts[1], parts[2], parts[3]
-	if p, ok := e.reg.Lookup(src, ref); !ok || p.Type != searchparam.Reference {
+	if p, ok := e.params().Lookup(src, ref); !ok || p.Type != searchparam.Reference {
 		return clause{}, badRequest("_has: " + clip(ref) + " is not a reference parameter of " + src)
 	}
 	pl, err := e.parse(ctx, src, url.Values{rest: {raw}}, parseOpts{base: o.base, depth: o.depth + 1, visible: o.visible})
@@ -77,7 +77,7 @@ func (e *Engine) hasClause(ctx context.Context, typ, key, raw string, o parseOpt
 		if h.vals == nil {
 			res, err := parseJSON(h.ent.Body)
 			if err == nil {
-				h.vals, err = e.reg.Extract(res)
+				h.vals, err = e.params().Extract(res)
 			}
 			if err != nil {
 				xerr = err

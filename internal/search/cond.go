@@ -307,7 +307,7 @@ func (e *Engine) referenceAlt(mod, v, base string) (alt, error) {
 			return t.Ref.IdentifierSystem == sys && t.Ref.IdentifierValue == val
 		}}, nil
 	}
-	if mod != "" && !e.reg.IsResourceType(mod) {
+	if mod != "" && !e.params().IsResourceType(mod) {
 		return alt{}, badRequest("modifier :" + mod + " is not supported on reference parameters")
 	}
 	ref := v
@@ -328,7 +328,7 @@ func (e *Engine) referenceAlt(mod, v, base string) (alt, error) {
 	if !hasSlash {
 		typ, id = mod, ref
 	}
-	if id == "" || strings.Contains(id, "/") || (mod != "" && typ != mod) || (typ != "" && !e.reg.IsResourceType(typ)) {
+	if id == "" || strings.Contains(id, "/") || (mod != "" && typ != mod) || (typ != "" && !e.params().IsResourceType(typ)) {
 		return alt{}, badRequest("invalid reference value " + strconv.Quote(clip(v)))
 	}
 	if typ == "" {

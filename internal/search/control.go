@@ -64,7 +64,7 @@ func (e *Engine) parseControl(pl *plan, key string, vals []string) error {
 				pl.sort = append(pl.sort, sortKey{param: "_id", typ: searchparam.Token, desc: desc})
 				continue
 			}
-			p, ok := e.reg.Lookup(pl.typ, k)
+			p, ok := e.params().Lookup(pl.typ, k)
 			if !ok || p.Type == searchparam.Special || p.Type == searchparam.Composite {
 				return badRequest("cannot sort " + pl.typ + " by " + strconv.Quote(clip(k)))
 			}
@@ -102,18 +102,18 @@ func (e *Engine) parseIncl(typ string, rev bool, v string) (incl, error) {
 		return incl{source: typ, param: "*"}, nil
 	}
 	parts := strings.Split(v, ":")
-	if len(parts) < 2 || len(parts) > 3 || !e.reg.IsResourceType(parts[0]) {
+	if len(parts) < 2 || len(parts) > 3 || !e.params().IsResourceType(parts[0]) {
 		return incl{}, badRequest("_include and _revinclude take Type:parameter[:TargetType]")
 	}
 	in := incl{source: parts[0], param: parts[1]}
 	if in.param != "*" {
-		p, ok := e.reg.Lookup(in.source, in.param)
+		p, ok := e.params().Lookup(in.source, in.param)
 		if !ok || p.Type != searchparam.Reference {
 			return incl{}, badRequest(strconv.Quote(clip(v)) + " does not name a reference parameter")
 		}
 	}
 	if len(parts) == 3 {
-		if !e.reg.IsResourceType(parts[2]) {
+		if !e.params().IsResourceType(parts[2]) {
 			return incl{}, badRequest("unknown target type in " + strconv.Quote(clip(v)))
 		}
 		in.target = parts[2]

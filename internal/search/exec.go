@@ -233,7 +233,7 @@ func (e *Engine) decide(pl *plan, en *records.Entry) (hit, bool, error) {
 		vals, err = e.dateValues(pl.typ, params, res)
 		partial = true
 	} else {
-		vals, err = e.reg.Extract(res)
+		vals, err = e.params().Extract(res)
 	}
 	if err != nil {
 		return hit{}, false, err

@@ -57,7 +57,7 @@ func (e *Engine) dateValues(typ string, params []string, res map[string]any) ([]
 			continue
 		}
 		done[code] = true
-		p, ok := e.reg.Lookup(typ, code)
+		p, ok := e.params().Lookup(typ, code)
 		if !ok || p.Type != searchparam.Date {
 			continue
 		}

@@ -27,7 +27,7 @@ func (e *Engine) includes(ctx context.Context, pl *plan, page []hit) ([]records.
 			if err != nil {
 				return nil, err
 			}
-			if h.vals, err = e.reg.Extract(res); err != nil {
+			if h.vals, err = e.params().Extract(res); err != nil {
 				return nil, err
 			}
 		}
@@ -52,7 +52,7 @@ func (e *Engine) includes(ctx context.Context, pl *plan, page []hit) ([]records.
 				if err != nil {
 					return err
 				}
-				vals, err := e.reg.Extract(res)
+				vals, err := e.params().Extract(res)
 				if err != nil {
 					return err
 				}
@@ -80,7 +80,7 @@ func (e *Engine) includes(ctx context.Context, pl *plan, page []hit) ([]records.
 				}
 			}
 			for t, ids := range byType {
-				if !e.reg.IsResourceType(t) {
+				if !e.params().IsResourceType(t) {
 					continue
 				}
 				es, err := e.rec.ReadMany(ctx, t, dedupe(ids))

@@ -8,6 +8,8 @@ package search
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -24,18 +26,28 @@ const maxPrefix = 4
 // Engine indexes and searches. It is safe for concurrent use.
 type Engine struct {
 	b   *barrier.Barrier
-	reg *searchparam.Registry
+	reg atomic.Pointer[searchparam.Registry] // R4 plus the active custom parameters
 	rec *records.Store
 	now func() time.Time
+
+	loadMu sync.Mutex                  // serializes LoadParams
+	custom atomic.Pointer[customState] // what the last LoadParams took into use
 }
 
 var _ records.Indexer = (*Engine)(nil)
 
 // New returns an engine computing tokens with b over the R4 parameters.
-// SetRecords must be called before Find.
+// SetRecords must be called before Find, and LoadParams to take the
+// store's custom SearchParameters into use.
 func New(b *barrier.Barrier) *Engine {
-	return &Engine{b: b, reg: searchparam.R4(), now: time.Now}
+	e := &Engine{b: b, now: time.Now}
+	e.reg.Store(searchparam.R4())
+	e.custom.Store(&customState{})
+	return e
 }
+
+// params returns the parameters in use.
+func (e *Engine) params() *searchparam.Registry { return e.reg.Load() }
 
 // SetRecords gives the engine the store it searches (records and the
 // engine depend on each other: records indexes through it).
@@ -75,7 +87,27 @@ func (e *Engine) tok(typ, param, kind string, vals ...string) store.Token {
 func (e *Engine) Index(res map[string]any) ([]store.Token, string, error) {
 	typ, _ := res["resourceType"].(string)
 	id, _ := res["id"].(string)
-	vals, err := e.reg.Extract(res)
+	if typ == "SearchParameter" {
+		if err := e.checkCustom(res); err != nil {
+			return nil, "", err
+		}
+	}
+	return e.index(typ, id, res)
+}
+
+// IndexStored computes the tokens and compartment of a stored resource
+// (rebuilding an index), without the checks a write of it passed then: a
+// stored SearchParameter is indexed even if it is not in use.
+func (e *Engine) IndexStored(res map[string]any) ([]store.Token, string, error) {
+	typ, _ := res["resourceType"].(string)
+	id, _ := res["id"].(string)
+	return e.index(typ, id, res)
+}
+
+// index computes the tokens and compartment of res with the parameters in
+// use.
+func (e *Engine) index(typ, id string, res map[string]any) ([]store.Token, string, error) {
+	vals, err := e.params().Extract(res)
 	if err != nil {
 		return nil, "", fmt.Errorf("search: index %s: %w", typ, err)
 	}
@@ -221,7 +253,7 @@ func (e *Engine) compartment(typ, id string, vals []searchparam.Value) string {
 	if typ == "Patient" {
 		return id
 	}
-	for _, code := range e.reg.PatientCompartment(typ) {
+	for _, code := range e.params().PatientCompartment(typ) {
 		for _, v := range vals {
 			if v.Param == code && v.Type == searchparam.Reference && v.Ref.Type == "Patient" && v.Ref.ID != "" {
 				return v.Ref.ID

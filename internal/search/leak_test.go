@@ -66,7 +66,7 @@ func TestDateValuesMatchExtract(t *testing.T) {
 		raw, _ := json.Marshal(r)
 		m, _ := parseJSON(raw)
 		typ := m["resourceType"].(string)
-		all, err := e.eng.reg.Extract(m)
+		all, err := e.eng.params().Extract(m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +78,7 @@ func TestDateValuesMatchExtract(t *testing.T) {
 				params = append(params, v.Param)
 			}
 		}
-		for _, p := range e.eng.reg.Params(typ) {
+		for _, p := range e.eng.params().Params(typ) {
 			if p.Type == searchparam.Date {
 				params = append(params, p.Code)
 			}

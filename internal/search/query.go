@@ -56,6 +56,7 @@ type plan struct {
 	revinclude   []incl
 	cursor       string
 	ignored      []string
+	warnings     []string   // about the answer's completeness
 	canon        url.Values // the query without _cursor, for links
 	// visible, when set, is the caller's read decision: a resource it
 	// rejects matches nothing, counts nowhere and feeds no chain, _has or
@@ -77,7 +78,7 @@ var control = map[string]bool{"_count": true, "_format": true, "_summary": true,
 	"_pretty": true, "_sort": true, "_total": true, "_include": true, "_revinclude": true, "_cursor": true}
 
 func (e *Engine) parse(ctx context.Context, typ string, q url.Values, o parseOpts) (*plan, error) {
-	if !e.reg.IsResourceType(typ) {
+	if !e.params().IsResourceType(typ) {
 		return nil, badRequest("unknown resource type " + strconv.Quote(clip(typ)))
 	}
 	if o.depth > maxDepth {
@@ -130,6 +131,10 @@ func (e *Engine) parse(ctx context.Context, typ string, q url.Values, o parseOpt
 			}
 			pl.clauses = append(pl.clauses, c)
 		}
+		if name, _, _ := strings.Cut(base, "."); e.pending(typ, name) {
+			pl.warnings = append(pl.warnings, "search parameter "+strconv.Quote(name)+" of "+typ+
+				" was added or changed after some resources were written; they are not found by it until 'phivault reindex' has run")
+		}
 	}
 	return pl, nil
 }
@@ -157,7 +162,7 @@ func (e *Engine) parseClause(ctx context.Context, typ, key, raw string, o parseO
 		}
 		return c, nil
 	}
-	p, ok := e.reg.Lookup(typ, name)
+	p, ok := e.params().Lookup(typ, name)
 	if !ok || p.Type == searchparam.Special {
 		return clause{}, notSupported("unknown or unsupported search parameter " + strconv.Quote(clip(name)) + " for " + typ)
 	}

@@ -25,7 +25,8 @@ func (e *Engine) Search(ctx context.Context, req fhirapi.SearchRequest) (*fhirap
 	if err != nil {
 		return nil, err
 	}
-	out := &fhirapi.SearchPage{Total: r.total, HasTotal: r.hasTotal && pl.total != "none", Ignored: pl.ignored}
+	out := &fhirapi.SearchPage{Total: r.total, HasTotal: r.hasTotal && pl.total != "none",
+		Ignored: pl.ignored, Warnings: pl.warnings}
 	out.Self = link(pl.canon, pl.cursor)
 	if pl.summaryCount {
 		return out, nil
@@ -74,7 +75,7 @@ func link(canon url.Values, cur string) string {
 // Params implements fhirapi.SearchParams: every parameter Search answers.
 func (e *Engine) Params(typ string) []fhirapi.SearchParamInfo {
 	out := []fhirapi.SearchParamInfo{{Name: "_id", Type: "token", Definition: "http://hl7.org/fhir/SearchParameter/Resource-id"}}
-	for _, p := range e.reg.Params(typ) {
+	for _, p := range e.params().Params(typ) {
 		if p.Code != "_id" && p.Type != searchparam.Special {
 			out = append(out, fhirapi.SearchParamInfo{Name: p.Code, Type: string(p.Type), Definition: p.URL})
 		}
