@@ -156,10 +156,11 @@ func (e *Engine) latestSeq(ctx context.Context, typ string) (int64, error) {
 	return seq, err
 }
 
-// covered reports whether every resource of typ written before the change
-// sequence since has been reindexed after it.
+// covered reports whether a reindex of typ began once the version with
+// change sequence since (the parameter's definition) was written: every
+// resource written before it was then reindexed.
 func (s *customState) covered(typ string, since int64) bool {
-	return s.reidx[typ] > since
+	return s.reidx[typ] >= since
 }
 
 // bases returns the concrete types a parameter with base list applies to.
