@@ -50,10 +50,9 @@ func (f segFile) bytes(t *testing.T) []byte {
 }
 
 func (f segFile) clone() segFile {
-	g := segFile{header: map[string]any{}}
-	for k, v := range f.header {
-		g.header[k] = v
-	}
+	var g segFile
+	b, _ := json.Marshal(f.header)
+	json.Unmarshal(b, &g.header) // deep: tampering with a copy leaves f alone
 	g.hashes = append(g.hashes, f.hashes...)
 	g.leaves = append(g.leaves, f.leaves...)
 	return g
@@ -203,6 +202,64 @@ func TestArchiveTamper(t *testing.T) {
 	lh[0] ^= 1
 	left[0] = base64.StdEncoding.EncodeToString(lh)
 	wantKind("a left range hash changed", verify(f.bytes(t)), KindMismatch)
+
+	// The header's claims about times are checked against the leaves.
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) // testEvent i: base + i ms
+	for name, change := range map[string]func(map[string]any){
+		"oldest":    func(h map[string]any) { h["oldest"] = base.Format(time.RFC3339Nano) },
+		"newest":    func(h map[string]any) { h["newest"] = base.Add(time.Hour).Format(time.RFC3339Nano) },
+		"keepUntil": func(h map[string]any) { h["keepUntil"] = base.AddDate(5, 0, 0).Format(time.RFC3339Nano) },
+	} {
+		f := orig.clone()
+		change(f.header)
+		wantKind("header "+name+" changed", verify(f.bytes(t)), KindFormat)
+	}
+	k := rng.IntN(to - from)
+	f = orig.clone()
+	f.header["before"] = base.Add(time.Duration(from+k) * time.Millisecond).Format(time.RFC3339Nano)
+	wantLeaf("a cut inside the segment", verify(f.bytes(t)), from+k)
+}
+
+// FuzzVerifyArchive: VerifyArchive never panics, and whatever it accepts
+// holds, at each index, the leaf the signed checkpoint commits to.
+func FuzzVerifyArchive(f *testing.F) {
+	s, v := testKeys(f, testOrigin)
+	st := buildLog(f, 40, 40, s)
+	p := NewProver(st)
+	cp, err := p.LatestCheckpoint(context.Background())
+	if err != nil {
+		f.Fatal(err)
+	}
+	want := map[uint64][]byte{}
+	for i := range uint64(40) {
+		want[i], _ = p.Leaf(context.Background(), i)
+	}
+	for _, opt := range []SegmentOptions{{From: 0, UpTo: 40}, {From: 7, UpTo: 19}, {From: 39, UpTo: 40}} {
+		seg, err := PlanSegment(context.Background(), p, cp, v, opt)
+		if err != nil {
+			f.Fatal(err)
+		}
+		var b bytes.Buffer
+		if _, _, err := seg.WriteTo(context.Background(), p, &b); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b.Bytes())
+	}
+	f.Add([]byte("{}\n"))
+	f.Fuzz(func(t *testing.T, file []byte) {
+		rep, err := VerifyArchive(bytes.NewReader(file), v)
+		if err != nil || !rep.OK() {
+			return
+		}
+		lines := bytes.Split(file, []byte("\n"))
+		n := rep.Header.To - rep.Header.From
+		for i := range n {
+			leaf, err := base64.StdEncoding.DecodeString(string(lines[1+n+i]))
+			if err != nil || !bytes.Equal(leaf, want[rep.Header.From+i]) {
+				t.Fatalf("accepted a segment whose leaf %d is not the signed one", rep.Header.From+i)
+			}
+		}
+	})
 }
 
 // TestArchiveLeafCheck: a leaf that is in the signed log but is not an

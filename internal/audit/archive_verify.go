@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"github.com/transparency-dev/merkle/compact"
 	"golang.org/x/mod/sumdb/note"
@@ -123,6 +124,7 @@ func VerifyArchive(rd io.Reader, v note.Verifier) (*ArchiveReport, error) {
 	}
 
 	leafProblems := 0
+	var oldest, newest time.Time // of the leaves, as they say
 	for i := h.From; i < h.To; i++ {
 		line, err := readSegmentLine(br)
 		if errors.Is(err, io.EOF) || errors.Is(err, errPartialLine) {
@@ -154,7 +156,22 @@ func VerifyArchive(rd io.Reader, v note.Verifier) (*ArchiveReport, error) {
 		if err := checkLeaf(leaf); err != nil {
 			rep.add(Problem{Kind: KindLeaf, Index: int64(i), Detail: err.Error()})
 			leafProblems++
+			continue
 		}
+		t := termsOf(leaf).time
+		if h.Before != nil && !t.Before(*h.Before) {
+			rep.add(Problem{Kind: KindFormat, Index: int64(i), Detail: fmt.Sprintf("leaf recorded %s, not before the segment's cut %s", t.Format(time.RFC3339Nano), h.Before.Format(time.RFC3339Nano))})
+			leafProblems++
+		}
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+		if t.After(newest) {
+			newest = t
+		}
+	}
+	if leafProblems == 0 {
+		checkTimes(rep, oldest, newest)
 	}
 	if _, err := readSegmentLine(br); !errors.Is(err, io.EOF) {
 		if err != nil && !errors.Is(err, errPartialLine) {
@@ -163,6 +180,20 @@ func VerifyArchive(rd io.Reader, v note.Verifier) (*ArchiveReport, error) {
 		rep.add(Problem{Kind: KindFormat, Index: int64(h.To), Detail: fmt.Sprintf("data after the %d leaves the header announces", count)})
 	}
 	return finishArchive(rep), nil
+}
+
+// checkTimes checks the header's claims about the leaves' times: the
+// oldest and newest recorded times, and a keepUntil at least six years
+// after the newest.
+func checkTimes(rep *ArchiveReport, oldest, newest time.Time) {
+	h := rep.Header
+	if !h.Oldest.Equal(oldest) || !h.Newest.Equal(newest) {
+		rep.add(Problem{Kind: KindFormat, Index: -1, Detail: fmt.Sprintf("the header says the leaves were recorded %s to %s; they say %s to %s",
+			h.Oldest.Format(time.RFC3339Nano), h.Newest.Format(time.RFC3339Nano), oldest.Format(time.RFC3339Nano), newest.Format(time.RFC3339Nano))})
+	}
+	if !newest.IsZero() && h.KeepUntil.Before(newest.Add(DefaultRetention)) {
+		rep.add(Problem{Kind: KindFormat, Index: -1, Detail: fmt.Sprintf("keepUntil %s is less than six years after the newest leaf (%s)", h.KeepUntil.Format(time.RFC3339), newest.Format(time.RFC3339))})
+	}
 }
 
 // headerShape checks the header's numbers and ranges against each other.
