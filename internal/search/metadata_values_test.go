@@ -213,7 +213,8 @@ func literal(v searchparam.Value) string {
 // TestMetadataValuesAreFound: for every parameter that selects a value in
 // the value fixture (and at least the ones each resource was written for),
 // a search by that value finds the resource: the value, and for dates the
-// whole range from its start, AND-ed with the value's end (le).
+// whole range from its start, AND-ed with the value's end (le); and
+// name:missing=false finds it while name:missing=true does not.
 func TestMetadataValuesAreFound(t *testing.T) {
 	e := newEnv(t)
 	res, want := valueFixture()
@@ -275,6 +276,16 @@ func TestMetadataValuesAreFound(t *testing.T) {
 			}
 			if !found && slices.Contains(want[key], p) {
 				t.Errorf("%s: no search by %s finds it", key, p)
+			}
+			// The resource has a value for p: :missing=false finds it,
+			// :missing=true does not.
+			for _, missing := range []string{"false", "true"} {
+				q := url.Values{p + ":missing": {missing}}.Encode() + "&_count=1000"
+				b := e.get(typ + "?" + q)
+				checked++
+				if b.status != 200 || slices.Contains(b.matches, key) != (missing == "false") {
+					t.Errorf("%s?%s: %d, %s among %d matches: %t", typ, q, b.status, key, len(b.matches), slices.Contains(b.matches, key))
+				}
 			}
 		}
 	}

@@ -115,7 +115,7 @@ func (e *Engine) parse(ctx context.Context, typ string, q url.Values, o parseOpt
 		base, _, _ := strings.Cut(k, ":")
 		if control[base] {
 			if err := e.parseControl(pl, k, q[k]); err != nil {
-				return nil, err
+				return nil, named(k, err)
 			}
 			continue
 		}
@@ -127,7 +127,7 @@ func (e *Engine) parse(ctx context.Context, typ string, q url.Values, o parseOpt
 					delete(pl.canon, k)
 					break
 				}
-				return nil, err
+				return nil, named(k, err)
 			}
 			pl.clauses = append(pl.clauses, c)
 		}
@@ -137,6 +137,18 @@ func (e *Engine) parse(ctx context.Context, typ string, q url.Values, o parseOpt
 		}
 	}
 	return pl, nil
+}
+
+// named makes a refusal say which parameter of the query it is about,
+// unless its message already quotes the parameter.
+func named(key string, err error) error {
+	fe, ok := err.(*fhirapi.Error)
+	if !ok || strings.Contains(fe.Msg, key) {
+		return err
+	}
+	n := *fe
+	n.Msg = "search parameter " + strconv.Quote(clip(key)) + ": " + fe.Msg
+	return &n
 }
 
 // parseClause turns one key=value into a clause.
@@ -149,7 +161,7 @@ func (e *Engine) parseClause(ctx context.Context, typ, key, raw string, o parseO
 	if chained {
 		return e.chainClause(ctx, typ, name, mod, rest, raw, o)
 	}
-	if name == "_id" {
+	if name == "_id" && mod != "missing" { // _id:missing is answered like any parameter's
 		if mod != "" {
 			return clause{}, badRequest("_id takes no modifier")
 		}
