@@ -128,6 +128,10 @@ func TestBadSearchShapes(t *testing.T) {
 		{why: "_include with the STU3 :recurse", path: "Observation?_include:recurse=Observation:subject", want: []int{400}},
 		{why: "_revinclude=*", path: "Patient?_revinclude=*", want: []int{400}},
 		{why: "_include of a string parameter", path: "Patient?_include=Patient:name", want: []int{400}},
+		// A malformed _elements is malformed whatever the data: refused
+		// also when nothing matches (the answer must not depend on the data).
+		{why: "_elements naming no element, no match", path: "Observation?code=no-such-code&_elements=nosuchelement", want: []int{400}},
+		{why: "_elements naming no element, matches", path: "Observation?code=2339-0&_elements=nosuchelement", want: []int{400}},
 		// Cursors.
 		{why: "forged _cursor", path: "Observation?_cursor=" + url.QueryEscape(strings.Repeat("A", 200)), want: []int{400}},
 		{why: "_cursor of invalid base64", path: "Observation?_cursor=%25%25%25", want: []int{400}},

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phivault/phivault/internal/fhir"
 	"github.com/phivault/phivault/internal/fhir/searchparam"
 )
 
@@ -52,6 +53,16 @@ func (e *Engine) parseControl(pl *plan, key string, vals []string) error {
 		case "true", "false", "text", "data":
 		default:
 			return badRequest("_summary must be true, false, text, data or count")
+		}
+	case "_elements":
+		// Checked here, not only when a match is shaped, so that a
+		// malformed _elements is refused whether or not anything matches.
+		for _, v := range vals {
+			for _, el := range strings.Split(v, ",") {
+				if el = strings.TrimSpace(el); v != "" && (el == "" || !fhir.IsElement(pl.typ, el)) {
+					return badRequest("_elements names an element that " + pl.typ + " does not have")
+				}
+			}
 		}
 	case "_sort":
 		if len(pl.sort) > 0 || len(vals) > 1 {
