@@ -60,6 +60,9 @@ func TestMetadataListsOfficialParams(t *testing.T) {
 	e := newEnv(t)
 	capab := e.capability()
 	types := map[string]bool{}
+	for typ := range capab {
+		types[typ] = true // also types with only the Resource parameters
+	}
 	for _, d := range defs {
 		for _, b := range d.Base {
 			if b != "Resource" && b != "DomainResource" {
@@ -114,6 +117,15 @@ func TestMetadataListsOfficialParams(t *testing.T) {
 	}
 	if n < 2000 {
 		t.Errorf("only %d parameters listed over %d types", n, len(types))
+	}
+	// _text and _content are not offered (they would need a plaintext
+	// word index); the issue asks /metadata to say why not.
+	_, cs := e.do("GET", "/fhir/metadata", "")
+	raw, _ := json.Marshal(cs)
+	for _, p := range []string{"_text", "_content"} {
+		if !strings.Contains(string(raw), p) {
+			t.Errorf("/metadata does not say why %s is not supported", p)
+		}
 	}
 	t.Logf("%d types, %d listed parameters checked against %d R4 definitions", len(types), n, len(defs))
 }
