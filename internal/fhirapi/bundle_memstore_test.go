@@ -126,6 +126,18 @@ func (t *memTx) Count(q store.MatchQuery) (int, error) {
 	return len(ids), err
 }
 
+func (t *memTx) Carried(typ string, ids []string, among []store.Token) (map[string][]int, error) {
+	out := map[string][]int{}
+	for _, id := range ids {
+		for i, want := range among {
+			if t.matches(memKey(typ, id), [][]store.Token{{want}}) {
+				out[id] = append(out[id], i)
+			}
+		}
+	}
+	return out, nil
+}
+
 func (t *memTx) Meta(key string) ([]byte, error) {
 	v, ok := t.s.meta[key]
 	if !ok {

@@ -87,6 +87,10 @@ type Reader interface {
 	// Count returns how many resources Match would return without a limit
 	// (q.After still applies).
 	Count(q MatchQuery) (int, error)
+	// Carried returns, for each of ids (resources of typ) whose current,
+	// not deleted version carries any of among, the positions in among of
+	// the tokens it carries, ascending. Ids carrying none are absent.
+	Carried(typ string, ids []string, among []Token) (map[string][]int, error)
 	// Meta returns the value stored under key, or ErrNotFound.
 	Meta(key string) ([]byte, error)
 	// MetaPrefix returns all keys, in ascending order, that start with

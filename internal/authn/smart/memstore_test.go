@@ -53,12 +53,15 @@ func (t memTx) Get(string, string, int64) (store.Version, error) {
 func (t memTx) History(store.HistoryQuery) ([]store.Version, error) { return nil, nil }
 func (t memTx) Match(store.MatchQuery) ([]string, error)            { return nil, nil }
 func (t memTx) Count(store.MatchQuery) (int, error)                 { return 0, nil }
-func (t memTx) AuditSize() (int64, error)                           { return 0, nil }
-func (t memTx) AuditLeaves(int64, int64) ([][]byte, error)          { return nil, errMem }
+func (t memTx) Carried(string, []string, []store.Token) (map[string][]int, error) {
+	return nil, errMem
+}
+func (t memTx) AuditSize() (int64, error)                  { return 0, nil }
+func (t memTx) AuditLeaves(int64, int64) ([][]byte, error) { return nil, errMem }
 func (t memTx) Put(store.Version, []store.Token) (store.Version, error) {
 	return store.Version{}, errMem
 }
-func (t memTx) AppendAudit([]byte) (int64, error) { return 0, errMem }
+func (t memTx) AppendAudit([]byte) (int64, error)                  { return 0, errMem }
 func (t memTx) Reindex(string, string, int64, []store.Token) error { return errMem }
 
 func (t memTx) Meta(k string) ([]byte, error) {

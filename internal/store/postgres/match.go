@@ -3,6 +3,7 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -135,4 +136,43 @@ func (r *reader) Count(q store.MatchQuery) (int, error) {
 		return 0, fmt.Errorf("postgres: count: %w", err)
 	}
 	return int(n), nil
+}
+
+// Carried implements store.Reader: one primary-key probe per id.
+func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[string][]int, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	out := map[string][]int{}
+	if len(ids) == 0 || len(among) == 0 {
+		return out, nil
+	}
+	pos := make(map[string]int, len(among))
+	for i, t := range among {
+		if _, dup := pos[string(t)]; !dup {
+			pos[string(t)] = i
+		}
+	}
+	type pair struct {
+		id  string
+		tok []byte
+	}
+	rows, err := collect(r, `SELECT rid, token FROM idx WHERE rtype = $1 AND rid = ANY($2) AND token = ANY($3)`,
+		[]any{typ, ids, tokenArray(among)}, func(row pgx.CollectableRow) (pair, error) {
+			var p pair
+			err := row.Scan(&p.id, &p.tok)
+			return p, err
+		})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: carried: %w", err)
+	}
+	for _, p := range rows {
+		if i, ok := pos[string(p.tok)]; ok {
+			out[p.id] = append(out[p.id], i)
+		}
+	}
+	for _, p := range out {
+		slices.Sort(p)
+	}
+	return out, nil
 }

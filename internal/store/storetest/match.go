@@ -156,3 +156,39 @@ func testMatchBinaryTokens(t *testing.T, b *closer) {
 	checkMatch(t, b, store.MatchQuery{Type: "Device", All: [][]store.Token{{{'a', 0}}}}, nil)
 	checkMatch(t, b, store.MatchQuery{Type: "Device", All: [][]store.Token{{bin[0], bin[2]}}}, []string{"d0", "d2"})
 }
+
+// testCarried: Carried names, per resource, which of the given tokens its
+// current version carries: only live resources of the type, only tokens
+// asked for, positions ascending; replaced tokens are gone.
+func testCarried(t *testing.T, b *closer) {
+	put(t, b, ver("Observation", "a", 1, "x"), toks("y2020", "y2021", "other")...)
+	put(t, b, ver("Observation", "b", 1, "x"), toks("y2019")...)
+	put(t, b, ver("Observation", "c", 1, "x"), toks("other")...)
+	put(t, b, ver("Observation", "d", 1, "x"), toks("y2020")...)
+	put(t, b, store.Version{Type: "Observation", ID: "d", VID: 2, Updated: at(2), Deleted: true})
+	put(t, b, ver("Patient", "a", 1, "x"), toks("y2019")...)
+	put(t, b, ver("Observation", "e", 1, "x"), toks("y2020")...)
+	put(t, b, ver("Observation", "e", 2, "x"), toks("y2021")...)
+	among := toks("y2021", "y2020", "y2019")
+	ids := []string{"a", "b", "c", "d", "e", "absent"}
+	for i := range 600 { // more ids than one statement may carry
+		ids = append(ids, fmt.Sprint("n", i))
+	}
+	var got map[string][]int
+	view(t, b, func(r store.Reader) error {
+		var err error
+		got, err = r.Carried("Observation", ids, among)
+		return err
+	})
+	want := map[string][]int{"a": {0, 1}, "b": {2}, "e": {0}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Carried = %v, want %v", got, want)
+	}
+	view(t, b, func(r store.Reader) error {
+		none, err := r.Carried("Observation", ids, nil)
+		if err != nil || len(none) != 0 {
+			t.Errorf("Carried with no tokens = %v, %v", none, err)
+		}
+		return nil
+	})
+}

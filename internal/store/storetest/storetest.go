@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Backend) {
 		{"MatchTypeScoped", testMatchTypeScoped},
 		{"MatchTokensReplaced", testMatchTokensReplaced},
 		{"MatchBinaryTokens", testMatchBinaryTokens},
+		{"Carried", testCarried},
 		{"Reindex", testReindex},
 		{"ReindexRacesPut", testReindexRacesPut},
 		{"Meta", testMeta},

@@ -124,6 +124,9 @@ func (t *tx) Get(string, string, int64) (store.Version, error) {
 func (t *tx) History(store.HistoryQuery) ([]store.Version, error) { return nil, ErrUnsupported }
 func (t *tx) Match(store.MatchQuery) ([]string, error)            { return nil, ErrUnsupported }
 func (t *tx) Count(store.MatchQuery) (int, error)                 { return 0, ErrUnsupported }
+func (t *tx) Carried(string, []string, []store.Token) (map[string][]int, error) {
+	return nil, ErrUnsupported
+}
 func (t *tx) Put(store.Version, []store.Token) (store.Version, error) {
 	return store.Version{}, ErrUnsupported
 }
