@@ -1,15 +1,18 @@
 package search
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/phivault/phivault/internal/fhirapi"
 	"github.com/phivault/phivault/internal/policy"
 )
 
@@ -250,6 +253,7 @@ func TestMetadataEveryParamAnswers(t *testing.T) {
 		}
 	}
 	names := slices.Sorted(maps.Keys(allNames))
+	parsed := 0
 	for typ, ps := range capab {
 		listed := map[string]bool{}
 		for _, p := range ps {
@@ -265,6 +269,16 @@ func TestMetadataEveryParamAnswers(t *testing.T) {
 		}
 		for i := 0; i < len(un); i += max(1, len(un)/12) {
 			refused = append(refused, probe{typ, un[i], qs(un[i], "x")})
+		}
+		// And all of them at the parser, which makes that decision.
+		if typ != "AuditEvent" {
+			for _, n := range un {
+				_, err := e.eng.parse(context.Background(), typ, url.Values{n: {"x"}}, parseOpts{base: testBase})
+				if fe, ok := err.(*fhirapi.Error); !ok || fe.Status != 400 {
+					t.Errorf("%s?%s=x (not listed): parsed with %v, want a 400", typ, n, err)
+				}
+				parsed++
+			}
 		}
 		for _, n := range []string{"_text", "_content", "_list", "_query", "_filter", "_type", "near", "no-such-param"} {
 			if !listed[n] {
@@ -330,5 +344,5 @@ func TestMetadataEveryParamAnswers(t *testing.T) {
 	for _, shape := range order {
 		t.Errorf("%s (%d such queries)", fails[shape].first, fails[shape].types)
 	}
-	t.Logf("%d types; %d listed-parameter queries answered, %d unlisted-parameter queries refused", len(capab), len(ok), len(refused))
+	t.Logf("%d types; %d listed-parameter queries answered, %d unlisted-parameter queries refused (and %d at the parser)", len(capab), len(ok), len(refused), parsed)
 }
