@@ -331,6 +331,11 @@ func TestMetadataEveryParamAnswers(t *testing.T) {
 		}
 		f.types++
 	}
+	// The audit log's searches first: they read the log, which every
+	// request here lengthens by one leaf.
+	slices.SortStableFunc(ok, func(a, b probe) int {
+		return cmpBool(b.typ == "AuditEvent", a.typ == "AuditEvent")
+	})
 	for _, r := range run(ok) {
 		if r.st != 200 || r.body["resourceType"] != "Bundle" || r.body["type"] != "searchset" {
 			fail(r, "200 searchset")
@@ -345,4 +350,15 @@ func TestMetadataEveryParamAnswers(t *testing.T) {
 		t.Errorf("%s (%d such queries)", fails[shape].first, fails[shape].types)
 	}
 	t.Logf("%d types; %d listed-parameter queries answered, %d unlisted-parameter queries refused (and %d at the parser)", len(capab), len(ok), len(refused), parsed)
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
