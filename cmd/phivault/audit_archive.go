@@ -36,7 +36,7 @@ const repoArchiveDir = "audit-archive"
 func runAuditArchive(args []string, stdout, stderr io.Writer) error {
 	fs, data := newFlags("audit archive", "--data DIR (--before DATE | --upto INDEX) --out FILE|- [--repo PATH|s3://BUCKET/PREFIX] [--retention 6y]", stderr)
 	before := fs.String("before", "", "archive the leaves before the first one recorded at or after this time (RFC 3339, or YYYY-MM-DD for midnight UTC)")
-	upto := fs.Int64("upto", -1, "archive the leaves before this index")
+	upto := fs.Uint64("upto", 0, "archive the leaves before this index")
 	out := fs.String("out", "", "the segment file to create (never replaced), or - for stdout")
 	repo := fs.String("repo", "", "also put the segment, sealed to the repository's recipients, into this backup repository (one this node backs up to)")
 	s3 := addS3Flags(fs, true)
@@ -51,9 +51,11 @@ func runAuditArchive(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fail(exitUsage, "unexpected argument "+strconv.Quote(fs.Arg(0)), hint)
 	}
+	uptoSet := false
+	fs.Visit(func(f *flag.Flag) { uptoSet = uptoSet || f.Name == "upto" })
 	opt := audit.SegmentOptions{Now: time.Now()}
 	switch {
-	case (*before == "") == (*upto < 0):
+	case (*before == "") == !uptoSet:
 		return fail(exitUsage, "give exactly one of --before DATE and --upto INDEX", hint)
 	case *before != "":
 		t, err := parseArchiveDate(*before)
@@ -64,7 +66,7 @@ func runAuditArchive(args []string, stdout, stderr io.Writer) error {
 	case *upto == 0:
 		return fail(exitUsage, "--upto 0 archives nothing", "--upto takes the first leaf index not to archive")
 	default:
-		opt.UpTo = uint64(*upto)
+		opt.UpTo = *upto
 	}
 	if *out == "" {
 		return fail(exitUsage, "no --out given", "--out FILE (created, never replaced) or --out - for stdout")

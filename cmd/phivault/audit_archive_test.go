@@ -119,6 +119,7 @@ func TestAuditArchiveCLI(t *testing.T) {
 		{"--upto", "0", "--out", filepath.Join(tmp, "x")},
 		{"--upto", "99999", "--out", filepath.Join(tmp, "x")},
 		{"--bogus"},
+		{"--upto", "-1", "--out", filepath.Join(tmp, "x")},
 	} {
 		code, _, e := archive(bad...)
 		lines := strings.Split(strings.TrimSpace(e), "\n")
@@ -235,7 +236,7 @@ func TestAuditArchiveCLI(t *testing.T) {
 		t.Fatalf("records %+v", recs)
 	}
 	// The live log keeps everything and still verifies.
-	if code := run([]string{"audit", "verify", "--data", dir, "--key", key}, &out, &errb); code != 0 {
+	if code := run([]string{"audit", "verify", "--data", dir, "--key", key, "--index"}, &out, &errb); code != 0 {
 		t.Fatalf("audit verify after archiving: %s", errb.String())
 	}
 
