@@ -195,6 +195,12 @@ func (e *Engine) scan(ctx context.Context, pl *plan, after string, fn func(hit) 
 	if err != nil {
 		return err
 	}
+	return e.scanIDs(ctx, pl, ids, fn)
+}
+
+// scanIDs calls fn with every match of pl among the candidates ids, in
+// their order, until fn returns false.
+func (e *Engine) scanIDs(ctx context.Context, pl *plan, ids []string, fn func(hit) bool) error {
 	values := pl.needsValues()
 	for start := 0; start < len(ids); start += readBatch {
 		es, err := e.rec.ReadMany(ctx, pl.typ, ids[start:min(start+readBatch, len(ids))])
@@ -322,6 +328,11 @@ func (e *Engine) run(ctx context.Context, pl *plan, cur *cursor) (result, error)
 			w.add(hit{id: id, key: keyOf(pl.sort, id, nil)})
 		}
 		r.total, r.hasTotal = len(ids), true
+	case walkable(pl, cur):
+		var err error
+		if r.total, r.hasTotal, err = e.walk(ctx, pl, cur, w); err != nil {
+			return r, err
+		}
 	default:
 		// Under visibility the total is counted over what the caller may
 		// see, which takes a full scan: by default only the first page

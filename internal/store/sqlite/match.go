@@ -176,12 +176,16 @@ func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[str
 	for start := 0; start < len(ids); start += carriedChunk {
 		chunk := ids[start:min(start+carriedChunk, len(ids))]
 		var b strings.Builder
-		b.WriteString(`SELECT rid, token FROM idx WHERE rtype = ? AND rid IN (SELECT value FROM json_each(?)) AND token IN (`)
+		// The ids drive (CROSS JOIN keeps them outer): a primary-key probe
+		// per id, never a scan of the tokens' postings, which span every
+		// resource of the type.
+		b.WriteString(`SELECT i.rid, i.token FROM json_each(?) j CROSS JOIN idx i NOT INDEXED
+			WHERE i.rtype = ? AND i.rid = j.value AND +i.token IN (`)
 		list, err := json.Marshal(chunk)
 		if err != nil {
 			return nil, err
 		}
-		args := appendTokens(&b, []any{typ, string(list)}, among)
+		args := appendTokens(&b, []any{string(list), typ}, among)
 		b.WriteString(`)`)
 		if err := r.collectCarried(b.String(), args, pos, out); err != nil {
 			return nil, err
