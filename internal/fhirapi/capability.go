@@ -68,7 +68,8 @@ func (a *API) capabilities(c *call) error {
 		"format":         []any{"application/fhir+json"},
 		"patchFormat":    []any{"application/json-patch+json"},
 		"rest": []any{map[string]any{
-			"mode": "server",
+			"mode":          "server",
+			"documentation": searchDocumentation,
 			"security": map[string]any{
 				"cors": false,
 				"service": []any{map[string]any{"coding": []any{map[string]any{
@@ -89,5 +90,13 @@ func (a *API) capabilities(c *call) error {
 	writeJSON(c.w, http.StatusOK, cs)
 	return nil
 }
+
+// searchDocumentation says how search works here and which standard
+// parameters are not offered, and why.
+const searchDocumentation = "Search runs over blind index tokens (keyed hashes); resource bodies are encrypted at rest. " +
+	"_text and _content are not supported: full-text search needs an index of the words of the narrative or of the " +
+	"whole resource, and a blind token per word would still reveal which records share which words (word frequencies " +
+	"over clinical free text), while a plaintext word index would put patient data in the database. " +
+	"_filter, _query, _list, _containedType and _contained are not supported either."
 
 func code(s string) map[string]any { return map[string]any{"code": s} }

@@ -2,7 +2,6 @@ package search
 
 import (
 	"strings"
-	"sync"
 
 	"github.com/phivault/phivault/internal/fhir/fhirpath"
 	"github.com/phivault/phivault/internal/fhir/searchparam"
@@ -12,20 +11,6 @@ import (
 // it, so when a query only needs date parameters (range filters, date
 // sorts) candidates evaluate just those. dateValues must give what
 // searchparam.Extract gives for a date parameter; a test holds them equal.
-
-var exprCache sync.Map // FHIRPath source -> *fhirpath.Expression
-
-func compiled(src string) (*fhirpath.Expression, error) {
-	if x, ok := exprCache.Load(src); ok {
-		return x.(*fhirpath.Expression), nil
-	}
-	x, err := fhirpath.Parse(src)
-	if err != nil {
-		return nil, err
-	}
-	exprCache.Store(src, x)
-	return x, nil
-}
 
 // neededParams returns the parameters whose values decide and order the
 // plan's matches, and whether all of them are date parameters.
@@ -61,11 +46,7 @@ func (e *Engine) dateValues(typ string, params []string, res map[string]any) ([]
 		if !ok || p.Type != searchparam.Date {
 			continue
 		}
-		x, err := compiled(p.Expression)
-		if err != nil {
-			return nil, err
-		}
-		items, err := x.Evaluate(in, env)
+		items, err := p.Compiled().Evaluate(in, env)
 		if err != nil {
 			return nil, err
 		}

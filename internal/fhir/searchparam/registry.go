@@ -15,8 +15,10 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/phivault/phivault/internal/fhir/fhirpath"
@@ -65,6 +67,9 @@ type Param struct {
 
 	expr *fhirpath.Expression
 }
+
+// Compiled returns the parameter's expression as evaluated by Extract.
+func (p *Param) Compiled() *fhirpath.Expression { return p.expr }
 
 // Component is one part of a composite parameter, evaluated relative to
 // each item the composite's expression selects.
@@ -140,15 +145,30 @@ func load(raw []byte) (*Registry, error) {
 	return r, nil
 }
 
+// systemCast matches a type test or cast to a FHIRPath System primitive.
+var systemCast = regexp.MustCompile(`\b(as|is|ofType)(\(\s*|\s+)(Boolean|String|Integer|Decimal|Date|DateTime|Time)\b`)
+
+// fhirCasts rewrites casts to System primitives into casts to the FHIR
+// primitives they name: search expressions are evaluated over FHIR data,
+// whose values are never System-typed, and definitions written this way
+// (R4 Observation code-value-date: value.as(DateTime)) mean the FHIR type.
+func fhirCasts(expr string) string {
+	return systemCast.ReplaceAllStringFunc(expr, func(m string) string {
+		sub := systemCast.FindStringSubmatch(m)
+		name := strings.ToLower(sub[3][:1]) + sub[3][1:]
+		return sub[1] + sub[2] + name
+	})
+}
+
 func (p *Param) compile() error {
-	e, err := fhirpath.Parse(p.Expression)
+	e, err := fhirpath.Parse(fhirCasts(p.Expression))
 	if err != nil {
 		return fmt.Errorf("searchparam %s: %w", p.Code, err)
 	}
 	p.expr = e
 	for i := range p.Components {
 		c := &p.Components[i]
-		if c.expr, err = fhirpath.Parse(c.Expression); err != nil {
+		if c.expr, err = fhirpath.Parse(fhirCasts(c.Expression)); err != nil {
 			return fmt.Errorf("searchparam %s component %s: %w", p.Code, c.Code, err)
 		}
 	}

@@ -226,3 +226,20 @@ func contains(ss []string, s string) bool {
 	}
 	return false
 }
+
+// TestFHIRCasts: casts to System primitives in search expressions mean the
+// FHIR primitives; other casts and names are left alone.
+func TestFHIRCasts(t *testing.T) {
+	for in, want := range map[string]string{
+		"(Observation.value as CodeableConcept)":         "(Observation.value as CodeableConcept)",
+		"value.as(DateTime) | value.as(Period)":          "value.as(dateTime) | value.as(Period)",
+		"Observation.value.ofType(String)":               "Observation.value.ofType(string)",
+		"(value as Boolean)":                             "(value as boolean)",
+		"Patient.extension.where(url = 'DateTimeThing')": "Patient.extension.where(url = 'DateTimeThing')",
+		"value.is(Date) and value.is(DateTimeX)":         "value.is(date) and value.is(DateTimeX)",
+	} {
+		if got := fhirCasts(in); got != want {
+			t.Errorf("fhirCasts(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
