@@ -45,7 +45,7 @@ type command struct {
 
 var commands = map[string]command{
 	"init":     {"create a data directory and its keys", runInit},
-	"audit":    {"verify the audit log, sign a checkpoint now, or export events", runAudit},
+	"audit":    {"verify the audit log, sign a checkpoint now, export events, or archive old segments with their proofs", runAudit},
 	"serve":    {"run the server on a data directory", runServe},
 	"demo":     {"create a demo data directory with a synthetic population and serve it", runDemo},
 	"import":   {"import FHIR bundles and NDJSON files", runImport},
