@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,25 +68,11 @@ func runPatient(args []string, stdout, stderr io.Writer) error {
 			return fail(exitUsage, "not confirmed; nothing was erased", "type the patient id exactly, or pass --yes")
 		}
 	}
-	if out, online, err := patientOnline(*data, sub, id, *reason); online {
-		if err == nil {
-			fmt.Fprint(stdout, out)
-		}
-		return err
-	}
-	n, err := openNode(context.Background(), *data, slog.New(slog.DiscardHandler), stderr)
-	if errors.Is(err, errLocked) {
-		return fail(exitFail, "a server holds "+*data+" but its admin socket does not answer", "is it starting or sealed? try again")
-	}
-	if err != nil {
-		return err
-	}
-	defer n.close()
-	out, err := n.patientOp(context.Background(), sub, id, *reason, fmt.Sprintf("operator:uid-%d", os.Getuid()))
-	if err == nil {
-		fmt.Fprint(stdout, out)
-	}
-	return err
+	return onlineOrOffline(*data, stdout, stderr,
+		func() (string, bool, error) { return patientOnline(*data, sub, id, *reason) },
+		func(n *node, by string) (string, error) {
+			return n.patientOp(context.Background(), sub, id, *reason, by)
+		})
 }
 
 // patientOp places or releases a legal hold, or erases a patient, on an

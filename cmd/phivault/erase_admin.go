@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -34,8 +38,15 @@ type patientAnswer struct {
 // (the caller then opens the directory itself).
 func patientOnline(dir, op, id, reason string) (out string, online bool, err error) {
 	body, _ := json.Marshal(patientRequest{ID: id, Reason: reason})
+	return adminCall(dir, "/admin/patient/"+op, body)
+}
+
+// adminCall posts body to path on the admin socket of the server running
+// on dir and returns the operator text of its patientAnswer, or its error
+// as a cliError. online is false when no server answers there.
+func adminCall(dir, path string, body []byte) (out string, online bool, err error) {
 	c := server.AdminClient(filepath.Join(dir, server.SocketName))
-	resp, err := c.Post("http://phivault/admin/patient/"+op, "application/json", bytes.NewReader(body))
+	resp, err := c.Post("http://phivault"+path, "application/json", bytes.NewReader(body))
 	if err != nil {
 		return "", false, nil
 	}
@@ -46,13 +57,39 @@ func patientOnline(dir, op, id, reason string) (out string, online bool, err err
 		return "", true, fail(exitFail, "the server refused: "+strings.TrimSpace(string(raw)), "")
 	}
 	if resp.StatusCode != http.StatusOK {
-		code := a.Code
-		if code == 0 {
-			code = exitFail
-		}
-		return "", true, fail(code, a.Error, a.Hint)
+		return "", true, fail(max(a.Code, exitFail), a.Error, a.Hint)
 	}
 	return a.Text, true, nil
+}
+
+// onlineOrOffline runs an operator operation through the admin socket of
+// the server running on dir (online), or else on dir opened here (offline,
+// by the operator of this process), and prints the operator text.
+func onlineOrOffline(dir string, stdout, stderr io.Writer, online func() (string, bool, error), offline func(n *node, by string) (string, error)) error {
+	out, isOnline, err := online()
+	if !isOnline {
+		var n *node
+		n, err = openNode(context.Background(), dir, slog.New(slog.DiscardHandler), stderr)
+		if errors.Is(err, errLocked) {
+			return fail(exitFail, "a server holds "+dir+" but its admin socket does not answer", "is it starting or sealed? try again")
+		}
+		if err != nil {
+			return err
+		}
+		defer n.close()
+		out, err = offline(n, fmt.Sprintf("operator:uid-%d", os.Getuid()))
+	}
+	if err == nil {
+		fmt.Fprint(stdout, out)
+	}
+	return err
+}
+
+// writeAnswer sends a on the admin socket.
+func writeAnswer(w http.ResponseWriter, status int, a patientAnswer) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(a)
 }
 
 // adminPatientHandler serves POST /admin/patient/{op} (erase, hold,
@@ -61,11 +98,7 @@ func patientOnline(dir, op, id, reason string) (out string, online bool, err err
 // its cache at once. The caller (from the socket's peer credentials) is
 // named in the audit records.
 func (n *node) adminPatientHandler(w http.ResponseWriter, r *http.Request) {
-	answer := func(status int, a patientAnswer) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(a)
-	}
+	answer := func(status int, a patientAnswer) { writeAnswer(w, status, a) }
 	if n.seal != nil && n.seal.sealed.Load() {
 		answer(http.StatusServiceUnavailable, patientAnswer{Error: "the server is sealed", Hint: "unseal it with 'phivault unseal'", Code: exitKeys})
 		return

@@ -1,23 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/phivault/phivault/internal/audit"
 	"github.com/phivault/phivault/internal/fhir"
-	"github.com/phivault/phivault/internal/server"
 	"github.com/phivault/phivault/internal/store"
 )
 
@@ -44,25 +38,9 @@ func runReindex(args []string, stdout, stderr io.Writer) error {
 		}
 		types = append(types, t)
 	}
-	if out, online, err := reindexOnline(*data, types); online {
-		if err == nil {
-			fmt.Fprint(stdout, out)
-		}
-		return err
-	}
-	n, err := openNode(context.Background(), *data, slog.New(slog.DiscardHandler), stderr)
-	if errors.Is(err, errLocked) {
-		return fail(exitFail, "a server holds "+*data+" but its admin socket does not answer", "is it starting or sealed? try again")
-	}
-	if err != nil {
-		return err
-	}
-	defer n.close()
-	out, err := n.reindex(context.Background(), types, fmt.Sprintf("operator:uid-%d", os.Getuid()))
-	if err == nil {
-		fmt.Fprint(stdout, out)
-	}
-	return err
+	return onlineOrOffline(*data, stdout, stderr,
+		func() (string, bool, error) { return reindexOnline(*data, types) },
+		func(n *node, by string) (string, error) { return n.reindex(context.Background(), types, by) })
 }
 
 // reindex runs the reindex on an open node, audited before it starts and
@@ -118,37 +96,18 @@ func (n *node) auditReindex(ctx context.Context, by string, outcome string, desc
 // reindexOnline runs the reindex through the admin socket of the server
 // running on dir; online is false when none answers there.
 func reindexOnline(dir string, types []string) (out string, online bool, err error) {
-	c := server.AdminClient(filepath.Join(dir, server.SocketName))
-	c.Timeout = 0 // a reindex of a large store takes minutes
 	q := url.Values{}
 	if len(types) > 0 {
 		q.Set("type", strings.Join(types, ","))
 	}
-	resp, err := c.Post("http://phivault/admin/reindex?"+q.Encode(), "application/json", bytes.NewReader(nil))
-	if err != nil {
-		return "", false, nil
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var a patientAnswer
-	if json.Unmarshal(raw, &a) != nil {
-		return "", true, fail(exitFail, "the server refused: "+strings.TrimSpace(string(raw)), "")
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", true, fail(max(a.Code, exitFail), a.Error, a.Hint)
-	}
-	return a.Text, true, nil
+	return adminCall(dir, "/admin/reindex?"+q.Encode(), nil)
 }
 
 // adminReindexHandler serves POST /admin/reindex?type=T,... on the admin
 // socket. The reindex outlives its request (an interrupted command does not
 // stop it halfway); its audit records say when it ended.
 func (n *node) adminReindexHandler(w http.ResponseWriter, r *http.Request) {
-	answer := func(status int, a patientAnswer) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(a)
-	}
+	answer := func(status int, a patientAnswer) { writeAnswer(w, status, a) }
 	if n.seal != nil && n.seal.sealed.Load() {
 		answer(http.StatusServiceUnavailable, patientAnswer{Error: "the server is sealed", Hint: "unseal it with 'phivault unseal'", Code: exitKeys})
 		return

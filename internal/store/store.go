@@ -131,6 +131,18 @@ type Writer interface {
 	AppendAudit(leaf []byte) (int64, error)
 }
 
+// TokenPositions maps each token of among to its first position, for
+// backends implementing Carried.
+func TokenPositions(among []Token) map[string]int {
+	pos := make(map[string]int, len(among))
+	for i, t := range among {
+		if _, dup := pos[string(t)]; !dup {
+			pos[string(t)] = i
+		}
+	}
+	return pos
+}
+
 // KV is one metadata entry.
 type KV struct {
 	Key   string

@@ -147,12 +147,7 @@ func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[str
 	if len(ids) == 0 || len(among) == 0 {
 		return out, nil
 	}
-	pos := make(map[string]int, len(among))
-	for i, t := range among {
-		if _, dup := pos[string(t)]; !dup {
-			pos[string(t)] = i
-		}
-	}
+	pos := store.TokenPositions(among)
 	type pair struct {
 		id  string
 		tok []byte

@@ -167,12 +167,7 @@ func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[str
 	if len(ids) == 0 || len(among) == 0 {
 		return out, nil
 	}
-	pos := make(map[string]int, len(among))
-	for i, t := range among {
-		if _, dup := pos[string(t)]; !dup {
-			pos[string(t)] = i
-		}
-	}
+	pos := store.TokenPositions(among)
 	for start := 0; start < len(ids); start += carriedChunk {
 		chunk := ids[start:min(start+carriedChunk, len(ids))]
 		var b strings.Builder
