@@ -19,15 +19,9 @@ func hmacPool(key []byte) *sync.Pool {
 	return &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
 }
 
-// Token returns the blind index token of parts: HMAC-SHA256 under the index
-// key, truncated to TokenSize bytes. Each part is length-prefixed, so
-// ("ab","c") and ("a","bc") differ. Without the index key no token can be
-// computed, and equal inputs give equal tokens (the equality pattern is what
-// an index reveals; see docs/search.md).
-func (b *Barrier) Token(parts ...string) store.Token {
-	if b.closed.Load() {
-		return make(store.Token, TokenSize) // matches nothing; writes fail on Seal
-	}
+// keyedToken is the blind token of parts: HMAC-SHA256 under the index key
+// over the length-prefixed parts, truncated to TokenSize bytes.
+func (b *Barrier) keyedToken(parts []string) store.Token {
 	pool := b.hmacs.Load()
 	h := pool.Get().(hash.Hash)
 	h.Reset()
