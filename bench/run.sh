@@ -16,7 +16,15 @@
 # population from PostgreSQL - a throw-away server of Debian's postgresql
 # started here on a unix socket, fsync and synchronous_commit on - on
 # PORT+1, measured right after the SQLite server in each round, and
-# reported side by side).
+# reported side by side), PLAIN (1: also build the benchmark-only
+# plaintext-index binary (tag benchplainindex), import the same population
+# into its own data directory, serve it on PORT+2 and run the search
+# workloads against it right after the same searches on the blind index in
+# each round; reported as blind / plaintext ratios).
+#
+# Search workloads (search-patient, search-date, search-chain,
+# search-include) run first in each round, before any workload that writes,
+# so both builds search the same data; the SQLite baseline has no search.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +43,12 @@ BIN=$OUT/bin DATA=$OUT/data POP=$OUT/population
 RESULTS=$OUT/results.jsonl
 URL=https://127.0.0.1:$PORT/fhir
 DATA_PG=$OUT/data-pg PORT_PG=$((PORT + 1))
-base_workloads=$(echo "$WORKLOADS" | tr ',' '\n' | grep -vx healthz | paste -sd, -)
+DATA_PLAIN=$OUT/data-plain PORT_PLAIN=$((PORT + 2))
+pick() { echo "$WORKLOADS" | tr ',' '\n' | grep "$@" | paste -sd, - || true; } # grep args -> comma list
+search_workloads=$(pick -x 'search-.*')
+other_workloads=$(pick -vx 'search-.*')
+pg_workloads=$(pick -vx healthz)
+base_workloads=$(pick -vx 'healthz\|search-.*')
 
 log() { echo "== $*" >&2; }
 
@@ -72,6 +85,9 @@ go build -o "$BIN/phivault" ./cmd/phivault
 go build -o "$BIN/load" ./bench/load
 go build -o "$BIN/sqlitebase" ./bench/sqlitebase
 go build -o "$BIN/report" ./bench/report
+if [ -n "${PLAIN:-}" ]; then # benchmark-only: plaintext search index tokens
+	go build -tags benchplainindex -o "$BIN/phivault-plain" ./cmd/phivault
+fi
 cat "$OUT/source.txt" >&2
 
 log "machine"
@@ -91,10 +107,11 @@ rm -rf "$DATA" "$POP" "$RESULTS" "$OUT/serve.log" # left by an earlier run into 
 "$BIN/phivault" init --dev-key --data "$DATA" >/dev/null 2>"$OUT/init.log"
 "$BIN/load" -write-synth "$POP" -patients "$PATIENTS" -seed 1
 
-import_population() { # DATA-DIR REPORT-FILE
-	"$BIN/phivault" import --data "$1" "$POP/shared.json" >/dev/null
+import_population() { # DATA-DIR REPORT-FILE [BINARY]
+	local bin=${3:-$BIN/phivault}
+	"$bin" import --data "$1" "$POP/shared.json" >/dev/null
 	t0=$(date +%s.%N)
-	"$BIN/phivault" import --data "$1" "$POP/patients" | tee "$2" >&2
+	"$bin" import --data "$1" "$POP/patients" | tee "$2" >&2
 	t1=$(date +%s.%N)
 	res=$(sed -n 's/.*(\([0-9]*\) resources).*/\1/p' "$2")
 	awk -v r="$res" -v a="$t0" -v b="$t1" 'BEGIN { printf "import: %d resources in %.1f s = %.0f resources/s\n", r, b-a, r/(b-a) }' | tee -a "$2" >&2
@@ -109,14 +126,20 @@ if [ -n "${PG:-}" ]; then
 	"$BIN/phivault" init --dev-key --data "$DATA_PG" --db "host=$PG_DIR port=5432 user=phivault dbname=postgres sslmode=disable" >/dev/null 2>"$OUT/init-pg.log"
 	import_population "$DATA_PG" "$OUT/import-pg.txt"
 fi
+if [ -n "${PLAIN:-}" ]; then
+	log "plaintext-index build (benchmark only): init $DATA_PLAIN, import the same population"
+	rm -rf "$DATA_PLAIN"
+	"$BIN/phivault-plain" init --dev-key --data "$DATA_PLAIN" >/dev/null 2>"$OUT/init-plain.log"
+	import_population "$DATA_PLAIN" "$OUT/import-plain.txt" "$BIN/phivault-plain"
+fi
 
 SERVER_PID=
-start_server() { # [profile file [data dir [port]]]
-	local data=${2:-$DATA} port=${3:-$PORT}
+start_server() { # [profile file [data dir [port [binary]]]]
+	local data=${2:-$DATA} port=${3:-$PORT} bin=${4:-$BIN/phivault}
 	if [ -n "${1:-}" ]; then
-		PHIVAULT_CPUPROFILE=$1 "$BIN/phivault" serve --data "$data" --listen "127.0.0.1:$port" --log-level warn >>"$OUT/serve.log" 2>&1 &
+		PHIVAULT_CPUPROFILE=$1 "$bin" serve --data "$data" --listen "127.0.0.1:$port" --log-level warn >>"$OUT/serve.log" 2>&1 &
 	else
-		"$BIN/phivault" serve --data "$data" --listen "127.0.0.1:$port" --log-level warn >>"$OUT/serve.log" 2>&1 &
+		"$bin" serve --data "$data" --listen "127.0.0.1:$port" --log-level warn >>"$OUT/serve.log" 2>&1 &
 	fi
 	SERVER_PID=$!
 	for _ in $(seq 100); do
@@ -139,24 +162,44 @@ load() {
 	"$BIN/load" -url "$URL" -token-file "$DATA/bootstrap-token" -cacert "$DATA/tls/cert.pem" \
 		-proto "$PROTO" -server-pid "$SERVER_PID" "$@"
 }
+load_plain() {
+	"$BIN/load" -url "https://127.0.0.1:$PORT_PLAIN/fhir" -token-file "$DATA_PLAIN/bootstrap-token" -cacert "$DATA_PLAIN/tls/cert.pem" \
+		-proto "$PROTO" -server-pid "$SERVER_PID" -label phivault-plain "$@"
+}
 
 for round in $(seq "$ROUNDS"); do
-	log "round $round: phivault ($WORKLOADS; clients $CLIENTS; $DURATION each)"
-	start_server
-	load -clients "$CLIENTS" -duration "$DURATION" -workload "$WORKLOADS" -round "$round" -json "$RESULTS" >/dev/null
-	stop_server
-	if [ -n "${PG:-}" ]; then
-		log "round $round: phivault on PostgreSQL ($base_workloads)"
+	if [ -n "$search_workloads" ]; then
+		log "round $round: phivault, searches ($search_workloads; clients $CLIENTS; $DURATION each)"
+		start_server
+		load -clients "$CLIENTS" -duration "$DURATION" -workload "$search_workloads" -round "$round" -json "$RESULTS" >/dev/null
+		stop_server
+		if [ -n "${PLAIN:-}" ]; then
+			log "round $round: plaintext-index build, the same searches"
+			start_server "" "$DATA_PLAIN" "$PORT_PLAIN" "$BIN/phivault-plain"
+			load_plain -clients "$CLIENTS" -duration "$DURATION" -workload "$search_workloads" -round "$round" -json "$RESULTS" >/dev/null
+			stop_server
+		fi
+	fi
+	if [ -n "$other_workloads" ]; then
+		log "round $round: phivault ($other_workloads; clients $CLIENTS; $DURATION each)"
+		start_server
+		load -clients "$CLIENTS" -duration "$DURATION" -workload "$other_workloads" -round "$round" -json "$RESULTS" >/dev/null
+		stop_server
+	fi
+	if [ -n "${PG:-}" ] && [ -n "$pg_workloads" ]; then
+		log "round $round: phivault on PostgreSQL ($pg_workloads)"
 		start_server "" "$DATA_PG" "$PORT_PG"
 		"$BIN/load" -url "https://127.0.0.1:$PORT_PG/fhir" -token-file "$DATA_PG/bootstrap-token" -cacert "$DATA_PG/tls/cert.pem" \
 			-proto "$PROTO" -server-pid "$SERVER_PID" -label phivault-pg \
-			-clients "$CLIENTS" -duration "$DURATION" -workload "$base_workloads" -round "$round" -json "$RESULTS" >/dev/null
+			-clients "$CLIENTS" -duration "$DURATION" -workload "$pg_workloads" -round "$round" -json "$RESULTS" >/dev/null
 		stop_server
 	fi
-	log "round $round: SQLite baseline ($base_workloads)"
-	"$BIN/sqlitebase" -dir "$OUT/sqlite-$round" -clients "$CLIENTS" -duration "$DURATION" \
-		-workload "$base_workloads" -round "$round" -json "$RESULTS" >/dev/null
-	rm -rf "$OUT/sqlite-$round"
+	if [ -n "$base_workloads" ]; then
+		log "round $round: SQLite baseline ($base_workloads)"
+		"$BIN/sqlitebase" -dir "$OUT/sqlite-$round" -clients "$CLIENTS" -duration "$DURATION" \
+			-workload "$base_workloads" -round "$round" -json "$RESULTS" >/dev/null
+		rm -rf "$OUT/sqlite-$round"
+	fi
 done
 
 {
@@ -166,19 +209,38 @@ done
 	cat "$OUT/machine.txt"
 	echo '```'
 	echo
-	echo "Preload: $(tail -1 "$OUT/import.txt"). Protocol: $PROTO. Each point: $DURATION after a 2 s warm-up."
+	echo "Preload: $(tail -1 "$OUT/import.txt")$([ -n "${PLAIN:-}" ] && echo "; plaintext-index build: $(tail -1 "$OUT/import-plain.txt")"). Protocol: $PROTO. Each point: $DURATION after a 2 s warm-up."
 	echo
 	"$BIN/report" "$RESULTS"
 } >"$OUT/results.md"
+# Profiles: read and create when measured (or when no search workload is,
+# as before), search-patient when measured - and with PLAIN the
+# plaintext-index build during search-patient too.
+profiles=()
 for w in read create; do
-	log "CPU profile of the server during $w (64 clients, $PROFILE_DURATION)"
-	start_server "$OUT/cpu-$w.prof"
+	if [ -z "$search_workloads" ] || [[ ",$WORKLOADS," == *",$w,"* ]]; then profiles+=("$w"); fi
+done
+if [[ ",$WORKLOADS," == *",search-patient,"* ]]; then
+	profiles+=(search-patient)
+	[ -z "${PLAIN:-}" ] || profiles+=(search-patient-plain)
+fi
+for p in "${profiles[@]}"; do
+	w=${p%-plain}
+	log "CPU profile of the server during $p (64 clients, $PROFILE_DURATION)"
 	# A failure here (say, the server stopped from outside) must not lose
 	# the tables written above.
-	load -clients 64 -duration "$PROFILE_DURATION" -workload "$w" >/dev/null || log "WARNING: the $w profile run failed"
+	if [ "$p" = "$w" ]; then
+		bin=$BIN/phivault
+		start_server "$OUT/cpu-$p.prof"
+		load -clients 64 -duration "$PROFILE_DURATION" -workload "$w" >/dev/null || log "WARNING: the $p profile run failed"
+	else
+		bin=$BIN/phivault-plain
+		start_server "$OUT/cpu-$p.prof" "$DATA_PLAIN" "$PORT_PLAIN" "$bin"
+		load_plain -clients 64 -duration "$PROFILE_DURATION" -workload "$w" >/dev/null || log "WARNING: the $p profile run failed"
+	fi
 	stop_server
-	go tool pprof -top -nodecount=35 "$BIN/phivault" "$OUT/cpu-$w.prof" >"$OUT/cpu-$w.top" 2>/dev/null || true
-	go tool pprof -top -cum -nodecount=60 "$BIN/phivault" "$OUT/cpu-$w.prof" >"$OUT/cpu-$w.cum" 2>/dev/null || true
+	go tool pprof -top -nodecount=35 "$bin" "$OUT/cpu-$p.prof" >"$OUT/cpu-$p.top" 2>/dev/null || true
+	go tool pprof -top -cum -nodecount=60 "$bin" "$OUT/cpu-$p.prof" >"$OUT/cpu-$p.cum" 2>/dev/null || true
 done
 
 log "results: $OUT/results.md (JSON: $RESULTS; profiles: $OUT/cpu-*.prof)"

@@ -14,7 +14,9 @@
 // own set), transaction (POST of one synthetic patient's transaction bundle
 // from internal/synth; reports resources/s) and healthz (GET /healthz, no
 // authentication and no storage: the ceiling of this tool plus TLS and
-// the HTTP stack on this machine).
+// the HTTP stack on this machine), and the searches of search.go
+// (search-patient, search-date, search-chain, search-include; counted in
+// searches/s).
 //
 // With -write-synth DIR it instead writes the synthetic population that
 // bench/run.sh preloads with 'phivault import'.
@@ -69,7 +71,7 @@ func run() error {
 		tokenFile  = flag.String("token-file", "", "file holding a bearer token (e.g. DIR/bootstrap-token)")
 		cacert     = flag.String("cacert", "", "CA certificate to trust (e.g. DIR/tls/cert.pem)")
 		clients    = flag.String("clients", "16,64", "concurrent clients, a comma-separated list")
-		workloads  = flag.String("workload", "read,create,update,transaction", "workloads: read, create, create-patient, update, transaction, healthz")
+		workloads  = flag.String("workload", "read,create,update,transaction", "workloads: read, create, create-patient, update, transaction, healthz, search-patient, search-date, search-chain, search-include")
 		writeSynth = flag.String("write-synth", "", "write the preload population (shared bundle + -patients bundles) to this directory and exit")
 		patients   = flag.Int("patients", 200, "with -write-synth: patients to write")
 	)
@@ -165,6 +167,8 @@ type target struct {
 	hc *http.Client
 
 	reqBytes, respBytes, calls atomic.Int64
+
+	pop *population // what the search workloads draw from, loaded once
 }
 
 // do sends one request and checks its status; the body is read fully (a
@@ -207,6 +211,9 @@ func (t *target) do(ctx context.Context, method, url string, body []byte, want i
 func (t *target) prepare(w string, maxClients int) (loadgen.Op, error) {
 	ctx := context.Background()
 	switch w {
+	case "search-patient", "search-date", "search-chain", "search-include":
+		return t.searchOp(ctx, w, maxClients)
+
 	case "healthz":
 		url := strings.TrimSuffix(t.c.base, "/fhir") + "/healthz"
 		return func(ctx context.Context, c, seq int) (int, error) {
@@ -318,7 +325,7 @@ func (t *target) prepare(w string, maxClients int) (loadgen.Op, error) {
 			return len(b.Resources), nil
 		}, nil
 	}
-	return nil, fmt.Errorf("unknown workload (read, create, create-patient, update, transaction, healthz)")
+	return nil, fmt.Errorf("unknown workload (read, create, create-patient, update, transaction, healthz, %s)", strings.Join(searchWorkloads, ", "))
 }
 
 // ids returns up to n ids of existing resources of type typ, newest first,

@@ -15,9 +15,9 @@ import (
 	"github.com/phivault/phivault/bench/internal/loadgen"
 )
 
-// targets from issue 2, per second on a 2-core machine (resources/s for
-// the transaction import).
-var targets = map[string]float64{"read": 15000, "create": 5000, "transaction": 20000}
+// targets from issues 2 and 3, per second on a 2-core machine
+// (resources/s for the transaction import).
+var targets = map[string]float64{"read": 15000, "create": 5000, "transaction": 20000, "search-patient": 3000}
 
 func main() {
 	flag.Parse()
@@ -73,6 +73,7 @@ func main() {
 	}
 
 	pgTable(rs, rate)
+	plainTable(rs, rate)
 
 	fmt.Println()
 	fmt.Println("Load-tool ceiling (GET /healthz over the same TLS connections: no authentication, no storage):")
@@ -96,7 +97,7 @@ func main() {
 
 // byPoint orders results by workload, then clients, then round.
 func byPoint(a, b loadgen.Result) int {
-	order := []string{"read", "create", "create-patient", "update", "transaction"}
+	order := []string{"search-patient", "search-date", "search-chain", "search-include", "read", "create", "create-patient", "update", "transaction"}
 	if a.Workload != b.Workload {
 		return slices.Index(order, a.Workload) - slices.Index(order, b.Workload)
 	}

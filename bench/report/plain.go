@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/phivault/phivault/bench/internal/loadgen"
+)
+
+// plainTable prints, when the run also served the benchmark-only
+// plaintext-index build (target phivault-plain), each of its points beside
+// the blind-index server's from the same round. The ratio is blind /
+// plaintext throughput: 1.00 means the keyed hash of the index costs
+// nothing, 0.80 that the blind index delivers 20% less (an overhead of
+// 1/0.80 - 1 = 25%, the limit of issue 3).
+func plainTable(rs []loadgen.Result, rate func(loadgen.Result) float64) {
+	type key struct {
+		workload       string
+		clients, round int
+	}
+	blind := map[key]loadgen.Result{}
+	var plain []loadgen.Result
+	for _, r := range rs {
+		switch r.Target {
+		case "phivault":
+			blind[key{r.Workload, r.Clients, r.Round}] = r
+		case "phivault-plain":
+			plain = append(plain, r)
+		}
+	}
+	if len(plain) == 0 {
+		return
+	}
+	slices.SortStableFunc(plain, byPoint)
+	fmt.Println()
+	fmt.Println("The blind index beside the benchmark-only plaintext-index build, same round (throughput ratio blind / plaintext; overhead = plaintext / blind - 1):")
+	fmt.Println()
+	fmt.Println("| workload | clients | round | blind /s | plaintext /s | blind / plaintext | overhead | blind p50 ms | plaintext p50 ms | blind p99 ms | plaintext p99 ms | blind server CPU % | plaintext server CPU % | errors (blind / plaintext) |")
+	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	for _, p := range plain {
+		b, ok := blind[key{p.Workload, p.Clients, p.Round}]
+		if !ok || rate(b) == 0 || rate(p) == 0 {
+			continue
+		}
+		fmt.Printf("| %s | %d | %d | %s | %s | %.2f | %+.0f%% | %.1f | %.1f | %.1f | %.1f | %.0f | %.0f | %d / %d |\n", p.Workload, p.Clients, p.Round,
+			loadgen.Num(rate(b)), loadgen.Num(rate(p)), rate(b)/rate(p), 100*(rate(p)/rate(b)-1),
+			b.P50ms, p.P50ms, b.P99ms, p.P99ms, b.ServerCPUPct, p.ServerCPUPct, b.Errors, p.Errors)
+	}
+}
