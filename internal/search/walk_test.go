@@ -90,9 +90,14 @@ func TestDateWalk(t *testing.T) {
 		"_sort=-date&date:missing=false", "_sort=date&patient=p1",
 	}
 	for qi, qs := range queries {
-		counts := []int{7, 50}
+		// Small pages cost a full scan each on the reference side: the
+		// smallest run on a few queries, and under -short on fewer.
+		counts := []int{50}
+		if qi < 4 || !testing.Short() {
+			counts = append(counts, 7)
+		}
 		if qi < 3 && !testing.Short() {
-			counts = append(counts, 1, 3) // a page per match: slow
+			counts = append(counts, 1, 3)
 		}
 		for _, count := range counts {
 			for _, visible := range []bool{false, true} {
