@@ -2,6 +2,7 @@ package search
 
 import (
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -133,23 +134,86 @@ func decimal(s string) (f, half float64, ok bool) {
 	return f, 0.5 * math.Pow10(-scale), true
 }
 
-func numTest(op string, x, half, v float64) bool {
+// exactNum is a query number as an exact decimal, with half its implied
+// precision: eq 100 means [99.5, 100.5). Float64 cannot hold every value
+// FHIR data carries (86.25100085755787 has more digits than a float64
+// resolves at that magnitude, so x-half and x+half would round back to x
+// and eq would match nothing): values are compared exactly.
+type exactNum struct{ x, half *big.Rat }
+
+func newExactNum(s string) (exactNum, bool) {
+	x, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return exactNum{}, false
+	}
+	scale := 0
+	mant, exp, hasExp := strings.Cut(strings.ToLower(s), "e")
+	if _, frac, ok := strings.Cut(mant, "."); ok {
+		scale = len(frac)
+	}
+	if hasExp {
+		n, err := strconv.Atoi(exp)
+		if err != nil {
+			return exactNum{}, false
+		}
+		scale -= n
+	}
+	half := big.NewRat(1, 2)
+	p := new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(abs(scale))), nil))
+	if scale >= 0 {
+		half.Quo(half, p)
+	} else {
+		half.Mul(half, p)
+	}
+	return exactNum{x: x, half: half}, true
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// ratOf is a value's number exactly as written (its decimal text), or its
+// float when no text was kept.
+func ratOf(v searchparam.Value) *big.Rat {
+	if v.Number != "" {
+		if r, ok := new(big.Rat).SetString(v.Number); ok {
+			return r
+		}
+	}
+	r := new(big.Rat)
+	if math.IsInf(v.Float, 0) || math.IsNaN(v.Float) {
+		return r
+	}
+	return r.SetFloat64(v.Float)
+}
+
+func (n exactNum) test(op string, v *big.Rat) bool {
+	lo := new(big.Rat).Sub(n.x, n.half)
+	hi := new(big.Rat).Add(n.x, n.half)
+	in := v.Cmp(lo) >= 0 && v.Cmp(hi) < 0
 	switch op {
 	case "eq":
-		return v >= x-half && v < x+half
+		return in
 	case "ne":
-		return !(v >= x-half && v < x+half)
+		return !in
 	case "gt", "sa":
-		return v > x
+		return v.Cmp(n.x) > 0
 	case "lt", "eb":
-		return v < x
+		return v.Cmp(n.x) < 0
 	case "ge":
-		return v >= x
+		return v.Cmp(n.x) >= 0
 	case "le":
-		return v <= x
+		return v.Cmp(n.x) <= 0
 	case "ap":
-		d := math.Max(math.Abs(x)/10, half)
-		return v >= x-d && v <= x+d
+		d := new(big.Rat).Abs(n.x)
+		d.Quo(d, big.NewRat(10, 1))
+		if d.Cmp(n.half) < 0 {
+			d.Set(n.half)
+		}
+		return v.Cmp(new(big.Rat).Sub(n.x, d)) >= 0 && v.Cmp(new(big.Rat).Add(n.x, d)) <= 0
 	}
 	return false
 }
@@ -173,10 +237,11 @@ func numCandidates(op string, x, half float64) (lo, hi float64, whole bool) {
 func numberAlt(raw string) (alt, error) {
 	op, v := cutPrefix(raw)
 	x, half, ok := decimal(v)
-	if !ok {
+	ex, exOK := newExactNum(v)
+	if !ok || !exOK {
 		return alt{}, badRequest("invalid number value " + strconv.Quote(clip(raw)))
 	}
-	a := alt{pred: func(t searchparam.Value) bool { return numTest(op, x, half, t.Float) }}
+	a := alt{pred: func(t searchparam.Value) bool { return ex.test(op, ratOf(t)) }}
 	if lo, hi, whole := numCandidates(op, x, half); !whole {
 		for _, b := range numCover(lo, hi) {
 			a.keys = append(a.keys, []string{kNum, b})
@@ -193,7 +258,8 @@ func quantityAlt(raw string) (alt, error) {
 		return alt{}, badRequest("invalid quantity value " + strconv.Quote(clip(raw)))
 	}
 	x, half, ok := decimal(parts[0])
-	if !ok {
+	ex, exOK := newExactNum(parts[0])
+	if !ok || !exOK {
 		return alt{}, badRequest("invalid quantity value " + strconv.Quote(clip(raw)))
 	}
 	sys, code := "", ""
@@ -207,7 +273,7 @@ func quantityAlt(raw string) (alt, error) {
 		if sys != "" && t.System != sys {
 			return false
 		}
-		return numTest(op, x, half, t.Float)
+		return ex.test(op, ratOf(t))
 	}}
 	if lo, hi, whole := numCandidates(op, x, half); !whole {
 		for _, b := range numCover(lo, hi) {
