@@ -50,6 +50,13 @@ func newTestServer(t testing.TB, log *slog.Logger) *testServer {
 	if _, err := initDir(dir, nil, io.Discard); err != nil {
 		t.Fatal(err)
 	}
+	return serveDir(t, dir, log)
+}
+
+// serveDir serves the data directory dir over HTTPS (HTTP/2, its
+// development certificate) until the test ends, with an operator token.
+func serveDir(t testing.TB, dir string, log *slog.Logger) *testServer {
+	t.Helper()
 	n, err := openNode(context.Background(), dir, log, io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -4,22 +4,15 @@ package main
 // searches sent to it over HTTPS and walked through their next links.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/phivault/phivault/internal/authn"
-	"github.com/phivault/phivault/internal/server"
 )
 
 // page is one searchset Bundle as the suite reads it.
@@ -56,31 +49,7 @@ type walk struct {
 
 // serveData serves an existing data directory like newTestServer does.
 func serveData(t *testing.T, dir string) *testServer {
-	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	n, err := openNode(context.Background(), dir, log, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _, err := server.DevCertificate(filepath.Join(dir, tlsDirName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var h http.Handler
-	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
-	ts.EnableHTTP2 = true
-	ts.TLS = server.TLSConfig(cert)
-	s := &testServer{n: n, base: "https://" + ts.Listener.Addr().String() + "/fhir"}
-	h = server.Handler(server.Config{FHIR: n.api(s.base).Handler(), Auth: n.tokens, Audit: n.audit, Log: log, Metrics: server.NewMetrics()})
-	ts.StartTLS()
-	s.client = tlsClient(t, filepath.Join(dir, tlsDirName, "cert.pem"))
-	tok, _, err := n.tokens.Mint("search-acceptance", []string{authn.OperatorRole}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.token = tok.Reveal()
-	t.Cleanup(func() { ts.Close(); n.close() })
-	return s
+	return serveDir(t, dir, slog.New(slog.DiscardHandler))
 }
 
 // fetch sends GET url (or POST with a form body) and decodes the Bundle.
