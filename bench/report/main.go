@@ -107,36 +107,49 @@ func byPoint(a, b loadgen.Result) int {
 	return a.Round - b.Round
 }
 
-// pgTable prints, when the run served the same workloads from PostgreSQL
-// too (target phivault-pg), each point beside the embedded store's from
-// the same round.
-func pgTable(rs []loadgen.Result, rate func(loadgen.Result) float64) {
+// pairs returns each point of target other, in point order, beside the
+// point of target base with the same workload, clients and round.
+func pairs(rs []loadgen.Result, base, other string) [][2]loadgen.Result {
 	type key struct {
 		workload       string
 		clients, round int
 	}
-	sq := map[key]loadgen.Result{}
-	var pg []loadgen.Result
+	byKey := map[key]loadgen.Result{}
+	var others []loadgen.Result
 	for _, r := range rs {
 		switch r.Target {
-		case "phivault":
-			sq[key{r.Workload, r.Clients, r.Round}] = r
-		case "phivault-pg":
-			pg = append(pg, r)
+		case base:
+			byKey[key{r.Workload, r.Clients, r.Round}] = r
+		case other:
+			others = append(others, r)
 		}
 	}
-	if len(pg) == 0 {
+	slices.SortStableFunc(others, byPoint)
+	var out [][2]loadgen.Result
+	for _, o := range others {
+		if b, ok := byKey[key{o.Workload, o.Clients, o.Round}]; ok {
+			out = append(out, [2]loadgen.Result{b, o})
+		}
+	}
+	return out
+}
+
+// pgTable prints, when the run served the same workloads from PostgreSQL
+// too (target phivault-pg), each point beside the embedded store's from
+// the same round.
+func pgTable(rs []loadgen.Result, rate func(loadgen.Result) float64) {
+	ps := pairs(rs, "phivault", "phivault-pg")
+	if len(ps) == 0 {
 		return
 	}
-	slices.SortStableFunc(pg, byPoint)
 	fmt.Println()
 	fmt.Println("The same server on PostgreSQL beside the embedded SQLite store, same round (ratio PostgreSQL / SQLite):")
 	fmt.Println()
 	fmt.Println("| workload | clients | round | SQLite | PostgreSQL | ratio | SQLite p99 ms | PostgreSQL p99 ms | PostgreSQL errors |")
 	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
-	for _, p := range pg {
-		s, ok := sq[key{p.Workload, p.Clients, p.Round}]
-		if !ok || rate(s) == 0 {
+	for _, sp := range ps {
+		s, p := sp[0], sp[1]
+		if rate(s) == 0 {
 			continue
 		}
 		fmt.Printf("| %s | %d | %d | %s | %s | %.2f | %.1f | %.1f | %d |\n", p.Workload, p.Clients, p.Round,

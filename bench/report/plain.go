@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/phivault/phivault/bench/internal/loadgen"
 )
@@ -16,32 +15,18 @@ import (
 // servers rarely get the same CPU, so the table also gives the ratio of
 // searches per second of server CPU (each rate over its server's CPU use).
 func plainTable(rs []loadgen.Result, rate func(loadgen.Result) float64) {
-	type key struct {
-		workload       string
-		clients, round int
-	}
-	blind := map[key]loadgen.Result{}
-	var plain []loadgen.Result
-	for _, r := range rs {
-		switch r.Target {
-		case "phivault":
-			blind[key{r.Workload, r.Clients, r.Round}] = r
-		case "phivault-plain":
-			plain = append(plain, r)
-		}
-	}
-	if len(plain) == 0 {
+	ps := pairs(rs, "phivault", "phivault-plain")
+	if len(ps) == 0 {
 		return
 	}
-	slices.SortStableFunc(plain, byPoint)
 	fmt.Println()
 	fmt.Println("The blind index beside the benchmark-only plaintext-index build, same round (throughput ratio blind / plaintext; overhead = plaintext / blind - 1):")
 	fmt.Println()
 	fmt.Println("| workload | clients | round | blind /s | plaintext /s | blind / plaintext | overhead | blind p50 ms | plaintext p50 ms | blind p99 ms | plaintext p99 ms | blind server CPU % | plaintext server CPU % | per server CPU: blind / plaintext | errors (blind / plaintext) |")
 	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-	for _, p := range plain {
-		b, ok := blind[key{p.Workload, p.Clients, p.Round}]
-		if !ok || rate(b) == 0 || rate(p) == 0 {
+	for _, bp := range ps {
+		b, p := bp[0], bp[1]
+		if rate(b) == 0 || rate(p) == 0 {
 			continue
 		}
 		perCPU := "-"
