@@ -1,8 +1,6 @@
 package search
 
 import (
-	"math"
-	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -109,145 +107,13 @@ func (e *Engine) dateAlt(raw string) (alt, error) {
 	return a, nil
 }
 
-// decimal parses a search number and returns its value and the half-width
-// of its implicit range (0.5 in its last written digit).
-func decimal(s string) (f, half float64, ok bool) {
-	if s == "" || len(s) > 64 || strings.ContainsAny(s, "xXpP_") {
-		return 0, 0, false
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return 0, 0, false
-	}
-	mant, exp, hasExp := strings.Cut(strings.ToLower(s), "e")
-	scale := 0
-	if _, frac, ok := strings.Cut(mant, "."); ok {
-		scale = len(frac)
-	}
-	if hasExp {
-		n, err := strconv.Atoi(exp)
-		if err != nil {
-			return 0, 0, false
-		}
-		scale -= n
-	}
-	return f, 0.5 * math.Pow10(-scale), true
-}
-
-// exactNum is a query number as an exact decimal, with half its implied
-// precision: eq 100 means [99.5, 100.5). Float64 cannot hold every value
-// FHIR data carries (86.25100085755787 has more digits than a float64
-// resolves at that magnitude, so x-half and x+half would round back to x
-// and eq would match nothing): values are compared exactly.
-type exactNum struct{ x, half *big.Rat }
-
-func newExactNum(s string) (exactNum, bool) {
-	x, ok := new(big.Rat).SetString(s)
-	if !ok {
-		return exactNum{}, false
-	}
-	scale := 0
-	mant, exp, hasExp := strings.Cut(strings.ToLower(s), "e")
-	if _, frac, ok := strings.Cut(mant, "."); ok {
-		scale = len(frac)
-	}
-	if hasExp {
-		n, err := strconv.Atoi(exp)
-		if err != nil {
-			return exactNum{}, false
-		}
-		scale -= n
-	}
-	half := big.NewRat(1, 2)
-	p := new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(abs(scale))), nil))
-	if scale >= 0 {
-		half.Quo(half, p)
-	} else {
-		half.Mul(half, p)
-	}
-	return exactNum{x: x, half: half}, true
-}
-
-func abs(n int) int {
-	if n < 0 {
-		return -n
-	}
-	return n
-}
-
-// ratOf is a value's number exactly as written (its decimal text), or its
-// float when no text was kept.
-func ratOf(v searchparam.Value) *big.Rat {
-	if v.Number != "" {
-		if r, ok := new(big.Rat).SetString(v.Number); ok {
-			return r
-		}
-	}
-	r := new(big.Rat)
-	if math.IsInf(v.Float, 0) || math.IsNaN(v.Float) {
-		return r
-	}
-	return r.SetFloat64(v.Float)
-}
-
-func (n exactNum) test(op string, v *big.Rat) bool {
-	lo := new(big.Rat).Sub(n.x, n.half)
-	hi := new(big.Rat).Add(n.x, n.half)
-	in := v.Cmp(lo) >= 0 && v.Cmp(hi) < 0
-	switch op {
-	case "eq":
-		return in
-	case "ne":
-		return !in
-	case "gt", "sa":
-		return v.Cmp(n.x) > 0
-	case "lt", "eb":
-		return v.Cmp(n.x) < 0
-	case "ge":
-		return v.Cmp(n.x) >= 0
-	case "le":
-		return v.Cmp(n.x) <= 0
-	case "ap":
-		d := new(big.Rat).Abs(n.x)
-		d.Quo(d, big.NewRat(10, 1))
-		if d.Cmp(n.half) < 0 {
-			d.Set(n.half)
-		}
-		return v.Cmp(new(big.Rat).Sub(n.x, d)) >= 0 && v.Cmp(new(big.Rat).Add(n.x, d)) <= 0
-	}
-	return false
-}
-
-func numCandidates(op string, x, half float64) (lo, hi float64, whole bool) {
-	inf := math.Inf(1)
-	switch op {
-	case "eq":
-		return x - half, x + half, false
-	case "gt", "sa", "ge":
-		return x, inf, false
-	case "lt", "eb", "le":
-		return -inf, x, false
-	case "ap":
-		d := math.Max(math.Abs(x)/10, half)
-		return x - d, x + d, false
-	}
-	return 0, 0, true
-}
-
 func numberAlt(raw string) (alt, error) {
 	op, v := cutPrefix(raw)
-	x, half, ok := decimal(v)
-	ex, exOK := newExactNum(v)
-	if !ok || !exOK {
+	n, ok := parseNumber(v)
+	if !ok {
 		return alt{}, badRequest("invalid number value " + strconv.Quote(clip(raw)))
 	}
-	a := alt{pred: func(t searchparam.Value) bool { return ex.test(op, ratOf(t)) }}
-	if lo, hi, whole := numCandidates(op, x, half); !whole {
-		for _, b := range numCover(lo, hi) {
-			a.keys = append(a.keys, []string{kNum, b})
-		}
-	}
-	return a, nil
+	return alt{pred: func(t searchparam.Value) bool { return n.test(op, ratOf(t)) }, keys: n.keys(op)}, nil
 }
 
 // quantityAlt parses [prefix]number[|system|code] or number||code.
@@ -257,9 +123,8 @@ func quantityAlt(raw string) (alt, error) {
 	if len(parts) != 1 && len(parts) != 3 {
 		return alt{}, badRequest("invalid quantity value " + strconv.Quote(clip(raw)))
 	}
-	x, half, ok := decimal(parts[0])
-	ex, exOK := newExactNum(parts[0])
-	if !ok || !exOK {
+	n, ok := parseNumber(parts[0])
+	if !ok {
 		return alt{}, badRequest("invalid quantity value " + strconv.Quote(clip(raw)))
 	}
 	sys, code := "", ""
@@ -273,13 +138,8 @@ func quantityAlt(raw string) (alt, error) {
 		if sys != "" && t.System != sys {
 			return false
 		}
-		return ex.test(op, ratOf(t))
-	}}
-	if lo, hi, whole := numCandidates(op, x, half); !whole {
-		for _, b := range numCover(lo, hi) {
-			a.keys = append(a.keys, []string{kNum, b})
-		}
-	}
+		return n.test(op, ratOf(t))
+	}, keys: n.keys(op)}
 	return a, nil
 }
 

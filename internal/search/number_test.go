@@ -31,7 +31,7 @@ func TestExactNumbers(t *testing.T) {
 		{"ap", "100", "110", true},
 		{"ap", "100", "110.0001", false},
 	} {
-		n, ok := newExactNum(c.q)
+		n, ok := parseNumber(c.q)
 		if !ok {
 			t.Fatalf("%s: not parsed", c.q)
 		}
