@@ -41,9 +41,9 @@ type Indexer interface {
 // Observer is implemented by an Indexer that must learn of committed
 // changes (the search engine takes changed SearchParameters into use).
 // Commit calls Committed once its changes are durable, before it returns,
-// with the types it changed.
+// with its ops, which Committed must not modify.
 type Observer interface {
-	Committed(ctx context.Context, types []string)
+	Committed(ctx context.Context, ops []Op)
 }
 
 // Entry is one version of a resource as the caller sees it.

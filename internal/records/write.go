@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -125,13 +124,7 @@ func (s *Store) Commit(ctx context.Context, ops []Op, leaf func([]Result) ([]byt
 		return nil, err
 	}
 	if o, ok := s.ix.(Observer); ok {
-		types := make([]string, 0, len(ops))
-		for _, op := range ops {
-			if !slices.Contains(types, op.Type) {
-				types = append(types, op.Type)
-			}
-		}
-		o.Committed(ctx, types)
+		o.Committed(ctx, ops)
 	}
 	return results, nil
 }

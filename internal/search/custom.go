@@ -44,10 +44,13 @@ var _ records.Observer = (*Engine)(nil)
 
 // Committed implements records.Observer: a committed change to a
 // SearchParameter takes effect before the write that made it answers.
-func (e *Engine) Committed(ctx context.Context, types []string) {
-	if slices.Contains(types, "SearchParameter") {
-		// A failure keeps the parameters in use; Refresh tries again.
-		_ = e.LoadParams(context.WithoutCancel(ctx))
+func (e *Engine) Committed(ctx context.Context, ops []records.Op) {
+	for _, op := range ops {
+		if op.Type == "SearchParameter" {
+			// A failure keeps the parameters in use; Refresh tries again.
+			_ = e.LoadParams(context.WithoutCancel(ctx))
+			return
+		}
 	}
 }
 
@@ -194,15 +197,9 @@ func paramOf(res map[string]any) (*searchparam.Param, *fhirapi.Error) {
 
 // conflict refuses a code that one of p's bases already has in reg.
 func conflict(reg *searchparam.Registry, p *searchparam.Param) *fhirapi.Error {
-	for _, base := range p.Base {
-		types := []string{base}
-		if base == "Resource" || base == "DomainResource" {
-			types = fhir.ResourceTypes()
-		}
-		for _, t := range types {
-			if q, ok := reg.Lookup(t, p.Code); ok && q.URL != p.URL {
-				return unusable("SearchParameter.code", fmt.Sprintf("%s already has a search parameter %q (%s); a custom parameter needs a code of its own", t, p.Code, q.URL))
-			}
+	for _, t := range bases(p.Base) {
+		if q, ok := reg.Lookup(t, p.Code); ok && q.URL != p.URL {
+			return unusable("SearchParameter.code", fmt.Sprintf("%s already has a search parameter %q (%s); a custom parameter needs a code of its own", t, p.Code, q.URL))
 		}
 	}
 	return nil
