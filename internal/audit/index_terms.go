@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 )
 
 // termsScan reads the terms of a leaf in one pass that looks only at the
@@ -226,15 +227,17 @@ func (s *scanner) str() ([]byte, error) {
 	}
 	start := s.i
 	s.i++
-	escaped := false
+	escaped, high := false, false
 	for s.i < len(s.b) {
 		switch c := s.b[s.i]; {
 		case c == '"':
 			s.i++
 			raw := s.b[start:s.i]
-			if !escaped {
+			if !escaped && (!high || utf8.Valid(raw)) {
 				return raw[1 : len(raw)-1], nil
 			}
+			// Escapes, or invalid UTF-8 that encoding/json turns into
+			// U+FFFD: decode as it does.
 			var v string
 			if json.Unmarshal(raw, &v) != nil {
 				return nil, errSyntax
@@ -246,6 +249,7 @@ func (s *scanner) str() ([]byte, error) {
 		case c < 0x20:
 			return nil, errSyntax
 		default:
+			high = high || c >= 0x80
 			s.i++
 		}
 	}

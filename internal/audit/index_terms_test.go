@@ -79,6 +79,7 @@ func TestTermsScan(t *testing.T) {
 		`{"Entity":[{"what":{"reference":"Patient/x"},"type":{"code":"1"},"role":{"code":"1"}}],"RECORDED":"2026-01-01T00:00:00Z"}`,
 		`{"entity":[1,"x",{"what":[],"type":{"code":1},"role":{"code":"1"}}],"recorded":"2026-01-01T00:00:00.5+02:00"}`,
 		`{"a":[1e5,-0.5,true,false,null,{"b":"\u00e9\n"}],"entity":[{"what":{"reference":"Patient/\u0041"},"type":{"code":"1"},"role":{"code":"1"}}]}`,
+		"{\"entity\":[{\"what\":{\"reference\":\"Patient/\xff\"},\"type\":{\"code\":\"1\"},\"role\":{\"code\":\"1\"}}]}",
 	} {
 		got, ok := termsScan([]byte(s))
 		want, wok := termsRef([]byte(s))
