@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,13 +12,9 @@ import (
 	"time"
 
 	"github.com/phivault/phivault/internal/audit"
-	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/fhirapi"
-	"github.com/phivault/phivault/internal/keys"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/policy/care"
-	"github.com/phivault/phivault/internal/records"
-	"github.com/phivault/phivault/internal/search"
 	"github.com/phivault/phivault/internal/store"
 	"github.com/phivault/phivault/internal/store/sqlite"
 )
@@ -60,55 +55,7 @@ type auditBench struct {
 // practitioner) and builds both APIs with the default policies.
 func newAuditBench(b testing.TB) *auditBench {
 	b.Helper()
-	dir := b.TempDir()
-	ctx := context.Background()
-	db, err := sqlite.Open(filepath.Join(dir, "db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	keyPath := filepath.Join(dir, "kek.json")
-	if err := keys.CreateFile(keyPath, nil); err != nil {
-		b.Fatal(err)
-	}
-	kek, err := keys.OpenFile(keyPath, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	bar, err := barrier.Open(ctx, kek, db, 1000)
-	if err != nil {
-		b.Fatal(err)
-	}
-	eng := search.New(bar)
-	rec := records.New(db, bar, eng, "bench")
-	eng.SetRecords(rec)
-	var ops []records.Op
-	add := func(typ, id string, m map[string]any) {
-		ops = append(ops, records.Op{Type: typ, ID: id, Resource: m})
-	}
-	add("Practitioner", "dr1", map[string]any{"resourceType": "Practitioner", "id": "dr1", "name": []any{map[string]any{"family": "House"}}})
-	for p := range benchPatients {
-		pid := fmt.Sprintf("p%d", p)
-		add("Patient", pid, map[string]any{"resourceType": "Patient", "id": pid,
-			"name": []any{map[string]any{"family": fmt.Sprintf("Family%d", p), "given": []any{"Given"}}}, "birthDate": "1970-01-01"})
-		ct := "ct" + pid
-		add("CareTeam", ct, map[string]any{"resourceType": "CareTeam", "id": ct, "status": "active",
-			"subject":     map[string]any{"reference": "Patient/" + pid},
-			"participant": []any{map[string]any{"member": map[string]any{"reference": "Practitioner/dr1"}}}})
-		for o := range benchObsPer {
-			oid := fmt.Sprintf("o%d-%d", p, o)
-			add("Observation", oid, map[string]any{"resourceType": "Observation", "id": oid, "status": "final",
-				"category": []any{map[string]any{"coding": []any{map[string]any{
-					"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}}}},
-				"code":              map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "8867-4"}}},
-				"subject":           map[string]any{"reference": "Patient/" + pid},
-				"effectiveDateTime": fmt.Sprintf("2024-01-%02dT08:00:00Z", o%28+1),
-				"valueQuantity":     map[string]any{"value": 60 + o, "unit": "/min"}})
-		}
-	}
-	if _, err := rec.Commit(ctx, ops, nil); err != nil {
-		b.Fatal(err)
-	}
+	db, rec, eng := newBenchStore(b)
 	engine, err := policy.NewEngine(policy.DefaultPolicies(), care.New(rec, eng, care.Options{}))
 	if err != nil {
 		b.Fatal(err)

@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/phivault/phivault/internal/audit"
-	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/fhirapi"
-	"github.com/phivault/phivault/internal/keys"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/policy/care"
 	"github.com/phivault/phivault/internal/records"
@@ -44,31 +41,13 @@ type readBench struct {
 	doctor     policy.Principal
 }
 
-func newReadBench(b testing.TB, factsOpts care.Options) *readBench {
+// newBenchStore opens a store (newStack) and loads the benchmark data set:
+// benchPatients patients with benchObsPer vital-sign Observations each and
+// a CareTeam naming the practitioner dr1.
+func newBenchStore(b testing.TB) (*sqlite.Backend, *records.Store, *search.Engine) {
 	b.Helper()
-	dir := b.TempDir()
 	ctx := context.Background()
-	db, err := sqlite.Open(filepath.Join(dir, "db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	keyPath := filepath.Join(dir, "kek.json")
-	if err := keys.CreateFile(keyPath, nil); err != nil {
-		b.Fatal(err)
-	}
-	kek, err := keys.OpenFile(keyPath, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	bar, err := barrier.Open(ctx, kek, db, 1000)
-	if err != nil {
-		b.Fatal(err)
-	}
-	eng := search.New(bar)
-	rec := records.New(db, bar, eng, "bench")
-	eng.SetRecords(rec)
-
+	db, rec, eng := newStack(b)
 	var ops []records.Op
 	add := func(typ, id string, m map[string]any) {
 		ops = append(ops, records.Op{Type: typ, ID: id, Resource: m})
@@ -96,7 +75,12 @@ func newReadBench(b testing.TB, factsOpts care.Options) *readBench {
 	if _, err := rec.Commit(ctx, ops, nil); err != nil {
 		b.Fatal(err)
 	}
+	return db, rec, eng
+}
 
+func newReadBench(b testing.TB, factsOpts care.Options) *readBench {
+	b.Helper()
+	db, rec, eng := newBenchStore(b)
 	engine, err := policy.NewEngine(policy.DefaultPolicies(), care.New(rec, eng, factsOpts))
 	if err != nil {
 		b.Fatal(err)
