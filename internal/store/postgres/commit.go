@@ -4,88 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/phivault/phivault/internal/store"
+	"github.com/phivault/phivault/internal/store/group"
 )
-
-// Request states: the caller and the writer race to move a queued request
-// either to claimed (the writer will run fn) or abandoned (the caller's ctx
-// ended first; fn never runs).
-const (
-	stateQueued int32 = iota
-	stateClaimed
-	stateAbandoned
-)
-
-// request is one Update call waiting for the writer.
-type request struct {
-	ctx   context.Context
-	fn    func(store.Writer) error
-	state atomic.Int32
-	done  chan result // buffered; receives exactly one result once claimed
-}
-
-type result struct {
-	err      error
-	panicked bool
-	panicVal any
-}
 
 // maxRetries bounds how often a group transaction is run again after a
 // serialization failure or deadlock (fns are re-runnable by contract).
 const maxRetries = 5
 
-// writeLoop is the writer goroutine. It takes every waiting request (up to
-// maxBatch) and commits them together (commitGroup).
-func (b *Backend) writeLoop() {
-	defer close(b.writerDone)
-	batch := make([]*request, 0, b.opts.maxBatch)
-	for first := range b.queue {
-		batch = append(batch[:0], first)
-	drain:
-		for len(batch) < b.opts.maxBatch {
-			select {
-			case r, ok := <-b.queue:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
-		b.commitGroup(batch)
-		clear(batch)
-	}
-}
-
-// claim takes the requests whose callers still wait; a caller whose ctx
-// ended is answered with its ctx error and its fn never runs.
-func claim(batch []*request) []*request {
-	live := batch[:0]
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
-				r.done <- result{err: fmt.Errorf("postgres: update not run: %w", err)}
-			}
-			continue
-		}
-		if r.state.CompareAndSwap(stateQueued, stateClaimed) {
-			live = append(live, r)
-		}
-	}
-	return live
-}
-
-func (b *Backend) commitGroup(batch []*request) {
-	live := claim(batch)
-	if len(live) == 0 {
-		return
-	}
+// commit is the group.Commit of the writer goroutine: it runs the group's
+// fns in one transaction that holds the cluster-wide write lock, and runs
+// it again (up to maxRetries) after a serialization failure, a deadlock or
+// a connection lost before COMMIT.
+func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 	// The callers no longer bound the group (fns run from here on). A
 	// database that stops answering does: the group is abandoned after
 	// silenceTimeout without a finished statement, rather than holding
@@ -94,11 +28,10 @@ func (b *Backend) commitGroup(batch []*request) {
 	defer cancel()
 	t := b.progress.watch(time.Now(), cancel)
 	defer t()
-	results := make([]result, len(live))
 	var err error
 	for attempt := 0; ; attempt++ {
 		clear(results)
-		err = b.runGroup(ctx, live, results)
+		err = b.runGroup(ctx, fns, results)
 		if err == nil || !retryable(err) || attempt == maxRetries {
 			break
 		}
@@ -110,23 +43,7 @@ func (b *Backend) commitGroup(batch []*request) {
 			}
 		}
 	}
-	if err == nil {
-		b.commits.Add(1)
-		var n int64
-		for _, res := range results {
-			if res.err == nil && !res.panicked {
-				n++
-			}
-		}
-		b.updates.Add(n)
-	}
-	for i, r := range live {
-		res := results[i]
-		if res.err == nil && !res.panicked && err != nil {
-			res.err = err
-		}
-		r.done <- res
-	}
+	return err
 }
 
 // beginWrite starts a group transaction and takes the cluster-wide write
@@ -154,7 +71,7 @@ func (b *Backend) beginWrite(ctx context.Context) (tx pgx.Tx, xid string, err er
 
 // runGroup runs the group in one transaction and commits it. A nil error
 // means every fn whose result is nil is durable; otherwise nothing is.
-func (b *Backend) runGroup(ctx context.Context, live []*request, results []result) error {
+func (b *Backend) runGroup(ctx context.Context, fns []group.Fn, results []group.Result) error {
 	tx, xid, err := b.beginWrite(ctx)
 	if err != nil {
 		return err
@@ -164,7 +81,7 @@ func (b *Backend) runGroup(ctx context.Context, live []*request, results []resul
 			_ = tx.Rollback(ctx) // no-op once committed
 		}
 	}()
-	ok, err := b.runFast(ctx, tx, live, results)
+	ok, err := b.runFast(ctx, tx, fns, results)
 	if err != nil {
 		return err
 	}
@@ -178,8 +95,8 @@ func (b *Backend) runGroup(ctx context.Context, live []*request, results []resul
 		if tx, xid, err = b.beginWrite(ctx); err != nil {
 			return err
 		}
-		for i, r := range live {
-			if results[i], err = b.runOne(ctx, tx, r.fn); err != nil {
+		for i, fn := range fns {
+			if results[i], err = b.runOne(ctx, tx, fn); err != nil {
 				return err
 			}
 		}
@@ -211,8 +128,8 @@ func groupErr(tx pgx.Tx, err error) error {
 // fn fails, panics or met a database error (which aborts the whole
 // PostgreSQL transaction); the caller then runs the group again the
 // careful way.
-func (b *Backend) runFast(ctx context.Context, tx pgx.Tx, live []*request, results []result) (bool, error) {
-	for i, r := range live {
+func (b *Backend) runFast(ctx context.Context, tx pgx.Tx, fns []group.Fn, results []group.Result) (bool, error) {
+	for i, fn := range fns {
 		w := &writer{reader: reader{ctx: ctx, tx: tx}, b: b}
 		ok := func() (ok bool) {
 			defer func() {
@@ -220,7 +137,7 @@ func (b *Backend) runFast(ctx context.Context, tx pgx.Tx, live []*request, resul
 					ok = false
 				}
 			}()
-			return r.fn(w) == nil
+			return fn(w) == nil
 		}()
 		w.done = true
 		if err := groupErr(tx, w.err); err != nil {
@@ -229,7 +146,7 @@ func (b *Backend) runFast(ctx context.Context, tx pgx.Tx, live []*request, resul
 		if !ok || w.err != nil {
 			return false, nil
 		}
-		results[i] = result{}
+		results[i] = group.Result{}
 	}
 	return true, nil
 }
@@ -237,7 +154,7 @@ func (b *Backend) runFast(ctx context.Context, tx pgx.Tx, live []*request, resul
 // runOne runs fn inside a savepoint, rolling back to it if fn fails,
 // panics or met a database error, so that the other fns of the group are
 // unaffected. A non-nil error ends the whole group.
-func (b *Backend) runOne(ctx context.Context, tx pgx.Tx, fn func(store.Writer) error) (res result, err error) {
+func (b *Backend) runOne(ctx context.Context, tx pgx.Tx, fn group.Fn) (res group.Result, err error) {
 	if _, err := tx.Exec(ctx, "SAVEPOINT fn"); err != nil {
 		return res, connErr(tx, fmt.Errorf("postgres: savepoint: %w", err))
 	}
@@ -245,20 +162,20 @@ func (b *Backend) runOne(ctx context.Context, tx pgx.Tx, fn func(store.Writer) e
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
-				res = result{panicked: true, panicVal: p}
+				res = group.Result{Panicked: true, PanicVal: p}
 			}
 		}()
-		res.err = fn(w)
+		res.Err = fn(w)
 	}()
 	w.done = true
 	if err := groupErr(tx, w.err); err != nil {
 		return res, err
 	}
-	if res.err == nil && !res.panicked && w.err != nil {
+	if res.Err == nil && !res.Panicked && w.err != nil {
 		// fn went on after a failed statement: its writes are incomplete.
-		res.err = w.err
+		res.Err = w.err
 	}
-	if res.err != nil || res.panicked {
+	if res.Err != nil || res.Panicked {
 		if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT fn"); err != nil {
 			return res, connErr(tx, fmt.Errorf("postgres: rollback to savepoint: %w", err))
 		}

@@ -43,6 +43,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/phivault/phivault/internal/store"
+	"github.com/phivault/phivault/internal/store/group"
 )
 
 // Option configures Open.
@@ -76,15 +77,12 @@ type Backend struct {
 
 	notify atomic.Pointer[[]string] // metadata key prefixes whose writes notify (NotifyChanges)
 
-	commits atomic.Int64 // group commits that succeeded
-	updates atomic.Int64 // Update fns that committed
+	writes  *group.Queue // Update calls, committed by commit
 	retries atomic.Int64 // group transactions run again after a serialization failure
 
-	mu         sync.RWMutex // guards closed; held shared while queueing and by Views starting
-	closed     bool
-	queue      chan *request
-	writerDone chan struct{}
-	views      sync.WaitGroup
+	mu     sync.RWMutex // guards closed; held shared by Views starting
+	closed bool
+	views  sync.WaitGroup
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -98,7 +96,8 @@ type Stats struct {
 
 // Stats reports how many commits made how many Updates durable.
 func (b *Backend) Stats() Stats {
-	return Stats{Commits: b.commits.Load(), Updates: b.updates.Load(), Retries: b.retries.Load()}
+	commits, updates := b.writes.Stats()
+	return Stats{Commits: commits, Updates: updates, Retries: b.retries.Load()}
 }
 
 // Open connects to the database named by dsn (a postgres:// URL or
@@ -144,14 +143,12 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
 		return nil, err
 	}
 	b := &Backend{
-		opts:       o,
-		rpool:      rpool,
-		wpool:      wpool,
-		progress:   prog,
-		queue:      make(chan *request, o.maxBatch),
-		writerDone: make(chan struct{}),
+		opts:     o,
+		rpool:    rpool,
+		wpool:    wpool,
+		progress: prog,
 	}
-	go b.writeLoop()
+	b.writes = group.Start("postgres", o.maxBatch, b.commit)
 	return b, nil
 }
 
@@ -226,37 +223,7 @@ func (b *Backend) beginRead(ctx context.Context) (pgx.Tx, error) {
 
 // Update implements store.Backend. fn runs on the writer goroutine.
 func (b *Backend) Update(ctx context.Context, fn func(store.Writer) error) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("postgres: update not run: %w", err)
-	}
-	r := &request{ctx: ctx, fn: fn, done: make(chan result, 1)}
-	b.mu.RLock()
-	if b.closed {
-		b.mu.RUnlock()
-		return store.ErrClosed
-	}
-	select {
-	case b.queue <- r:
-		b.mu.RUnlock()
-	case <-ctx.Done():
-		b.mu.RUnlock()
-		return fmt.Errorf("postgres: update not run: %w", ctx.Err())
-	}
-	var res result
-	select {
-	case res = <-r.done:
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
-			return fmt.Errorf("postgres: update not run: %w", ctx.Err())
-		}
-		// fn is running or ran: wait for the commit, so that the answer
-		// is definite (bounded by one group commit).
-		res = <-r.done
-	}
-	if res.panicked {
-		panic(res.panicVal)
-	}
-	return res.err
+	return b.writes.Update(ctx, fn)
 }
 
 // Close implements store.Backend: it refuses new calls, lets queued
@@ -268,9 +235,8 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	b.closed = true
-	close(b.queue)
 	b.mu.Unlock()
-	<-b.writerDone
+	b.writes.Close()
 	b.views.Wait()
 	b.rpool.Close()
 	b.wpool.Close()

@@ -6,7 +6,8 @@
 // Update that returned nil survives kill -9 and power loss.
 //
 // Concurrency: Update calls are queued to a single writer goroutine that
-// holds the only write connection and group-commits them (see writeLoop);
+// holds the only write connection and group-commits them (group.Queue,
+// commit);
 // View runs on a pool of read-only connections, each View in its own read
 // transaction over a consistent WAL snapshot.
 //
@@ -31,6 +32,7 @@ import (
 	sqlitedrv "modernc.org/sqlite"
 
 	"github.com/phivault/phivault/internal/store"
+	"github.com/phivault/phivault/internal/store/group"
 )
 
 // FileName is the database file's name inside the data directory.
@@ -56,19 +58,16 @@ type Backend struct {
 	opts    options
 	writeDB *sql.DB
 	readDB  *sql.DB
-	wconn   *dbconn      // owned by writeLoop
+	wconn   *dbconn      // owned by the writer (commit)
 	aborted atomic.Bool  // set by the rollback hook on the write connection
 	readers chan *dbconn // idle read connections
 
-	commits atomic.Int64 // group commits that succeeded
-	updates atomic.Int64 // Update fns that committed
+	writes *group.Queue // Update calls, committed by commit
 
-	mu         sync.RWMutex // guards closed; held shared while queueing and by Views starting
-	closed     bool
-	queue      chan *request
-	writerDone chan struct{}
-	views      sync.WaitGroup
-	ckpt       *checkpointer
+	mu     sync.RWMutex // guards closed; held shared by Views starting
+	closed bool
+	views  sync.WaitGroup
+	ckpt   *checkpointer
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -82,7 +81,8 @@ type Stats struct {
 // Stats reports how many commits made how many Updates durable; the ratio
 // is the mean group size.
 func (b *Backend) Stats() Stats {
-	return Stats{Commits: b.commits.Load(), Updates: b.updates.Load()}
+	commits, updates := b.writes.Stats()
+	return Stats{Commits: commits, Updates: updates}
 }
 
 // dsn returns the connection string; every pragma applies to each new
@@ -128,10 +128,8 @@ func Open(dir string, opts ...Option) (_ *Backend, err error) {
 		f.Close()
 	}
 	b := &Backend{
-		opts:       o,
-		readers:    make(chan *dbconn, o.readers),
-		queue:      make(chan *request, o.maxBatch),
-		writerDone: make(chan struct{}),
+		opts:    o,
+		readers: make(chan *dbconn, o.readers),
 	}
 	defer func() {
 		if err != nil {
@@ -185,7 +183,7 @@ func Open(dir string, opts ...Option) (_ *Backend, err error) {
 	if b.ckpt, err = startCheckpointer(path); err != nil {
 		return nil, fmt.Errorf("sqlite: checkpointer: %w", err)
 	}
-	go b.writeLoop()
+	b.writes = group.Start("sqlite", o.maxBatch, b.commit)
 	return b, nil
 }
 
@@ -252,39 +250,10 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 	return err
 }
 
-// Update implements store.Backend. fn runs on the writer goroutine.
+// Update implements store.Backend. fn runs on the writer goroutine, in a
+// group with the other Updates waiting then (group.Queue.Update).
 func (b *Backend) Update(ctx context.Context, fn func(store.Writer) error) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("sqlite: update not run: %w", err)
-	}
-	r := &request{ctx: ctx, fn: fn, done: make(chan result, 1)}
-	b.mu.RLock()
-	if b.closed {
-		b.mu.RUnlock()
-		return store.ErrClosed
-	}
-	select {
-	case b.queue <- r:
-		b.mu.RUnlock()
-	case <-ctx.Done():
-		b.mu.RUnlock()
-		return fmt.Errorf("sqlite: update not run: %w", ctx.Err())
-	}
-	var res result
-	select {
-	case res = <-r.done:
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
-			return fmt.Errorf("sqlite: update not run: %w", ctx.Err())
-		}
-		// fn is running or ran: wait for the commit, so that the answer
-		// is definite (bounded by one group commit).
-		res = <-r.done
-	}
-	if res.panicked {
-		panic(res.panicVal)
-	}
-	return res.err
+	return b.writes.Update(ctx, fn)
 }
 
 // Close implements store.Backend: it refuses new calls, lets queued
@@ -296,9 +265,8 @@ func (b *Backend) Close() error {
 		return nil
 	}
 	b.closed = true
-	close(b.queue)
 	b.mu.Unlock()
-	<-b.writerDone
+	b.writes.Close()
 	b.views.Wait()
 	return b.closeConns()
 }
