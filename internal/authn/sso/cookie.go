@@ -64,11 +64,13 @@ func (s cookieSigner) parse(v string, now time.Time) (loginState, error) {
 	if !ok {
 		return loginState{}, errBadCookie
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	// Strict: a lax decoder ignores the last character's padding bits, so
+	// several spellings of one signature would all be accepted.
+	got, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if err != nil || !hmac.Equal(got, s.mac(payload)) {
 		return loginState{}, errBadCookie
 	}
-	b, err := base64.RawURLEncoding.DecodeString(payload)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(payload)
 	if err != nil {
 		return loginState{}, errBadCookie
 	}
