@@ -224,7 +224,7 @@ func runAccountCmd(cmd string, args []string, stdout, stderr io.Writer) error {
 	ctx := context.Background()
 	n, err := openNode(ctx, c.data, slog.New(slog.DiscardHandler), stderr)
 	if errors.Is(err, errLocked) {
-		return fail(exitFail, "a server holds the data directory but its admin socket does not answer", "is the server starting or stuck? try again")
+		return errSocketSilent()
 	}
 	if err != nil {
 		return err

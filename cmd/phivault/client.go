@@ -155,7 +155,7 @@ func viaAdmin(dir, method, path string, body []byte, out any, offline func(*node
 	}
 	n, err := openNode(context.Background(), dir, slog.New(slog.DiscardHandler), os.Stderr)
 	if errors.Is(err, errLocked) {
-		return fail(exitFail, "a server holds the data directory but its admin socket does not answer", "is the server starting or stuck? try again")
+		return errSocketSilent()
 	}
 	if err != nil {
 		return err

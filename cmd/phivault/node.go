@@ -35,6 +35,13 @@ const (
 
 var errLocked = errors.New("data directory is in use by a running server")
 
+// errSocketSilent is a command's answer when a server holds the data
+// directory (errLocked) but its admin socket, through which the command
+// would have asked it, does not answer.
+func errSocketSilent() error {
+	return fail(exitFail, "a server holds the data directory but its admin socket does not answer", "is the server starting or stuck? try again")
+}
+
 // node is an opened data directory: the one writer of its store.
 type node struct {
 	dir     string

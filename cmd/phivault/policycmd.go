@@ -98,7 +98,7 @@ func setPolicy(data string, src []byte, stdout, stderr io.Writer) error {
 	}
 	n, err := openNodeForPolicy(context.Background(), data, stderr)
 	if errors.Is(err, errLocked) {
-		return fail(exitFail, "a server holds the data directory but its admin socket does not answer", "is the server starting or stuck? try again")
+		return errSocketSilent()
 	}
 	if err != nil {
 		return err

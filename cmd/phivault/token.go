@@ -60,7 +60,7 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	}
 	n, err := openNode(context.Background(), *data, slog.New(slog.DiscardHandler), stderr)
 	if errors.Is(err, errLocked) {
-		return fail(exitFail, "a server holds the data directory but its admin socket does not answer", "is the server starting or stuck? try again")
+		return errSocketSilent()
 	}
 	if err != nil {
 		return err
