@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/phivault/phivault/internal/jsonscan"
 )
 
 // checkLeaf reports whether leaf is a FHIR AuditEvent as Event.Leaf writes
@@ -12,13 +14,13 @@ import (
 // resourceType "AuditEvent", a type with a code, at least one agent, a
 // recorded time in RFC 3339, and a valid action and outcome when present.
 //
-// It scans the leaf once with the index's scanner, because verify calls it
+// It scans the leaf once with jsonscan, because verify calls it
 // for every leaf of the log: json.Unmarshal into a struct cost three
 // quarters of verify's CPU. It is no more lenient than json.Unmarshal into
 // the fields it checks (FuzzCheckLeaf) and stricter in one way: member
 // names must match exactly, where encoding/json also takes case variants.
 func checkLeaf(leaf []byte) error {
-	s := scanner{b: leaf}
+	s := jsonscan.New(leaf)
 	var ev struct {
 		resourceType, recorded, action, outcome string
 		typeCode                                string
@@ -28,20 +30,20 @@ func checkLeaf(leaf []byte) error {
 	// str reads a string or null (as ""); any other value is an error, as
 	// it is for json.Unmarshal into a string field.
 	str := func(dst *string) error {
-		switch s.next() {
+		switch s.Next() {
 		case '"':
-			v, err := s.str()
+			v, err := s.Str()
 			*dst = string(v)
 			return err
 		case 'n':
 			*dst = ""
-			return s.null()
+			return s.Null()
 		}
-		return errSyntax
+		return jsonscan.ErrSyntax
 	}
-	err := errSyntax
-	if s.next() == '{' {
-		err = s.object(func(key []byte) error {
+	err := jsonscan.ErrSyntax
+	if s.Next() == '{' {
+		err = s.Object(func(key []byte) error {
 			switch string(key) {
 			case "resourceType":
 				return str(&ev.resourceType)
@@ -53,40 +55,40 @@ func checkLeaf(leaf []byte) error {
 				return str(&ev.outcome)
 			case "type":
 				ev.hasType, ev.typeCode = false, ""
-				switch s.next() {
+				switch s.Next() {
 				case 'n':
-					return s.null()
+					return s.Null()
 				case '{':
 					ev.hasType = true
-					return s.object(func(key []byte) error {
+					return s.Object(func(key []byte) error {
 						if string(key) == "code" {
 							return str(&ev.typeCode)
 						}
 						if err := caseVariant(key, "code"); err != nil {
 							return err
 						}
-						return s.skip()
+						return s.Skip()
 					})
 				}
-				return errSyntax
+				return jsonscan.ErrSyntax
 			case "agent":
 				ev.agents = 0
-				switch s.next() {
+				switch s.Next() {
 				case 'n':
-					return s.null()
+					return s.Null()
 				case '[':
-					return s.array(func() error { ev.agents++; return s.skip() })
+					return s.Array(func() error { ev.agents++; return s.Skip() })
 				}
-				return errSyntax
+				return jsonscan.ErrSyntax
 			}
 			if err := caseVariant(key, "resourceType", "recorded", "action", "outcome", "type", "agent"); err != nil {
 				return err
 			}
-			return s.skip()
+			return s.Skip()
 		})
 	}
-	if err == nil && s.ws() != len(s.b) {
-		err = errSyntax
+	if err == nil && !s.End() {
+		err = jsonscan.ErrSyntax
 	}
 	if err != nil {
 		return fmt.Errorf("not JSON: %v", err)
@@ -124,14 +126,5 @@ func caseVariant(key []byte, names ...string) error {
 			return fmt.Errorf("member %q differs from %q in case", key, n)
 		}
 	}
-	return nil
-}
-
-// null reads the literal null.
-func (s *scanner) null() error {
-	if s.next() != 'n' || !bytes.HasPrefix(s.b[s.i:], []byte("null")) {
-		return errSyntax
-	}
-	s.i += 4
 	return nil
 }

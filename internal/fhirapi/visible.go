@@ -2,9 +2,9 @@ package fhirapi
 
 import (
 	"context"
-	"encoding/json"
 	"net/url"
 
+	"github.com/phivault/phivault/internal/jsonscan"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/records"
 	"github.com/phivault/phivault/internal/store"
@@ -92,45 +92,77 @@ func (a *API) decideEntry(c *call, act policy.Action, e records.Entry) error {
 
 // labels returns the meta.security codes and the category codes (every
 // coding of category, whether one CodeableConcept or a list) of a
-// resource body; nothing for a body that is absent or not an object.
+// resource body; nothing for a body that is absent or not a JSON object.
+// Keys match exactly, the last of duplicate keys wins, and a field of an
+// unexpected type carries no codes (FuzzLabels holds it to a reference
+// over map[string]any). Every read and every searched resource pays for
+// it, so it scans the body once (jsonscan) instead of decoding it.
 func labels(body []byte) (security, category []string) {
 	if len(body) == 0 {
 		return nil, nil
 	}
-	var r struct {
-		Meta struct {
-			Security []struct {
-				Code string `json:"code"`
-			} `json:"security"`
-		} `json:"meta"`
-		Category json.RawMessage `json:"category"`
+	s := jsonscan.New(body)
+	// codes reads a CodeableConcept, appending its codings' codes.
+	codes := func(dst []string) ([]string, error) {
+		err := s.Object(func(k []byte) error {
+			if string(k) != "coding" {
+				return s.Skip()
+			}
+			return s.Array(func() error {
+				return s.Object(func(k []byte) error {
+					if string(k) != "code" {
+						return s.Skip()
+					}
+					v, err := s.StrOrSkip()
+					if len(v) > 0 {
+						dst = append(dst, string(v))
+					}
+					return err
+				})
+			})
+		})
+		return dst, err
 	}
-	if json.Unmarshal(body, &r) != nil {
+	if s.Next() != '{' {
 		return nil, nil
 	}
-	for _, s := range r.Meta.Security {
-		if s.Code != "" {
-			security = append(security, s.Code)
-		}
-	}
-	type concept struct {
-		Coding []struct {
-			Code string `json:"code"`
-		} `json:"coding"`
-	}
-	var list []concept
-	if json.Unmarshal(r.Category, &list) != nil {
-		var one concept
-		if json.Unmarshal(r.Category, &one) == nil {
-			list = []concept{one}
-		}
-	}
-	for _, cc := range list {
-		for _, cd := range cc.Coding {
-			if cd.Code != "" {
-				category = append(category, cd.Code)
+	err := s.Object(func(k []byte) error {
+		switch string(k) {
+		case "meta":
+			security = nil
+			return s.Object(func(k []byte) error {
+				if string(k) != "security" {
+					return s.Skip()
+				}
+				security = nil
+				return s.Array(func() error {
+					return s.Object(func(k []byte) error {
+						if string(k) != "code" {
+							return s.Skip()
+						}
+						v, err := s.StrOrSkip()
+						if len(v) > 0 {
+							security = append(security, string(v))
+						}
+						return err
+					})
+				})
+			})
+		case "category":
+			category = nil
+			concept := func() (err error) {
+				category, err = codes(category)
+				return err
 			}
+			if s.Next() == '[' {
+				return s.Array(concept)
+			}
+			return concept()
 		}
+		return s.Skip()
+	})
+	if err != nil || !s.End() {
+		return nil, nil
 	}
 	return security, category
 }

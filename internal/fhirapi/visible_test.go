@@ -28,13 +28,55 @@ func TestLabels(t *testing.T) {
 	}
 }
 
+// labelsRef is the reference for labels: decode into map[string]any
+// (exact keys, the last duplicate wins) and walk it, taking nothing from
+// a field of an unexpected type.
+func labelsRef(body []byte) (security, category []string) {
+	var m map[string]any
+	if json.Unmarshal(body, &m) != nil {
+		return nil, nil
+	}
+	code := func(v any) string {
+		o, _ := v.(map[string]any)
+		c, _ := o["code"].(string)
+		return c
+	}
+	meta, _ := m["meta"].(map[string]any)
+	sec, _ := meta["security"].([]any)
+	for _, v := range sec {
+		if c := code(v); c != "" {
+			security = append(security, c)
+		}
+	}
+	concepts, isList := m["category"].([]any)
+	if !isList {
+		concepts = []any{m["category"]}
+	}
+	for _, cc := range concepts {
+		o, _ := cc.(map[string]any)
+		codings, _ := o["coding"].([]any)
+		for _, cd := range codings {
+			if c := code(cd); c != "" {
+				category = append(category, c)
+			}
+		}
+	}
+	return security, category
+}
+
 // FuzzLabels: labels never panics, returns nothing for a body that is not
-// JSON, and never returns an empty code.
+// a JSON object, and returns what the reference does for every body.
 func FuzzLabels(f *testing.F) {
 	f.Add([]byte(`{"meta":{"security":[{"code":"R"}]},"category":[{"coding":[{"code":"laboratory"}]}]}`))
 	f.Add([]byte(`{"category":{"coding":[{"code":"a"}]}}`))
+	f.Add([]byte(`{"meta":{"security":[{"code":"R"}]},"meta":{"tag":[]},"category":[1,{"coding":[{"code":5},{"code":"\u0041"}]}]}`))
+	f.Add([]byte(`{"meta":{"security":[{"code":"R","code":"N"}],"security":[{"code":"V"}]},"Category":{"coding":[{"code":"x"}]}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		s, c := labels(body)
+		rs, rc := labelsRef(body)
+		if !cmp.Equal(s, rs) || !cmp.Equal(c, rc) {
+			t.Fatalf("labels(%q) = %q %q, reference %q %q", body, s, c, rs, rc)
+		}
 		for _, code := range append(s, c...) {
 			if code == "" || !json.Valid(body) {
 				t.Fatalf("labels(%q) returned %q", body, code)
