@@ -67,6 +67,16 @@ func (t *memTx) Current(typ, id string) (store.Version, error) {
 	return vs[len(vs)-1], nil
 }
 
+func (t *memTx) CurrentMany(typ string, ids []string) ([]store.Version, error) {
+	var out []store.Version
+	for _, id := range ids {
+		if v, err := t.Current(typ, id); err == nil {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
 func (t *memTx) Get(typ, id string, vid int64) (store.Version, error) {
 	vs := t.s.versions[memKey(typ, id)]
 	if vid < 1 || vid > int64(len(vs)) {

@@ -109,17 +109,13 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (Entry, er
 func (s *Store) ReadMany(ctx context.Context, typ string, ids []string) ([]Entry, error) {
 	vs := make([]store.Version, 0, len(ids))
 	err := s.st.View(ctx, func(r store.Reader) error {
-		for _, id := range ids {
-			v, err := r.Current(typ, id)
-			if errors.Is(err, store.ErrNotFound) || (err == nil && v.Deleted) {
-				continue
+		cur, err := r.CurrentMany(typ, ids)
+		for _, v := range cur {
+			if !v.Deleted {
+				vs = append(vs, v)
 			}
-			if err != nil {
-				return err
-			}
-			vs = append(vs, v)
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -76,6 +76,11 @@ type Reader interface {
 	// Current returns the latest version of a resource, delete markers
 	// included, or ErrNotFound.
 	Current(typ, id string) (Version, error)
+	// CurrentMany returns the latest versions, delete markers included,
+	// of those of ids (resources of typ) that exist, in the order of ids
+	// (an id given twice is returned twice): Current for many ids at the
+	// cost of one query.
+	CurrentMany(typ string, ids []string) ([]Version, error)
 	// Get returns one version of a resource, or ErrNotFound.
 	Get(typ, id string, vid int64) (Version, error)
 	// History returns versions newest first (by Seq) for the query.
@@ -129,6 +134,19 @@ type Writer interface {
 	// AppendAudit appends a leaf to the audit log and returns its index
 	// (0-based, dense, in commit order).
 	AppendAudit(leaf []byte) (int64, error)
+}
+
+// InOrder returns found's versions in the order of ids, skipping the ids
+// found lacks and repeating those ids repeats, for backends implementing
+// CurrentMany.
+func InOrder(ids []string, found map[string]Version) []Version {
+	out := make([]Version, 0, len(found))
+	for _, id := range ids {
+		if v, ok := found[id]; ok {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // TokenPositions maps each token of among to its first position, for

@@ -47,6 +47,7 @@ type memTx struct{ m map[string][]byte }
 func (t memTx) Current(string, string) (store.Version, error) {
 	return store.Version{}, store.ErrNotFound
 }
+func (t memTx) CurrentMany(string, []string) ([]store.Version, error) { return nil, nil }
 func (t memTx) Get(string, string, int64) (store.Version, error) {
 	return store.Version{}, store.ErrNotFound
 }

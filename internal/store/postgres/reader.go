@@ -97,6 +97,26 @@ func (r *reader) Current(typ, id string) (store.Version, error) {
 		WHERE c.rtype = $1 AND c.rid = $2`, typ, id)
 }
 
+// CurrentMany implements store.Reader.
+func (r *reader) CurrentMany(typ string, ids []string) ([]store.Version, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	vs, err := collect(r, `SELECT `+versionCols+` FROM current c JOIN versions v ON v.seq = c.seq
+		WHERE c.rtype = $1 AND c.rid = ANY($2)`, []any{typ, ids}, scanVersion)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: read versions: %w", err)
+	}
+	found := make(map[string]store.Version, len(vs))
+	for _, v := range vs {
+		found[v.ID] = v
+	}
+	return store.InOrder(ids, found), nil
+}
+
 // Get implements store.Reader.
 func (r *reader) Get(typ, id string, vid int64) (store.Version, error) {
 	return r.one(`SELECT `+versionCols+` FROM versions v WHERE v.rtype = $1 AND v.rid = $2 AND v.vid = $3`, typ, id, vid)

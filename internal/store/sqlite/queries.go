@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -140,6 +141,40 @@ func (r *reader) one(query string, args ...any) (store.Version, error) {
 func (r *reader) Current(typ, id string) (store.Version, error) {
 	return r.one(`SELECT `+versionCols+` FROM current c JOIN versions v ON v.seq = c.seq
 		WHERE c.rtype = ? AND c.rid = ?`, typ, id)
+}
+
+// CurrentMany implements store.Reader.
+func (r *reader) CurrentMany(typ string, ids []string) ([]store.Version, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	// The ids drive (CROSS JOIN keeps them outer): a primary-key probe
+	// per id.
+	rows, err := r.db.query(r.ctx, `SELECT `+versionCols+` FROM json_each(?) j CROSS JOIN current c
+		JOIN versions v ON v.seq = c.seq WHERE c.rtype = ? AND c.rid = j.value`, string(list), typ)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read versions: %w", err)
+	}
+	defer rows.Close()
+	found := make(map[string]store.Version, len(ids))
+	for rows.Next() {
+		v, err := scanVersion(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: read versions: %w", err)
+		}
+		found[v.ID] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: read versions: %w", err)
+	}
+	return store.InOrder(ids, found), nil
 }
 
 // Get implements store.Reader.

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Backend) {
 		{"PutSequencing", testPutSequencing},
 		{"PutConcurrentOneWinner", testPutConcurrent},
 		{"DeleteMarker", testDeleteMarker},
+		{"CurrentMany", testCurrentMany},
 		{"GetOldVersions", testGetOldVersions},
 		{"History", testHistory},
 		{"HistoryPaging", testHistoryPaging},

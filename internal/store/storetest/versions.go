@@ -235,3 +235,35 @@ func testUnusualIDs(t *testing.T, b *closer) {
 		t.Errorf("Match = %q, want %q (byte order)", got, want)
 	}
 }
+
+// testCurrentMany: CurrentMany answers as Current does for each id, in the
+// order asked, skipping missing ids and other types' resources, repeating
+// repeated ids, delete markers included.
+func testCurrentMany(t *testing.T, b *closer) {
+	a2 := put(t, b, ver("Patient", "a", 1, "a1"))
+	a2 = put(t, b, ver("Patient", "a", 2, "a2"))
+	c1 := put(t, b, ver("Patient", "c", 1, "c1"))
+	put(t, b, ver("Observation", "b", 1, "obs"))
+	put(t, b, ver("Patient", "d", 1, "d1"))
+	del := put(t, b, store.Version{Type: "Patient", ID: "d", VID: 2, Updated: at(2), Deleted: true})
+	weird := put(t, b, ver("Patient", `x"],1,["y`, 1, "w"))
+	view(t, b, func(r store.Reader) error {
+		got, err := r.CurrentMany("Patient", []string{"c", "b", "d", "zz", "a", "c", `x"],1,["y`})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []store.Version{c1, del, a2, c1, weird}
+		if len(got) != len(want) {
+			t.Fatalf("CurrentMany = %d versions, want %d", len(got), len(want))
+		}
+		for i := range want {
+			if d := sameVersion(got[i], want[i]); d != "" {
+				t.Errorf("CurrentMany[%d]: %s", i, d)
+			}
+		}
+		if got, err := r.CurrentMany("Patient", nil); err != nil || len(got) != 0 {
+			t.Errorf("CurrentMany of no ids = %d versions, %v", len(got), err)
+		}
+		return nil
+	})
+}

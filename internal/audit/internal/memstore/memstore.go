@@ -118,6 +118,9 @@ type tx struct {
 }
 
 func (t *tx) Current(string, string) (store.Version, error) { return store.Version{}, ErrUnsupported }
+func (t *tx) CurrentMany(string, []string) ([]store.Version, error) {
+	return nil, ErrUnsupported
+}
 func (t *tx) Get(string, string, int64) (store.Version, error) {
 	return store.Version{}, ErrUnsupported
 }
