@@ -102,26 +102,31 @@ func labels(body []byte) (security, category []string) {
 		return nil, nil
 	}
 	s := jsonscan.New(body)
-	// codes reads a CodeableConcept, appending its codings' codes.
-	codes := func(dst []string) ([]string, error) {
-		err := s.Object(func(k []byte) error {
-			if string(k) != "coding" {
+	// member reads an object, handing the value of its member name to
+	// read (each time it occurs) and skipping the others.
+	member := func(name string, read func() error) error {
+		return s.Object(func(k []byte) error {
+			if string(k) != name {
 				return s.Skip()
 			}
-			return s.Array(func() error {
-				return s.Object(func(k []byte) error {
-					if string(k) != "code" {
-						return s.Skip()
-					}
-					v, err := s.StrOrSkip()
-					if len(v) > 0 {
-						dst = append(dst, string(v))
-					}
-					return err
-				})
+			return read()
+		})
+	}
+	// codes reads a list of objects (Codings, or meta.security's),
+	// appending to *dst each one's code if it is a non-empty string; a
+	// repeated code replaces the object's earlier one.
+	codes := func(dst *[]string) error {
+		return s.Array(func() error {
+			start := len(*dst)
+			return member("code", func() error {
+				*dst = (*dst)[:start]
+				v, err := s.StrOrSkip()
+				if len(v) > 0 {
+					*dst = append(*dst, string(v))
+				}
+				return err
 			})
 		})
-		return dst, err
 	}
 	if s.Next() != '{' {
 		return nil, nil
@@ -130,29 +135,18 @@ func labels(body []byte) (security, category []string) {
 		switch string(k) {
 		case "meta":
 			security = nil
-			return s.Object(func(k []byte) error {
-				if string(k) != "security" {
-					return s.Skip()
-				}
+			return member("security", func() error {
 				security = nil
-				return s.Array(func() error {
-					return s.Object(func(k []byte) error {
-						if string(k) != "code" {
-							return s.Skip()
-						}
-						v, err := s.StrOrSkip()
-						if len(v) > 0 {
-							security = append(security, string(v))
-						}
-						return err
-					})
-				})
+				return codes(&security)
 			})
 		case "category":
 			category = nil
-			concept := func() (err error) {
-				category, err = codes(category)
-				return err
+			concept := func() error { // a CodeableConcept
+				start := len(category)
+				return member("coding", func() error {
+					category = category[:start] // a repeated coding replaces the earlier
+					return codes(&category)
+				})
 			}
 			if s.Next() == '[' {
 				return s.Array(concept)

@@ -71,6 +71,8 @@ func FuzzLabels(f *testing.F) {
 	f.Add([]byte(`{"category":{"coding":[{"code":"a"}]}}`))
 	f.Add([]byte(`{"meta":{"security":[{"code":"R"}]},"meta":{"tag":[]},"category":[1,{"coding":[{"code":5},{"code":"\u0041"}]}]}`))
 	f.Add([]byte(`{"meta":{"security":[{"code":"R","code":"N"}],"security":[{"code":"V"}]},"Category":{"coding":[{"code":"x"}]}}`))
+	f.Add([]byte(`{"meta":{"security":[{"code":"R","code":"N"},{"code":"V","code":7}]},"category":{"coding":[{"code":"a"}],"coding":[{"code":"b"}]}}`))
+	f.Add([]byte(`{"category":[{"coding":[{"code":"a"}]},{"coding":[{"code":"b"}],"coding":[{"code":"c"}]}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		s, c := labels(body)
 		rs, rc := labelsRef(body)
