@@ -44,7 +44,7 @@ type elector interface {
 // store the node holding the data directory's lock is the only one.
 func electorFor(db store.Backend, interval time.Duration, log *slog.Logger) elector {
 	if pg, ok := db.(*postgres.Backend); ok {
-		return &pgElector{e: pg.Elector(leaderRole, postgres.ElectorOptions{Interval: interval, Logger: log}), rest: 3 * interval}
+		return &pgElector{e: pg.Elector(leaderRole, postgres.ElectorOptions{Interval: interval, Logger: log}), settle: interval, rest: 3 * interval}
 	}
 	return soleElector{db}
 }
@@ -53,10 +53,18 @@ func electorFor(db store.Backend, interval time.Duration, log *slog.Logger) elec
 // term ended (its connection to the database failed) rests for a few
 // campaign intervals before it campaigns again, so that a node with a
 // sound connection takes over rather than the one that just failed.
+//
+// A node that took the lock waits settle (one campaign interval) before
+// its term begins: the server frees the lock the moment the previous
+// leader's session ends, and that leader stops its jobs only once it has
+// seen its connection fail, which takes it up to about that long. Writes
+// are fenced to the term either way (postgres.Term.Fenced); the wait keeps
+// the jobs themselves from running on two nodes at once.
 type pgElector struct {
-	e    *postgres.Elector
-	rest time.Duration
-	led  bool
+	e      *postgres.Elector
+	settle time.Duration
+	rest   time.Duration
+	led    bool
 }
 
 func (p *pgElector) campaign(ctx context.Context) (leaderTerm, error) {
@@ -72,6 +80,13 @@ func (p *pgElector) campaign(ctx context.Context) (leaderTerm, error) {
 		return nil, err
 	}
 	p.led = true
+	select {
+	case <-ctx.Done():
+		t.Resign()
+		return nil, ctx.Err()
+	case <-t.Lost(): // runTerm sees it at once and campaigns again
+	case <-time.After(p.settle):
+	}
 	return t, nil
 }
 

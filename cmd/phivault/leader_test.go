@@ -87,8 +87,10 @@ func TestLeadJobs(t *testing.T) {
 		}
 	}()
 	first := p.current(t, 1)
-	pgtest.Exec(t, pgtest.AdminDSN(t), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE application_name = 'phivault leader jobs' AND datname = current_database()`)
+	// Cut the leader's lock session only: the other node's campaign goes on.
+	pgtest.Exec(t, pgtest.AdminDSN(t), `SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a
+		JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
+		WHERE a.application_name = 'phivault leader jobs' AND a.datname = current_database()`)
 	second := p.current(t, 2)
 	if second == first {
 		t.Fatalf("node %d led again after its connection was cut, before the other node", first)
