@@ -1,10 +1,8 @@
 package sqlite
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/phivault/phivault/internal/store"
@@ -152,64 +150,4 @@ func (r *reader) Count(q store.MatchQuery) (int, error) {
 		return 0, fmt.Errorf("sqlite: count: %w", err)
 	}
 	return n, nil
-}
-
-// carriedChunk bounds the ids of one Carried statement (SQLite limits a
-// statement's parameters).
-const carriedChunk = 500
-
-// Carried implements store.Reader: one primary-key probe per id.
-func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[string][]int, error) {
-	if err := r.check(); err != nil {
-		return nil, err
-	}
-	out := map[string][]int{}
-	if len(ids) == 0 || len(among) == 0 {
-		return out, nil
-	}
-	pos := store.TokenPositions(among)
-	for start := 0; start < len(ids); start += carriedChunk {
-		chunk := ids[start:min(start+carriedChunk, len(ids))]
-		var b strings.Builder
-		// The ids drive (CROSS JOIN keeps them outer): a primary-key probe
-		// per id, never a scan of the tokens' postings, which span every
-		// resource of the type.
-		b.WriteString(`SELECT i.rid, i.token FROM json_each(?) j CROSS JOIN idx i NOT INDEXED
-			WHERE i.rtype = ? AND i.rid = j.value AND +i.token IN (`)
-		list, err := json.Marshal(chunk)
-		if err != nil {
-			return nil, err
-		}
-		args := appendTokens(&b, []any{string(list), typ}, among)
-		b.WriteString(`)`)
-		if err := r.collectCarried(b.String(), args, pos, out); err != nil {
-			return nil, err
-		}
-	}
-	for _, p := range out {
-		slices.Sort(p)
-	}
-	return out, nil
-}
-
-func (r *reader) collectCarried(query string, args []any, pos map[string]int, out map[string][]int) error {
-	rows, err := r.db.query(r.ctx, query, args...)
-	if err != nil {
-		return fmt.Errorf("sqlite: carried: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		var tok []byte
-		if err := rows.Scan(&id, &tok); err != nil {
-			return fmt.Errorf("sqlite: carried: %w", err)
-		}
-		if p, ok := pos[string(tok)]; ok {
-			out[id] = append(out[id], p)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("sqlite: carried: %w", err)
-	}
-	return nil
 }

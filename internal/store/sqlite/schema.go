@@ -59,6 +59,17 @@ CREATE TABLE audit (
 	leaf BLOB NOT NULL
 );
 `,
+	// 2: tokset, each current version's tokens in one row (see tokens.go).
+	`
+CREATE TABLE tokset (
+	seq  INTEGER PRIMARY KEY REFERENCES versions (seq),
+	toks BLOB    NOT NULL
+);
+INSERT INTO tokset (seq, toks)
+	SELECT c.seq, unhex(group_concat(printf('%02X', length(i.token)) || hex(i.token), '' ORDER BY i.token))
+	FROM current c JOIN idx i ON i.rtype = c.rtype AND i.rid = c.rid
+	WHERE c.deleted = 0 GROUP BY c.seq;
+`,
 }
 
 // errNewerSchema reports a database written by a newer phivault.

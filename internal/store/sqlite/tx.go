@@ -33,8 +33,15 @@ func (w *writer) Put(v store.Version, tokens []store.Token) (store.Version, erro
 	if v.Type == "" || v.ID == "" {
 		return store.Version{}, errors.New("sqlite: put needs a type and an id")
 	}
-	var cur int64
-	err := w.db.queryRow(w.ctx, `SELECT vid FROM current WHERE rtype = ? AND rid = ?`, v.Type, v.ID).Scan(&cur)
+	var toks []byte
+	if !v.Deleted {
+		var err error
+		if toks, err = encodeTokset(tokens); err != nil {
+			return store.Version{}, err
+		}
+	}
+	var cur, curSeq int64
+	err := w.db.queryRow(w.ctx, `SELECT vid, seq FROM current WHERE rtype = ? AND rid = ?`, v.Type, v.ID).Scan(&cur, &curSeq)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return store.Version{}, fmt.Errorf("sqlite: put: %w", err)
 	}
@@ -62,9 +69,15 @@ func (w *writer) Put(v store.Version, tokens []store.Token) (store.Version, erro
 		if _, err := w.db.exec(w.ctx, `DELETE FROM idx WHERE rtype = ? AND rid = ?`, v.Type, v.ID); err != nil {
 			return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
 		}
+		if _, err := w.db.exec(w.ctx, `DELETE FROM tokset WHERE seq = ?`, curSeq); err != nil {
+			return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
+		}
 	}
 	if !v.Deleted {
 		if err := w.insertTokens(v.Type, v.ID, tokens); err != nil {
+			return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
+		}
+		if err := w.putTokset(v.Seq, toks); err != nil {
 			return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
 		}
 	}
@@ -76,9 +89,13 @@ func (w *writer) Reindex(typ, id string, vid int64, tokens []store.Token) error 
 	if err := w.check(); err != nil {
 		return err
 	}
-	var cur int64
+	toks, err := encodeTokset(tokens)
+	if err != nil {
+		return err
+	}
+	var cur, seq int64
 	var deleted bool
-	err := w.db.queryRow(w.ctx, `SELECT vid, deleted FROM current WHERE rtype = ? AND rid = ?`, typ, id).Scan(&cur, &deleted)
+	err = w.db.queryRow(w.ctx, `SELECT vid, deleted, seq FROM current WHERE rtype = ? AND rid = ?`, typ, id).Scan(&cur, &deleted, &seq)
 	if errors.Is(err, sql.ErrNoRows) || err == nil && (cur != vid || deleted) {
 		return fmt.Errorf("%w: %s/%s is not at live version %d", store.ErrConflict, typ, id, vid)
 	}
@@ -89,6 +106,9 @@ func (w *writer) Reindex(typ, id string, vid int64, tokens []store.Token) error 
 		return fmt.Errorf("sqlite: reindex: %w", err)
 	}
 	if err := w.insertTokens(typ, id, tokens); err != nil {
+		return fmt.Errorf("sqlite: reindex: %w", err)
+	}
+	if err := w.putTokset(seq, toks); err != nil {
 		return fmt.Errorf("sqlite: reindex: %w", err)
 	}
 	return nil

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -159,7 +161,8 @@ func testMatchBinaryTokens(t *testing.T, b *closer) {
 
 // testCarried: Carried names, per resource, which of the given tokens its
 // current version carries: only live resources of the type, only tokens
-// asked for, positions ascending; replaced tokens are gone.
+// asked for, positions ascending; tokens replaced by a new version or a
+// reindex are gone, and a rolled-back write changes nothing.
 func testCarried(t *testing.T, b *closer) {
 	put(t, b, ver("Observation", "a", 1, "x"), toks("y2020", "y2021", "other")...)
 	put(t, b, ver("Observation", "b", 1, "x"), toks("y2019")...)
@@ -169,8 +172,20 @@ func testCarried(t *testing.T, b *closer) {
 	put(t, b, ver("Patient", "a", 1, "x"), toks("y2019")...)
 	put(t, b, ver("Observation", "e", 1, "x"), toks("y2020")...)
 	put(t, b, ver("Observation", "e", 2, "x"), toks("y2021")...)
+	put(t, b, ver("Observation", "f", 1, "x"), toks("other")...)
+	update(t, b, func(w store.Writer) error { return w.Reindex("Observation", "f", 1, toks("y2019", "y2019")) })
+	// A write that fails leaves what Carried sees as it was.
+	failed := errors.New("rolled back")
+	if err := b.Update(context.Background(), func(w store.Writer) error {
+		if _, err := w.Put(ver("Observation", "c", 2, "x"), toks("y2021")); err != nil {
+			return err
+		}
+		return failed
+	}); !errors.Is(err, failed) {
+		t.Fatalf("rolled-back Update: %v", err)
+	}
 	among := toks("y2021", "y2020", "y2019")
-	ids := []string{"a", "b", "c", "d", "e", "absent"}
+	ids := []string{"a", "b", "c", "d", "e", "f", "absent"}
 	for i := range 600 { // more ids than one statement may carry
 		ids = append(ids, fmt.Sprint("n", i))
 	}
@@ -180,7 +195,7 @@ func testCarried(t *testing.T, b *closer) {
 		got, err = r.Carried("Observation", ids, among)
 		return err
 	})
-	want := map[string][]int{"a": {0, 1}, "b": {2}, "e": {0}}
+	want := map[string][]int{"a": {0, 1}, "b": {2}, "e": {0}, "f": {2}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Carried = %v, want %v", got, want)
 	}

@@ -1,0 +1,108 @@
+package sqlite
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/phivault/phivault/internal/store"
+)
+
+// Besides the idx rows (one per token, for lookups by token), each current,
+// non-deleted version's tokens are kept in one tokset row keyed by the
+// version's seq: toks is the set, sorted, each token as one length byte
+// and its bytes. Telling which of a set of tokens each of many resources
+// carries (Carried, which the date-sorted search walk asks of every
+// candidate) is then one primary-key probe per resource instead of a scan
+// of its idx rows through an IN list.
+
+// maxTokenLen is the longest token the store takes (one length byte).
+const maxTokenLen = 255
+
+// encodeTokset returns tokens as a tokset value.
+func encodeTokset(tokens []store.Token) ([]byte, error) {
+	sorted := slices.Clone(tokens)
+	slices.SortFunc(sorted, func(a, b store.Token) int { return bytes.Compare(a, b) })
+	sorted = slices.CompactFunc(sorted, func(a, b store.Token) bool { return bytes.Equal(a, b) })
+	n := 0
+	for _, t := range sorted {
+		if len(t) > maxTokenLen {
+			return nil, fmt.Errorf("sqlite: a token of %d bytes (at most %d)", len(t), maxTokenLen)
+		}
+		n += 1 + len(t)
+	}
+	out := make([]byte, 0, n)
+	for _, t := range sorted {
+		out = append(out, byte(len(t)))
+		out = append(out, t...)
+	}
+	return out, nil
+}
+
+// eachToken calls fn with each token of a tokset value; it reports an
+// error for a value that does not parse.
+func eachToken(toks []byte, fn func(tok []byte)) error {
+	for len(toks) > 0 {
+		n := int(toks[0])
+		if 1+n > len(toks) {
+			return fmt.Errorf("sqlite: a token set is cut short")
+		}
+		fn(toks[1 : 1+n])
+		toks = toks[1+n:]
+	}
+	return nil
+}
+
+// putTokset records the tokens of the version seq.
+func (w *writer) putTokset(seq int64, toks []byte) error {
+	_, err := w.db.exec(w.ctx, `INSERT OR REPLACE INTO tokset (seq, toks) VALUES (?, ?)`, seq, toks)
+	return err
+}
+
+// Carried implements store.Reader: one probe of current and tokset per id.
+func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[string][]int, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	out := map[string][]int{}
+	if len(ids) == 0 || len(among) == 0 {
+		return out, nil
+	}
+	pos := store.TokenPositions(among)
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, err
+	}
+	// The ids drive (CROSS JOIN keeps them outer): primary-key probes only.
+	rows, err := r.db.query(r.ctx, `SELECT j.value, t.toks FROM json_each(?) j CROSS JOIN current c CROSS JOIN tokset t
+		WHERE c.rtype = ? AND c.rid = j.value AND c.deleted = 0 AND t.seq = c.seq`, string(list), typ)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: carried: %w", err)
+	}
+	defer rows.Close()
+	var id string
+	var toks []byte
+	for rows.Next() {
+		if err := rows.Scan(&id, &toks); err != nil {
+			return nil, fmt.Errorf("sqlite: carried: %w", err)
+		}
+		var got []int
+		err := eachToken(toks, func(tok []byte) {
+			if p, ok := pos[string(tok)]; ok {
+				got = append(got, p)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(got) > 0 {
+			slices.Sort(got)
+			out[id] = got
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: carried: %w", err)
+	}
+	return out, nil
+}
