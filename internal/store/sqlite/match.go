@@ -55,6 +55,12 @@ func matchSQL(q store.MatchQuery, drive int, count bool) (query string, args []a
 // driving group, so the estimate stays cheap for common tokens.
 const estimateCap = 5000
 
+// estimateSteps are the limits the driver counts the groups up to, in
+// turn: it stops at the first limit some group stays under, so choosing
+// costs about the smallest group's postings times the number of groups,
+// not the largest group's.
+var estimateSteps = [...]int64{64, 512, estimateCap}
+
 // driver picks the group with the fewest postings (counted up to
 // estimateCap), preferring fewer tokens on a tie: a single-token driver
 // yields ids in order, so a page stops early. ok is false when some group
@@ -68,18 +74,23 @@ func (r *reader) driver(q store.MatchQuery) (drive int, ok bool, err error) {
 	if len(q.All) < 2 {
 		return 0, true, nil
 	}
-	best := int64(-1)
-	for i, g := range q.All {
-		var b strings.Builder
-		b.WriteString(`SELECT count(*) FROM (SELECT 1 FROM idx INDEXED BY idx_token WHERE rtype = ? AND rid > ? AND token IN (`)
-		args := appendTokens(&b, []any{q.Type, q.After}, g)
-		b.WriteString(`) LIMIT ?)`)
-		var n int64
-		if err := r.db.queryRow(r.ctx, b.String(), append(args, estimateCap)...).Scan(&n); err != nil {
-			return 0, false, fmt.Errorf("sqlite: match estimate: %w", err)
+	for _, limit := range estimateSteps {
+		best := int64(-1)
+		for i, g := range q.All {
+			var b strings.Builder
+			b.WriteString(`SELECT count(*) FROM (SELECT 1 FROM idx INDEXED BY idx_token WHERE rtype = ? AND rid > ? AND token IN (`)
+			args := appendTokens(&b, []any{q.Type, q.After}, g)
+			b.WriteString(`) LIMIT ?)`)
+			var n int64
+			if err := r.db.queryRow(r.ctx, b.String(), append(args, limit)...).Scan(&n); err != nil {
+				return 0, false, fmt.Errorf("sqlite: match estimate: %w", err)
+			}
+			if best < 0 || n < best || (n == best && len(g) < len(q.All[drive])) {
+				best, drive = n, i
+			}
 		}
-		if best < 0 || n < best || (n == best && len(g) < len(q.All[drive])) {
-			best, drive = n, i
+		if best < limit {
+			break // every other group has at least limit postings
 		}
 	}
 	return drive, true, nil
