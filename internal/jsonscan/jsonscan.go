@@ -243,3 +243,13 @@ func (s *Scanner) skipStr() error {
 	}
 	return ErrSyntax
 }
+
+// Raw reads the next value and returns its text as it stands (sharing
+// memory with the text).
+func (s *Scanner) Raw() ([]byte, error) {
+	start := s.ws()
+	if err := s.Skip(); err != nil {
+		return nil, err
+	}
+	return s.b[start:s.i], nil
+}

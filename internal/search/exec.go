@@ -228,17 +228,21 @@ func (e *Engine) scanIDs(ctx context.Context, pl *plan, ids []string, fn func(hi
 }
 
 // decide extracts an entry's values and applies the exact checks.
-func (e *Engine) decide(pl *plan, en *records.Entry) (hit, bool, error) {
-	res, err := parseJSON(en.Body)
-	if err != nil {
-		return hit{}, false, err
-	}
+func (e *Engine) decide(pl *plan, en *records.Entry) (_ hit, _ bool, err error) {
 	var vals []searchparam.Value
 	partial := false
-	if params, dates := pl.neededParams(); dates {
+	if params, keep := pl.dateOnly(e); params != nil {
+		var res map[string]any
+		if res, err = parseMembers(en.Body, keep); err != nil {
+			return hit{}, false, err
+		}
 		vals, err = e.dateValues(pl.typ, params, res)
 		partial = true
 	} else {
+		var res map[string]any
+		if res, err = parseJSON(en.Body); err != nil {
+			return hit{}, false, err
+		}
 		vals, err = e.params().Extract(res)
 	}
 	if err != nil {

@@ -31,6 +31,70 @@ func (pl *plan) neededParams() (params []string, allDates bool) {
 	return params, allDates
 }
 
+// dateOnly is what a plan whose needed parameters are all dates decodes
+// of each candidate: the parameters, and the top-level members their
+// expressions can reach (nil keep: all of them).
+type dateOnly struct {
+	params []string
+	keep   func(key string) bool
+}
+
+// dateOnly returns, when the plan needs only date parameters, those
+// parameters and which top-level members of a candidate to decode for
+// them; params is nil otherwise.
+func (pl *plan) dateOnly(e *Engine) (params []string, keep func(key string) bool) {
+	if pl.dates == nil {
+		d := &dateOnly{}
+		if ps, all := pl.neededParams(); all {
+			d.params = ps
+			d.keep = e.reachable(pl.typ, ps)
+		}
+		pl.dates = d
+	}
+	return pl.dates.params, pl.dates.keep
+}
+
+// reachable returns which top-level members of a typ resource the
+// expressions of params can read: the members named by an identifier in
+// an expression's text (a choice element's name covers its typed forms,
+// effective: effectiveDateTime; _x, a primitive's extensions, goes with
+// x), and resourceType. Over-including costs only time. An expression that
+// can read members it does not name (descendants(), children(),
+// repeat(), resolve(), environment variables) keeps every member.
+func (e *Engine) reachable(typ string, params []string) func(key string) bool {
+	names := map[string]bool{"resourceType": true}
+	for _, code := range params {
+		p, ok := e.params().Lookup(typ, code)
+		if !ok {
+			continue // dateValues skips it too
+		}
+		x := p.Expression
+		for _, f := range []string{"descendants", "children", "repeat", "resolve", "%"} {
+			if strings.Contains(x, f) {
+				return func(string) bool { return true }
+			}
+		}
+		for _, id := range strings.FieldsFunc(x, func(r rune) bool {
+			return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		}) {
+			names[id] = true
+		}
+	}
+	return func(key string) bool {
+		key = strings.TrimPrefix(key, "_")
+		if names[key] {
+			return true
+		}
+		// A choice element: the name, then the type, capitalized.
+		for i := 1; i < len(key); i++ {
+			if key[i] >= 'A' && key[i] <= 'Z' && names[key[:i]] {
+				return true
+			}
+		}
+		return false
+	}
+}
+
 // dateValues evaluates the date parameters params of res.
 func (e *Engine) dateValues(typ string, params []string, res map[string]any) ([]searchparam.Value, error) {
 	in := fhirpath.Collection{{Value: res, Type: typ}}

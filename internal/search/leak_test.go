@@ -4,12 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/phivault/phivault/internal/fhir/searchparam"
 
 	"github.com/phivault/phivault/internal/store"
 )
@@ -64,36 +59,6 @@ func TestDateValuesMatchExtract(t *testing.T) {
 	e := newEnv(t)
 	for _, r := range fixture() {
 		raw, _ := json.Marshal(r)
-		m, _ := parseJSON(raw)
-		typ := m["resourceType"].(string)
-		all, err := e.eng.params().Extract(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var want []searchparam.Value
-		var params []string
-		for _, v := range all {
-			if v.Type == searchparam.Date {
-				want = append(want, v)
-				params = append(params, v.Param)
-			}
-		}
-		for _, p := range e.eng.params().Params(typ) {
-			if p.Type == searchparam.Date {
-				params = append(params, p.Code)
-			}
-		}
-		got, err := e.eng.dateValues(typ, params, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sortVals := func(vs []searchparam.Value) {
-			sort.SliceStable(vs, func(i, j int) bool { return vs[i].Param < vs[j].Param })
-		}
-		sortVals(want)
-		sortVals(got)
-		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
-			t.Fatalf("%s/%v (-Extract +dateValues):\n%s", typ, m["id"], diff)
-		}
+		checkDateValues(t, e, raw)
 	}
 }

@@ -62,7 +62,8 @@ type plan struct {
 	// rejects matches nothing, counts nowhere and feeds no chain, _has or
 	// _include (see scan and includes).
 	visible fhirapi.Visibility
-	caller  []string // user and session the paging links are bound to
+	caller  []string  // user and session the paging links are bound to
+	dates   *dateOnly // see plan.dateOnly; set on first use
 }
 
 // parseOpts carries what parsing needs besides the query.
