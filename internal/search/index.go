@@ -32,6 +32,7 @@ type Engine struct {
 
 	loadMu sync.Mutex                  // serializes LoadParams
 	custom atomic.Pointer[customState] // what the last LoadParams took into use
+	years  sync.Map                    // type+param -> []store.Token (yearTokens)
 }
 
 var _ records.Indexer = (*Engine)(nil)

@@ -1,6 +1,7 @@
 package search
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"time"
@@ -38,8 +39,23 @@ func walkable(pl *plan, cur *cursor) bool {
 }
 
 // yearTokens are the tokens of param's year buckets, LO and HI, and W, in
-// that order: position i < 200 is year minYear+i.
+// that order: position i < 200 is year minYear+i. They are computed once
+// per type and parameter and kept while the index key computes the same
+// first token (a new index key computes them anew).
 func (e *Engine) yearTokens(typ, param string) []store.Token {
+	first := e.tok(typ, param, kDate, yKey(minYear))
+	key := typ + "\x00" + param
+	if c, ok := e.years.Load(key); ok {
+		if toks := c.([]store.Token); bytes.Equal(toks[0], first) {
+			return toks
+		}
+	}
+	toks := e.computeYearTokens(typ, param)
+	e.years.Store(key, toks)
+	return toks
+}
+
+func (e *Engine) computeYearTokens(typ, param string) []store.Token {
 	out := make([]store.Token, 0, maxYear-minYear+4)
 	for y := minYear; y <= maxYear; y++ {
 		out = append(out, e.tok(typ, param, kDate, yKey(y)))

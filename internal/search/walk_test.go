@@ -1,6 +1,7 @@
 package search
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/phivault/phivault/internal/fhirapi"
 	"github.com/phivault/phivault/internal/records"
+	"github.com/phivault/phivault/internal/store"
 )
 
 // TestDateWalk: pages sorted by a date, read year by year, are exactly the
@@ -122,5 +124,29 @@ func TestDateWalk(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestYearTokensFollowKey: the cached year tokens are the ones the index
+// key computes now: a sealed barrier (whose tokens match nothing) gets its
+// own, and reopening it brings the keyed ones back.
+func TestYearTokensFollowKey(t *testing.T) {
+	e := newEnv(t)
+	fresh := func() []store.Token { return e.eng.computeYearTokens("Observation", "date") }
+	same := func(a, b store.Token) bool { return bytes.Equal(a, b) }
+	keyed := e.eng.yearTokens("Observation", "date")
+	if !slices.EqualFunc(keyed, fresh(), same) {
+		t.Fatal("yearTokens differs from the tokens computed")
+	}
+	e.b.Close()
+	sealed := e.eng.yearTokens("Observation", "date")
+	if !slices.EqualFunc(sealed, fresh(), same) || bytes.Equal(sealed[0], keyed[0]) {
+		t.Error("a sealed barrier was given the cached keyed tokens")
+	}
+	if err := e.b.Reopen(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.eng.yearTokens("Observation", "date"); !slices.EqualFunc(got, keyed, same) {
+		t.Error("after reopening, the year tokens are not the keyed ones")
 	}
 }

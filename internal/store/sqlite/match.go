@@ -41,7 +41,14 @@ func matchSQL(q store.MatchQuery, drive int, count bool) (query string, args []a
 		if i == drive {
 			continue
 		}
-		b.WriteString(` AND EXISTS (SELECT 1 FROM idx j WHERE j.rtype = i.rtype AND j.rid = i.rid AND j.token IN (`)
+		// A probe seeks each token of a small group; a large one (a date
+		// range is an OR of many buckets) reads the resource's own tokens
+		// instead, fewer than the group's.
+		plus := ""
+		if len(g) > probeSeeks {
+			plus = "+"
+		}
+		b.WriteString(` AND EXISTS (SELECT 1 FROM idx j WHERE j.rtype = i.rtype AND j.rid = i.rid AND ` + plus + `j.token IN (`)
 		args = appendTokens(&b, args, g)
 		b.WriteString(`))`)
 	}
@@ -50,6 +57,10 @@ func matchSQL(q store.MatchQuery, drive int, count bool) (query string, args []a
 	}
 	return b.String(), args
 }
+
+// probeSeeks is the largest group an EXISTS probe answers with one seek
+// per token; beyond it the probe reads all of the resource's tokens.
+const probeSeeks = 8
 
 // estimateCap bounds the postings counted per group when choosing the
 // driving group, so the estimate stays cheap for common tokens.

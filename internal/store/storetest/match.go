@@ -64,6 +64,15 @@ func testMatch(t *testing.T, b *closer) {
 	checkMatch(t, b, pq(group("c:1", "c:3"), group("g:f")), []string{"p1", "p5", "p6"})
 	checkMatch(t, b, pq(group("g:m"), group("c:3"), group("c:3", "c:9")), []string{"p2"})
 	checkMatch(t, b, pq(group("g:f"), group("g:m")), nil)
+	// Large groups (a date range is an OR of many bucket tokens), driving
+	// or probed.
+	wide := []string{"c:3"}
+	for i := range 40 {
+		wide = append(wide, fmt.Sprint("x:", i))
+	}
+	checkMatch(t, b, pq(group("g:f"), group(wide...)), []string{"p1"})
+	checkMatch(t, b, pq(group(wide...), group("g:m")), []string{"p2"})
+	checkMatch(t, b, pq(group(append(wide, "c:1")...), group(wide[1:]...)), nil)
 	checkMatch(t, b, pq(group("nothing")), nil)
 	// An empty group is an OR of nothing: no resource satisfies it.
 	checkMatch(t, b, pq(group("g:f"), group()), nil)
