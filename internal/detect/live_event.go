@@ -1,7 +1,6 @@
 package detect
 
 import (
-	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -26,36 +25,44 @@ type liveEvent struct {
 // leafJSON is the part of a phivault AuditEvent (audit.Event.AuditEvent)
 // that the live rules need.
 type leafJSON struct {
-	ResourceType string `json:"resourceType"`
-	Recorded     string `json:"recorded"`
-	Outcome      string `json:"outcome"`
-	OutcomeDesc  string `json:"outcomeDesc"`
-	Subtype      []struct {
+	ResourceType string          `json:"resourceType"`
+	Recorded     string          `json:"recorded"`
+	Outcome      string          `json:"outcome"`
+	OutcomeDesc  string          `json:"outcomeDesc"`
+	Subtype      []leafSubtype   `json:"subtype"`
+	Agent        []leafAgent     `json:"agent"`
+	Entity       []leafEntity    `json:"entity"`
+	Extension    []leafExtension `json:"extension"`
+}
+
+type leafSubtype struct {
+	Code string `json:"code"`
+}
+
+type leafAgent struct {
+	Requestor bool `json:"requestor"`
+	Who       struct {
+		Identifier struct{ System, Value string } `json:"identifier"`
+	} `json:"who"`
+	Network struct {
+		Address string `json:"address"`
+	} `json:"network"`
+}
+
+type leafEntity struct {
+	What struct {
+		Reference string `json:"reference"`
+	} `json:"what"`
+	Type struct {
 		Code string `json:"code"`
-	} `json:"subtype"`
-	Agent []struct {
-		Requestor bool `json:"requestor"`
-		Who       struct {
-			Identifier struct{ System, Value string } `json:"identifier"`
-		} `json:"who"`
-		Network struct {
-			Address string `json:"address"`
-		} `json:"network"`
-	} `json:"agent"`
-	Entity []struct {
-		What struct {
-			Reference string `json:"reference"`
-		} `json:"what"`
-		Type struct {
-			Code string `json:"code"`
-		} `json:"type"`
-	} `json:"entity"`
-	Extension []struct {
-		URL          string `json:"url"`
-		ValueCode    string `json:"valueCode"`
-		ValueString  string `json:"valueString"`
-		ValueBoolean bool   `json:"valueBoolean"`
-	} `json:"extension"`
+	} `json:"type"`
+}
+
+type leafExtension struct {
+	URL          string `json:"url"`
+	ValueCode    string `json:"valueCode"`
+	ValueString  string `json:"valueString"`
+	ValueBoolean bool   `json:"valueBoolean"`
 }
 
 // breakGlassPolicy is the @id of the default Cedar policy that allows
@@ -69,7 +76,7 @@ var errNotAuditEvent = errors.New("detect: leaf is not an AuditEvent")
 // user or patients is valid (the rules skip what they cannot use).
 func parseLeaf(index uint64, leaf []byte) (liveEvent, error) {
 	var x leafJSON
-	if err := json.Unmarshal(leaf, &x); err != nil {
+	if err := decodeLeaf(leaf, &x); err != nil {
 		return liveEvent{}, err
 	}
 	if x.ResourceType != "AuditEvent" {
