@@ -225,15 +225,10 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 		b.readers <- d
 		return fmt.Errorf("sqlite: begin read: %w", err)
 	}
+	// The snapshot is taken by fn's first read (SQLite starts a deferred
+	// transaction's read there); every later read sees the same one.
 	r := &reader{ctx: ctx, db: d}
-	// Reading starts the read transaction: the snapshot is taken here.
-	var n int
-	err := r.db.queryRow(ctx, "SELECT count(*) FROM schema_version").Scan(&n)
-	if err != nil {
-		err = fmt.Errorf("sqlite: start snapshot: %w", err)
-	} else {
-		err = fn(r)
-	}
+	err := fn(r)
 	r.done = true
 	if _, rerr := d.c.ExecContext(context.Background(), "ROLLBACK"); rerr != nil {
 		// The connection's state is unknown: replace it.
