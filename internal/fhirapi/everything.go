@@ -115,7 +115,7 @@ func (a *API) everything(c *call) error {
 	}
 
 	c.ev.Patients = []string{id}
-	entries := make([]any, 0, len(page))
+	entries := make([][]byte, 0, len(page))
 	for _, e := range page {
 		entry, err := a.searchEntry(c, nil, e, "match")
 		if err != nil {
@@ -146,11 +146,7 @@ func (a *API) everything(c *call) error {
 	if err := a.record(c); err != nil {
 		return err
 	}
-	b := map[string]any{"resourceType": "Bundle", "type": "searchset", "total": total, "link": links}
-	if len(entries) > 0 {
-		b["entry"] = entries
-	}
-	writeJSON(c.w, http.StatusOK, b)
+	writeBundle(c.w, http.StatusOK, map[string]any{"resourceType": "Bundle", "type": "searchset", "total": total, "link": links}, entries)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package fhirapi
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -97,7 +98,7 @@ func (a *API) search(c *call) error {
 		return err
 	}
 	total := 0
-	entries := make([]any, 0, min(len(es), count))
+	entries := make([][]byte, 0, min(len(es), count))
 	for _, e := range es {
 		if !a.allowed(c, e) {
 			continue
@@ -114,10 +115,10 @@ func (a *API) search(c *call) error {
 	if err := a.record(c); err != nil {
 		return err
 	}
-	writeJSON(c.w, http.StatusOK, map[string]any{
-		"resourceType": "Bundle", "type": "searchset", "total": total, "entry": entries,
+	writeBundle(c.w, http.StatusOK, map[string]any{
+		"resourceType": "Bundle", "type": "searchset", "total": total,
 		"link": []any{map[string]any{"relation": "self", "url": a.Base + "/" + typ + "?" + q.Encode()}},
-	})
+	}, entries)
 	return nil
 }
 
@@ -133,7 +134,7 @@ func (a *API) searchPaged(c *call, ps PagedSearcher, typ string, q url.Values) e
 	if err != nil {
 		return err
 	}
-	entries := make([]any, 0, len(page.Matches)+len(page.Includes))
+	entries := make([][]byte, 0, len(page.Matches)+len(page.Includes))
 	for _, e := range page.Matches {
 		if !a.allowed(c, e) {
 			page.Total--
@@ -156,21 +157,10 @@ func (a *API) searchPaged(c *call, ps PagedSearcher, typ string, q url.Values) e
 		entries = append(entries, entry)
 	}
 	if len(page.Ignored) > 0 {
-		entries = append(entries, map[string]any{
-			"resource": map[string]any{"resourceType": "OperationOutcome", "issue": []any{map[string]any{
-				"severity": "warning", "code": "not-supported",
-				"diagnostics": "ignored unknown or unsupported search parameters: " + strings.Join(page.Ignored, ", "),
-			}}},
-			"search": map[string]any{"mode": "outcome"},
-		})
+		entries = append(entries, outcomeEntry("not-supported", "ignored unknown or unsupported search parameters: "+strings.Join(page.Ignored, ", ")))
 	}
 	for _, w := range page.Warnings {
-		entries = append(entries, map[string]any{
-			"resource": map[string]any{"resourceType": "OperationOutcome", "issue": []any{map[string]any{
-				"severity": "warning", "code": "incomplete", "diagnostics": w,
-			}}},
-			"search": map[string]any{"mode": "outcome"},
-		})
+		entries = append(entries, outcomeEntry("incomplete", w))
 	}
 	if err := a.record(c); err != nil {
 		return err
@@ -186,11 +176,19 @@ func (a *API) searchPaged(c *call, ps PagedSearcher, typ string, q url.Values) e
 	if page.HasTotal {
 		b["total"] = page.Total
 	}
-	if len(entries) > 0 {
-		b["entry"] = entries
-	}
-	writeJSON(c.w, http.StatusOK, b)
+	writeBundle(c.w, http.StatusOK, b, entries)
 	return nil
+}
+
+// outcomeEntry is a searchset entry holding a warning OperationOutcome.
+func outcomeEntry(code, diagnostics string) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"resource": map[string]any{"resourceType": "OperationOutcome", "issue": []any{map[string]any{
+			"severity": "warning", "code": code, "diagnostics": diagnostics,
+		}}},
+		"search": map[string]any{"mode": "outcome"},
+	})
+	return b
 }
 
 // allowed is the read decision for a search result; the handler applies
@@ -199,12 +197,12 @@ func (a *API) allowed(c *call, e records.Entry) bool {
 	return a.visible(c)(c.ctx, e)
 }
 
-func (a *API) searchEntry(c *call, q url.Values, e records.Entry, mode string) (map[string]any, error) {
+func (a *API) searchEntry(c *call, q url.Values, e records.Entry, mode string) ([]byte, error) {
 	body, err := shape(q, e.Body)
 	if err != nil {
 		return nil, err
 	}
 	c.ev.Entities = append(c.ev.Entities, versionRef(e))
 	c.ev.Patients = appendPatient(c.ev.Patients, e.Patient)
-	return map[string]any{"fullUrl": a.Base + "/" + e.Type + "/" + e.ID, "resource": rawJSON(body), "search": map[string]any{"mode": mode}}, nil
+	return entryJSON(a.Base+"/"+e.Type+"/"+e.ID, body, mode), nil
 }
