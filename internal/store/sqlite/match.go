@@ -10,7 +10,7 @@ import (
 
 // Match and Count run over the token index idx, which holds the tokens of
 // current, non-deleted versions only. One group drives a scan of
-// idx_token; each other group is an EXISTS probe by primary key.
+// idx_token; each other group is an EXISTS probe.
 
 // matchSQL builds the query for q's shape and its arguments. Group drive
 // drives the scan over the token index (which holds only current,
@@ -41,16 +41,21 @@ func matchSQL(q store.MatchQuery, drive int, count bool) (query string, args []a
 		if i == drive {
 			continue
 		}
-		// A probe seeks each token of a small group; a large one (a date
-		// range is an OR of many buckets) reads the resource's own tokens
-		// instead, fewer than the group's.
-		plus := ""
+		// A small group is probed in the token index: the driver yields
+		// ids in order, so the probes walk each token's postings forward
+		// and read each of their pages once, where probes by resource
+		// would read a page per candidate. A large group (a date range is
+		// an OR of many buckets) reads the resource's own tokens instead,
+		// fewer than the group's.
 		if len(g) > probeSeeks {
-			plus = "+"
+			b.WriteString(` AND EXISTS (SELECT 1 FROM idx j WHERE j.rtype = i.rtype AND j.rid = i.rid AND +j.token IN (`)
+			args = appendTokens(&b, args, g)
+			b.WriteString(`))`)
+		} else {
+			b.WriteString(` AND EXISTS (SELECT 1 FROM idx j INDEXED BY idx_token WHERE j.token IN (`)
+			args = appendTokens(&b, args, g)
+			b.WriteString(`) AND j.rtype = i.rtype AND j.rid = i.rid)`)
 		}
-		b.WriteString(` AND EXISTS (SELECT 1 FROM idx j WHERE j.rtype = i.rtype AND j.rid = i.rid AND ` + plus + `j.token IN (`)
-		args = appendTokens(&b, args, g)
-		b.WriteString(`))`)
 	}
 	if !count {
 		b.WriteString(` ORDER BY i.rid LIMIT ?`)
@@ -59,7 +64,8 @@ func matchSQL(q store.MatchQuery, drive int, count bool) (query string, args []a
 }
 
 // probeSeeks is the largest group an EXISTS probe answers with one seek
-// per token; beyond it the probe reads all of the resource's tokens.
+// per token in idx_token; beyond it the probe reads all of the resource's
+// tokens.
 const probeSeeks = 8
 
 // estimateCap bounds the postings counted per group when choosing the
