@@ -18,7 +18,8 @@ package main
 // The derived tables are rebuilt on restore: current from versions (pure
 // SQL, checked against the digest), the blind index by re-indexing every
 // current version through records and the search engine in memory
-// (backup_reindex.go), checked resource by resource against db/index.
+// (backup_reindex.go), checked resource by resource against db/index, and
+// the per-version token sets (tokset) from the index.
 
 import (
 	"bufio"
@@ -54,7 +55,13 @@ var dumpTables = map[string]string{
 	"meta":           "dumped by key",
 	"current":        "rebuilt from versions",
 	"idx":            "rebuilt by re-indexing; checked against db/index",
+	"tokset":         "rebuilt from idx",
 }
+
+// sameDump lists the pairs of SQLite schema versions {snapshot's, this
+// binary's} whose dumps hold the same tables, so that one loads into the
+// other: schema 2 added only tokset, which a restore rebuilds.
+var sameDump = map[[2]int]bool{{1, 2}: true}
 
 // dumpFacts is db/facts.json.
 type dumpFacts struct {

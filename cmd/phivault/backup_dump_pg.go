@@ -49,7 +49,7 @@ var pgDumpTables = map[string]string{
 // snapshots of either backend load with the same check. A PostgreSQL
 // migration that changes what is dumped must add its entry here (and,
 // when the SQLite schema moves too, the pair that matches).
-var pgDumpSchema = map[int]int{1: 1}
+var pgDumpSchema = map[int]int{1: 2}
 
 // storeDSN is the connection string of a PostgreSQL data directory, as
 // openStore uses it: PHIVAULT_DB when set (it may hold the password),

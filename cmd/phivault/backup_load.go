@@ -121,7 +121,7 @@ func loadDump(ctx context.Context, dumpPath, dir string) (*dumpFacts, error) {
 	if err := c.QueryRowContext(ctx, "SELECT version FROM schema_version").Scan(&schema); err != nil {
 		return nil, err
 	}
-	if schema != facts.Schema {
+	if schema != facts.Schema && !sameDump[[2]int{facts.Schema, schema}] {
 		return nil, fmt.Errorf("the snapshot holds store schema %d, this phivault writes schema %d: restore with the phivault version that took the snapshot", facts.Schema, schema)
 	}
 	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {

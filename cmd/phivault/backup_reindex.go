@@ -161,6 +161,9 @@ func reindexRestored(ctx context.Context, n *node, dir, indexDump string) (*rein
 			return nil, fmt.Errorf("rebuild %q: %w", q, err)
 		}
 	}
+	if _, err := db.ExecContext(ctx, sqlite.FillTokset); err != nil {
+		return nil, fmt.Errorf("rebuild the token sets: %w", err)
+	}
 	if _, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		return nil, err
 	}

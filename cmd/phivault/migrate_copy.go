@@ -22,10 +22,15 @@ import (
 	"github.com/phivault/phivault/internal/store/sqlite"
 )
 
-// copiedSchema is the schema version, the same on both backends, whose
-// tables migrateStore copies. A new migration on either side must teach
-// the copy its tables before this moves.
-const copiedSchema = 1
+// copiedSQLite and copiedPostgres are the schema versions of the source
+// and the target whose tables migrateStore copies. A new migration on
+// either side must teach the copy its tables before these move. SQLite's
+// schema 2 added tokset, derived from idx, which PostgreSQL does not keep:
+// it is not copied.
+const (
+	copiedSQLite   = 2
+	copiedPostgres = 1
+)
 
 // storeTables are the tables copied, in order. audit_head and the
 // versions sequence are set from them afterwards.
@@ -82,8 +87,8 @@ func migrateStore(ctx context.Context, dir, dsn string, stdout, stderr io.Writer
 		}
 		return fail(exitFail, "cannot create the schema in the target: "+pgErrLine(err), "")
 	}
-	if v, _, err := postgres.SchemaVersion(ctx, pool); err != nil || v != copiedSchema {
-		return fail(exitFail, fmt.Sprintf("the target's schema is version %d; this phivault copies version %d", v, copiedSchema), "use the phivault release that matches the target")
+	if v, _, err := postgres.SchemaVersion(ctx, pool); err != nil || v != copiedPostgres {
+		return fail(exitFail, fmt.Sprintf("the target's schema is version %d; this phivault copies into version %d", v, copiedPostgres), "use the phivault release that matches the target")
 	}
 
 	start := time.Now()
@@ -178,8 +183,8 @@ func copyStore(ctx context.Context, dir string, pool *pgxpool.Pool) (map[string]
 	if err := stx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil {
 		return nil, fmt.Errorf("source schema_version: %w", err)
 	}
-	if v != copiedSchema {
-		return nil, fmt.Errorf("the source's schema is version %d; this phivault copies version %d", v, copiedSchema)
+	if v != copiedSQLite {
+		return nil, fmt.Errorf("the source's schema is version %d; this phivault copies version %d", v, copiedSQLite)
 	}
 
 	ttx, err := pool.Begin(ctx)

@@ -65,10 +65,7 @@ CREATE TABLE tokset (
 	seq  INTEGER PRIMARY KEY REFERENCES versions (seq),
 	toks BLOB    NOT NULL
 );
-INSERT INTO tokset (seq, toks)
-	SELECT c.seq, unhex(group_concat(printf('%02X', length(i.token)) || hex(i.token), '' ORDER BY i.token))
-	FROM current c JOIN idx i ON i.rtype = c.rtype AND i.rid = c.rid
-	WHERE c.deleted = 0 GROUP BY c.seq;
+` + FillTokset + `;
 `,
 }
 

@@ -17,6 +17,14 @@ import (
 // candidate) is then one primary-key probe per resource instead of a scan
 // of its idx rows through an IN list.
 
+// FillTokset is the SQL that fills an empty tokset table from the idx
+// rows, for a store whose idx was written without it (the schema 2
+// migration; a restore, which writes idx directly).
+const FillTokset = `INSERT INTO tokset (seq, toks)
+	SELECT c.seq, unhex(group_concat(printf('%02X', length(i.token)) || hex(i.token), '' ORDER BY i.token))
+	FROM current c JOIN idx i ON i.rtype = c.rtype AND i.rid = c.rid
+	WHERE c.deleted = 0 GROUP BY c.seq`
+
 // maxTokenLen is the longest token the store takes (one length byte).
 const maxTokenLen = 255
 
