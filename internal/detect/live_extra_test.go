@@ -25,12 +25,7 @@ import (
 // rules can run on without panicking; a leaf made by audit.Event.Leaf
 // reads back as recorded.
 func FuzzParseLeaf(f *testing.F) {
-	bg := breakGlass("u1", time.Date(2026, 1, 1, 11, 0, 0, 0, time.UTC))
-	bg.Time = time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
-	rd := read("u1", "p1")
-	rd.Time = bg.Time
-	f.Add(bg.Leaf())
-	f.Add(rd.Leaf())
+	addLeafSeeds(f)
 	f.Add([]byte(`{"resourceType":"AuditEvent","recorded":"2026-01-01T00:00:00Z","entity":[{"what":{"reference":"Patient/"},"type":{"code":"1"}}]}`))
 	f.Add([]byte(`{"resourceType":"AuditEvent"}`))
 	f.Add([]byte(`[]`))
