@@ -28,24 +28,26 @@ const FillTokset = `INSERT INTO tokset (seq, toks)
 // maxTokenLen is the longest token the store takes (one length byte).
 const maxTokenLen = 255
 
-// encodeTokset returns tokens as a tokset value.
-func encodeTokset(tokens []store.Token) ([]byte, error) {
-	sorted := slices.Clone(tokens)
-	slices.SortFunc(sorted, func(a, b store.Token) int { return bytes.Compare(a, b) })
-	sorted = slices.CompactFunc(sorted, func(a, b store.Token) bool { return bytes.Equal(a, b) })
+// tokenSet returns tokens sorted and without repeats, and that set as a
+// tokset value. The idx rows are written from the set too: in key order,
+// and one row per token.
+func tokenSet(tokens []store.Token) (set []store.Token, enc []byte, err error) {
+	set = slices.Clone(tokens)
+	slices.SortFunc(set, func(a, b store.Token) int { return bytes.Compare(a, b) })
+	set = slices.CompactFunc(set, func(a, b store.Token) bool { return bytes.Equal(a, b) })
 	n := 0
-	for _, t := range sorted {
+	for _, t := range set {
 		if len(t) > maxTokenLen {
-			return nil, fmt.Errorf("sqlite: a token of %d bytes (at most %d)", len(t), maxTokenLen)
+			return nil, nil, fmt.Errorf("sqlite: a token of %d bytes (at most %d)", len(t), maxTokenLen)
 		}
 		n += 1 + len(t)
 	}
-	out := make([]byte, 0, n)
-	for _, t := range sorted {
-		out = append(out, byte(len(t)))
-		out = append(out, t...)
+	enc = make([]byte, 0, n)
+	for _, t := range set {
+		enc = append(enc, byte(len(t)))
+		enc = append(enc, t...)
 	}
-	return out, nil
+	return set, enc, nil
 }
 
 // eachToken calls fn with each token of a tokset value; it reports an

@@ -33,10 +33,11 @@ func (w *writer) Put(v store.Version, tokens []store.Token) (store.Version, erro
 	if v.Type == "" || v.ID == "" {
 		return store.Version{}, errors.New("sqlite: put needs a type and an id")
 	}
+	var set []store.Token
 	var toks []byte
 	if !v.Deleted {
 		var err error
-		if toks, err = encodeTokset(tokens); err != nil {
+		if set, toks, err = tokenSet(tokens); err != nil {
 			return store.Version{}, err
 		}
 	}
@@ -74,7 +75,7 @@ func (w *writer) Put(v store.Version, tokens []store.Token) (store.Version, erro
 		}
 	}
 	if !v.Deleted {
-		if err := w.insertTokens(v.Type, v.ID, tokens); err != nil {
+		if err := w.insertTokens(v.Type, v.ID, set); err != nil {
 			return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
 		}
 		if err := w.putTokset(v.Seq, toks); err != nil {
@@ -89,7 +90,7 @@ func (w *writer) Reindex(typ, id string, vid int64, tokens []store.Token) error 
 	if err := w.check(); err != nil {
 		return err
 	}
-	toks, err := encodeTokset(tokens)
+	set, toks, err := tokenSet(tokens)
 	if err != nil {
 		return err
 	}
@@ -105,7 +106,7 @@ func (w *writer) Reindex(typ, id string, vid int64, tokens []store.Token) error 
 	if _, err := w.db.exec(w.ctx, `DELETE FROM idx WHERE rtype = ? AND rid = ?`, typ, id); err != nil {
 		return fmt.Errorf("sqlite: reindex: %w", err)
 	}
-	if err := w.insertTokens(typ, id, tokens); err != nil {
+	if err := w.insertTokens(typ, id, set); err != nil {
 		return fmt.Errorf("sqlite: reindex: %w", err)
 	}
 	if err := w.putTokset(seq, toks); err != nil {
@@ -118,7 +119,7 @@ func (w *writer) Reindex(typ, id string, vid int64, tokens []store.Token) error 
 // statement per row costs more than the insert itself.
 const tokenChunk = 64
 
-// insertTokens adds a resource's tokens with multi-row INSERTs.
+// insertTokens adds a resource's tokens (a tokenSet) with multi-row INSERTs.
 func (w *writer) insertTokens(typ, id string, tokens []store.Token) error {
 	for len(tokens) > 0 {
 		n := min(len(tokens), tokenChunk)
