@@ -10,7 +10,7 @@ import (
 	"github.com/phivault/phivault/internal/simulate"
 )
 
-const tinyDir = `{"resourceType":"Location","id":"l1","name":"Cardiology"}
+const tinyDir = `{"resourceType":"Location","id":"l1","name":"Cardiology","address":{"line":["1 Hospital Way"],"postalCode":"10001"}}
 {"resourceType":"Practitioner","id":"pr1","identifier":[{"system":"urn:phivault:user","value":"u1"}],"name":[{"family":"Stone","given":["Ann"]}],"birthDate":"1980-02-03","address":[{"line":["5 Oak Street"],"postalCode":"10007"}]}
 {"resourceType":"PractitionerRole","id":"r1","practitioner":{"reference":"Practitioner/pr1"},"code":[{"text":"nurse"}],"location":[{"reference":"Location/l1"}]}
 {"resourceType":"Practitioner","id":"pr2","identifier":[{"system":"urn:phivault:user","value":"u2"}],"name":[{"family":"Vale","given":["Bo"]}],"birthDate":"1975-01-01"}

@@ -13,6 +13,7 @@ package detect
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -83,10 +84,7 @@ type resource struct {
 	ResourceType, ID string
 	Identifier       []struct{ System, Value string }
 	BirthDate        string
-	Address          []struct {
-		Line       []string
-		PostalCode string
-	}
+	Address          addresses
 	Meta struct {
 		Security []struct{ System, Code string }
 	}
@@ -108,6 +106,29 @@ type resource struct {
 	Requester   ref
 	AuthoredOn  string
 	LocRef      []ref `json:"locationReference"`
+}
+
+// address is the part of an R4 Address the rules compare.
+type address struct {
+	Line       []string
+	PostalCode string
+}
+
+// addresses holds a resource's addresses: a list on Patient and
+// Practitioner, a single Address on Location.
+type addresses []address
+
+// UnmarshalJSON implements json.Unmarshaler, taking either shape.
+func (a *addresses) UnmarshalJSON(b []byte) error {
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) > 0 && t[0] == '{' {
+		var one address
+		if err := json.Unmarshal(b, &one); err != nil {
+			return err
+		}
+		*a = addresses{one}
+		return nil
+	}
+	return json.Unmarshal(b, (*[]address)(a))
 }
 
 // DeptIndex returns the index of a department name, adding it if new.
