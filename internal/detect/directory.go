@@ -85,7 +85,7 @@ type resource struct {
 	Identifier       []struct{ System, Value string }
 	BirthDate        string
 	Address          addresses
-	Meta struct {
+	Meta             struct {
 		Security []struct{ System, Code string }
 	}
 	DeceasedDateTime string
