@@ -123,20 +123,22 @@ func (a *API) search(c *call) error {
 }
 
 // searchPaged answers a search through a PagedSearcher. Every match and
-// included resource passes the read decision; denied ones are left out
-// (and counted out of the total) and never audited as disclosed.
+// included resource passes the read decision (the one the searcher was
+// given, so a version it decided is not decided twice); denied ones are
+// left out (and counted out of the total) and never audited as disclosed.
 func (a *API) searchPaged(c *call, ps PagedSearcher, typ string, q url.Values) error {
 	lenient := false
 	for _, p := range c.r.Header.Values("Prefer") {
 		lenient = lenient || strings.Contains(p, "handling=lenient")
 	}
-	page, err := ps.Search(c.ctx, SearchRequest{Type: typ, Query: q, Base: a.Base, Lenient: lenient, Visible: a.visible(c), Caller: c.who})
+	vis := a.readDecisions(c)
+	page, err := ps.Search(c.ctx, SearchRequest{Type: typ, Query: q, Base: a.Base, Lenient: lenient, Visible: vis.Visible, Caller: c.who})
 	if err != nil {
 		return err
 	}
 	entries := make([][]byte, 0, len(page.Matches)+len(page.Includes))
 	for _, e := range page.Matches {
-		if !a.allowed(c, e) {
+		if !vis.Visible(c.ctx, e) {
 			page.Total--
 			continue
 		}
@@ -147,7 +149,7 @@ func (a *API) searchPaged(c *call, ps PagedSearcher, typ string, q url.Values) e
 		entries = append(entries, entry)
 	}
 	for _, e := range page.Includes {
-		if !a.allowed(c, e) {
+		if !vis.Visible(c.ctx, e) {
 			continue
 		}
 		entry, err := a.searchEntry(c, q, e, "include")

@@ -3,6 +3,7 @@ package fhirapi
 import (
 	"context"
 	"net/url"
+	"sync"
 
 	"github.com/phivault/phivault/internal/jsonscan"
 	"github.com/phivault/phivault/internal/policy"
@@ -33,6 +34,45 @@ func (a *API) visible(c *call) Visibility {
 		d := a.Policy.Decide(ctx, a.request(c, policy.Read, e))
 		return d.Allow
 	}
+}
+
+// readDecisions is the caller's read decision for one request, kept per
+// version: a searcher decides each resource it considers (Visible), and
+// the handler, which decides every entry it sends again rather than trust
+// the searcher, is answered for a version already decided without a
+// second policy evaluation. An entry the searcher never decided, or one
+// it returned although denied, is decided (or denied) all the same.
+type readDecisions struct {
+	decide Visibility
+	mu     sync.Mutex
+	seen   map[decisionKey]bool
+}
+
+// decisionKey names what a read decision is about: one version (whose
+// body, and so its labels, is fixed) in one patient's compartment.
+type decisionKey struct {
+	typ, id, patient string
+	vid              int64
+}
+
+func (a *API) readDecisions(c *call) *readDecisions {
+	return &readDecisions{decide: a.visible(c), seen: map[decisionKey]bool{}}
+}
+
+// Visible is the decision as a Visibility; it is safe for concurrent use.
+func (d *readDecisions) Visible(ctx context.Context, e records.Entry) bool {
+	k := decisionKey{e.Type, e.ID, e.Patient, e.VID}
+	d.mu.Lock()
+	allow, ok := d.seen[k]
+	d.mu.Unlock()
+	if ok {
+		return allow
+	}
+	allow = d.decide(ctx, e)
+	d.mu.Lock()
+	d.seen[k] = allow
+	d.mu.Unlock()
+	return allow
 }
 
 // find answers a conditional interaction's query under the caller's
