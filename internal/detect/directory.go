@@ -68,6 +68,9 @@ type Directory struct {
 	Depts    []string
 	rels     [][]relation // by patient
 	encWin   [][][2]int64 // by patient: encounter windows in any department
+	// Skipped counts the stored resources DirectoryFrom left out because
+	// they did not decode as the directory expects.
+	Skipped int
 }
 
 // Windows around a relation in which access counts as explained.
@@ -148,62 +151,87 @@ func (d *Directory) DeptIndex(name string) int16 {
 // LoadDirectory reads FHIR resources, one JSON object per line. Lines that
 // are not resources it uses are ignored; malformed lines are errors.
 func LoadDirectory(r io.Reader) (*Directory, error) {
-	d := &Directory{staffIdx: map[string]int32{}, patIdx: map[string]int32{}, deptIdx: map[string]int16{}}
-	locs := map[string]string{}  // Location id -> name
-	pracs := map[string]string{} // Practitioner id -> user id
-	var roles, links []resource
+	b := newDirectoryBuilder()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for line := 1; sc.Scan(); line++ {
-		b := sc.Bytes()
-		if len(strings.TrimSpace(string(b))) == 0 {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
 			continue
 		}
 		var x resource
-		if err := json.Unmarshal(b, &x); err != nil {
+		if err := json.Unmarshal(sc.Bytes(), &x); err != nil {
 			return nil, fmt.Errorf("directory line %d: %v", line, err)
 		}
-		switch x.ResourceType {
-		case "Location":
-			locs[x.ID] = x.Name0()
-		case "Practitioner":
-			for _, id := range x.Identifier {
-				if id.System == UserSystem && id.Value != "" {
-					pracs[x.ID] = id.Value
-					s := d.user(id.Value)
-					s.InDirectory = true
-					s.Family, s.Given, s.Birth = x.family(), x.given(), x.BirthDate
-					s.Name = strings.TrimSpace(s.Given + " " + s.Family)
-					s.Line, s.Postcode = x.addr()
-				}
-			}
-		case "PractitionerRole":
-			roles = append(roles, x)
-		case "Patient":
-			p := Patient{ID: x.ID, Family: x.family(), Given: x.given(), Birth: x.BirthDate, Employee: -1,
-				Deceased: x.DeceasedDateTime != "" || x.DeceasedBoolean}
-			p.Line, p.Postcode = x.addr()
-			for _, s := range x.Meta.Security {
-				if s.Code == "R" || s.Code == "V" {
-					p.Restricted = s.Code
-				}
-			}
-			for _, id := range x.Identifier {
-				if id.System == UserSystem && id.Value != "" {
-					p.Employee = d.userIndex(id.Value)
-				}
-			}
-			d.patIdx[x.ID] = int32(len(d.Patients))
-			d.Patients = append(d.Patients, p)
-		case "Encounter", "Appointment", "CareTeam", "ServiceRequest", "MedicationRequest":
-			links = append(links, x)
-		}
+		b.add(&x)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	for _, x := range roles {
-		ui, ok := pracs[refID(x.Practitioner.Reference)]
+	return b.finish(), nil
+}
+
+// directoryBuilder makes a Directory of resources added in any order.
+type directoryBuilder struct {
+	d            *Directory
+	locs         map[string]string // Location id -> name
+	pracs        map[string]string // Practitioner id -> user id
+	roles, links []resource
+}
+
+func newDirectoryBuilder() *directoryBuilder {
+	return &directoryBuilder{
+		d:    &Directory{staffIdx: map[string]int32{}, patIdx: map[string]int32{}, deptIdx: map[string]int16{}},
+		locs: map[string]string{}, pracs: map[string]string{},
+	}
+}
+
+// add takes one resource; those of types the directory does not use are
+// ignored.
+func (b *directoryBuilder) add(x *resource) {
+	d := b.d
+	switch x.ResourceType {
+	case "Location":
+		b.locs[x.ID] = x.Name0()
+	case "Practitioner":
+		for _, id := range x.Identifier {
+			if id.System == UserSystem && id.Value != "" {
+				b.pracs[x.ID] = id.Value
+				s := d.user(id.Value)
+				s.InDirectory = true
+				s.Family, s.Given, s.Birth = x.family(), x.given(), x.BirthDate
+				s.Name = strings.TrimSpace(s.Given + " " + s.Family)
+				s.Line, s.Postcode = x.addr()
+			}
+		}
+	case "PractitionerRole":
+		b.roles = append(b.roles, *x)
+	case "Patient":
+		p := Patient{ID: x.ID, Family: x.family(), Given: x.given(), Birth: x.BirthDate, Employee: -1,
+			Deceased: x.DeceasedDateTime != "" || x.DeceasedBoolean}
+		p.Line, p.Postcode = x.addr()
+		for _, s := range x.Meta.Security {
+			if s.Code == "R" || s.Code == "V" {
+				p.Restricted = s.Code
+			}
+		}
+		for _, id := range x.Identifier {
+			if id.System == UserSystem && id.Value != "" {
+				p.Employee = d.userIndex(id.Value)
+			}
+		}
+		d.patIdx[x.ID] = int32(len(d.Patients))
+		d.Patients = append(d.Patients, p)
+	case "Encounter", "Appointment", "CareTeam", "ServiceRequest", "MedicationRequest":
+		b.links = append(b.links, *x)
+	}
+}
+
+// finish links roles to staff and care relationships to patients, and
+// returns the directory.
+func (b *directoryBuilder) finish() *Directory {
+	d := b.d
+	for _, x := range b.roles {
+		ui, ok := b.pracs[refID(x.Practitioner.Reference)]
 		if !ok {
 			continue
 		}
@@ -224,7 +252,7 @@ func LoadDirectory(r io.Reader) (*Directory, error) {
 			dept = x.Specialty[0].Text
 		}
 		if dept == "" && len(x.Location) > 0 {
-			dept = locName(locs, x.Location[0].Reference, x.Location[0].Display)
+			dept = locName(b.locs, x.Location[0].Reference, x.Location[0].Display)
 		}
 		s.Dept = d.DeptIndex(dept)
 		s.Disabled = x.Active != nil && !*x.Active
@@ -232,8 +260,8 @@ func LoadDirectory(r io.Reader) (*Directory, error) {
 	d.linkEmployees()
 	d.rels = make([][]relation, len(d.Patients))
 	d.encWin = make([][][2]int64, len(d.Patients))
-	for i := range links {
-		d.addLinks(&links[i], pracs, locs)
+	for i := range b.links {
+		d.addLinks(&b.links[i], b.pracs, b.locs)
 	}
-	return d, nil
+	return d
 }

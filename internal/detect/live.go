@@ -204,6 +204,9 @@ func (l *Live) reloadDirectory(ctx context.Context) {
 		l.c.Logger.Warn("detect: loading the directory failed; keeping the previous one", "err", err.Error())
 		return
 	}
+	if d.Skipped > 0 {
+		l.c.Logger.Warn("detect: the directory left out resources it could not read", "resources", d.Skipped)
+	}
 	l.state.dir = d
 }
 

@@ -1,8 +1,8 @@
 package detect
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 
 	"github.com/phivault/phivault/internal/records"
 	"github.com/phivault/phivault/internal/store"
@@ -21,10 +21,12 @@ var directoryTypes = []string{"Location", "Practitioner", "PractitionerRole", "P
 	"Encounter", "Appointment", "CareTeam", "ServiceRequest", "MedicationRequest"}
 
 // DirectoryFrom builds the directory from the FHIR resources in the
-// store, the same way LoadDirectory reads them from a file. It holds the
-// directory's resources in memory while it reads them.
+// store, as LoadDirectory does from a file, except that a stored resource
+// the directory cannot read is left out (counted in Skipped) rather than
+// failing the whole directory.
 func DirectoryFrom(ctx context.Context, rr ResourceReader) (*Directory, error) {
-	var buf bytes.Buffer
+	b := newDirectoryBuilder()
+	skipped := 0
 	for _, typ := range directoryTypes {
 		after := ""
 		for {
@@ -40,11 +42,17 @@ func DirectoryFrom(ctx context.Context, rr ResourceReader) (*Directory, error) {
 				return nil, err
 			}
 			for _, e := range es {
-				buf.Write(bytes.ReplaceAll(e.Body, []byte("\n"), []byte(" ")))
-				buf.WriteByte('\n')
+				var x resource
+				if json.Unmarshal(e.Body, &x) != nil {
+					skipped++
+					continue
+				}
+				b.add(&x)
 			}
 			after = ids[len(ids)-1]
 		}
 	}
-	return LoadDirectory(&buf)
+	d := b.finish()
+	d.Skipped = skipped
+	return d, nil
 }

@@ -167,3 +167,27 @@ func TestDirectoryFromRecords(t *testing.T) {
 		t.Errorf("directory from records differs from the file's: %+v %v", d.Staff, d.rels)
 	}
 }
+
+// A stored resource the directory cannot read is left out and counted;
+// the rest of the directory stands.
+func TestDirectoryFromSkipsWhatItCannotRead(t *testing.T) {
+	m := memRecords{}
+	for _, line := range strings.Split(strings.TrimSpace(testDirectory), "\n") {
+		var x struct{ ResourceType, ID string }
+		json.Unmarshal([]byte(line), &x)
+		m[x.ResourceType] = append(m[x.ResourceType], records.Entry{Type: x.ResourceType, ID: x.ID, Body: []byte(line)})
+	}
+	odd := `{"resourceType":"Patient","id":"pat-odd","identifier":{"value":"not a list"}}`
+	m["Patient"] = append(m["Patient"], records.Entry{Type: "Patient", ID: "pat-odd", Body: []byte(odd)})
+	d, err := DirectoryFrom(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := LoadDirectory(strings.NewReader(testDirectory))
+	if d.Skipped != 1 || len(d.Patients) != len(want.Patients) || len(d.Staff) != len(want.Staff) {
+		t.Errorf("skipped %d, %d patients and %d staff; want 1, %d and %d", d.Skipped, len(d.Patients), len(d.Staff), len(want.Patients), len(want.Staff))
+	}
+	if _, err := LoadDirectory(strings.NewReader(testDirectory + odd + "\n")); err == nil {
+		t.Error("LoadDirectory took a malformed line")
+	}
+}
