@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/phivault/phivault/internal/policy"
+	"github.com/phivault/phivault/internal/store"
 )
 
 // BenchmarkPatientLabs is the patient-scoped search of the issue over a
@@ -94,6 +95,40 @@ func BenchmarkDateSortWalk(b *testing.B) {
 					q.Set("_total", "accurate")
 				}
 				if _, err := e.eng.Search(context.Background(), fhirapi.SearchRequest{Type: "Observation", Query: q}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkColdPages measures what a commit costs the searches after it:
+// SQLite drops a reader's page cache at its next read transaction after
+// any commit, and an audited server commits (its audit leaves) between
+// nearly every two searches. "warm" runs the patient-scoped search back
+// to back; "cold" commits one small metadata write before each search;
+// "commit" is that write alone, to subtract.
+func BenchmarkColdPages(b *testing.B) {
+	e := labEnv(b)
+	ctx := context.Background()
+	commit := func(b *testing.B) {
+		if err := e.db.Update(ctx, func(w store.Writer) error { return w.SetMeta("bench-tick", []byte{1}) }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, mode := range []string{"warm", "cold", "commit"} {
+		b.Run(mode, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				i++
+				if mode != "warm" {
+					commit(b)
+				}
+				if mode == "commit" {
+					continue
+				}
+				q := url.Values{"patient": {fmt.Sprintf("p%d", i%20)}, "category": {"laboratory"}, "_sort": {"-date"}, "_count": {"20"}}
+				if _, err := e.eng.Search(ctx, fhirapi.SearchRequest{Type: "Observation", Query: q}); err != nil {
 					b.Fatal(err)
 				}
 			}
