@@ -150,13 +150,19 @@ func (m memRecords) ReadMany(_ context.Context, typ string, ids []string) ([]rec
 	return out, nil
 }
 
-func TestDirectoryFromRecords(t *testing.T) {
+// testRecords holds testDirectory's resources as memRecords.
+func testRecords() memRecords {
 	m := memRecords{}
 	for _, line := range strings.Split(strings.TrimSpace(testDirectory), "\n") {
 		var x struct{ ResourceType, ID string }
 		json.Unmarshal([]byte(line), &x)
 		m[x.ResourceType] = append(m[x.ResourceType], records.Entry{Type: x.ResourceType, ID: x.ID, Body: []byte(line)})
 	}
+	return m
+}
+
+func TestDirectoryFromRecords(t *testing.T) {
+	m := testRecords()
 	d, err := DirectoryFrom(context.Background(), m)
 	if err != nil {
 		t.Fatal(err)
@@ -171,12 +177,7 @@ func TestDirectoryFromRecords(t *testing.T) {
 // A stored resource the directory cannot read is left out and counted;
 // the rest of the directory stands.
 func TestDirectoryFromSkipsWhatItCannotRead(t *testing.T) {
-	m := memRecords{}
-	for _, line := range strings.Split(strings.TrimSpace(testDirectory), "\n") {
-		var x struct{ ResourceType, ID string }
-		json.Unmarshal([]byte(line), &x)
-		m[x.ResourceType] = append(m[x.ResourceType], records.Entry{Type: x.ResourceType, ID: x.ID, Body: []byte(line)})
-	}
+	m := testRecords()
 	odd := `{"resourceType":"Patient","id":"pat-odd","identifier":{"value":"not a list"}}`
 	m["Patient"] = append(m["Patient"], records.Entry{Type: "Patient", ID: "pat-odd", Body: []byte(odd)})
 	d, err := DirectoryFrom(context.Background(), m)
