@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,16 +83,21 @@ func BenchmarkEngineOnly(b *testing.B) {
 // BenchmarkDateSortWalk compares, in one run, the patient-scoped sorted
 // search answered by the year walk (walk.go) with the same page computed
 // by the full scan that decrypts every candidate (taken when
-// _total=accurate asks for every match to be decided).
+// _total=accurate asks for every match to be decided), for a page of 20
+// of the 225 candidates and for a page that holds them all (which the walk
+// reads without asking for their years).
 func BenchmarkDateSortWalk(b *testing.B) {
 	e := labEnv(b)
-	for _, mode := range []string{"walk", "full"} {
+	for _, mode := range []string{"walk", "full", "walk/page-holds-all", "full/page-holds-all"} {
 		b.Run(mode, func(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				i++
 				q := url.Values{"patient": {fmt.Sprintf("p%d", i%20)}, "category": {"laboratory"}, "_sort": {"-date"}, "_count": {"20"}}
-				if mode == "full" {
+				if strings.HasSuffix(mode, "/page-holds-all") {
+					q.Set("_count", "1000")
+				}
+				if strings.HasPrefix(mode, "full") {
 					q.Set("_total", "accurate")
 				}
 				if _, err := e.eng.Search(context.Background(), fhirapi.SearchRequest{Type: "Observation", Query: q}); err != nil {

@@ -86,6 +86,19 @@ func (e *Engine) walk(ctx context.Context, pl *plan, cur *cursor, w *window) (to
 // walkIDs reads the candidates ids year by year into w. It returns the
 // number of matches it decided and whether that is every match.
 func (e *Engine) walkIDs(ctx context.Context, pl *plan, cur *cursor, w *window, ids []string) (n int, all bool, err error) {
+	read := func(ids []string) error {
+		return e.scanIDs(ctx, pl, ids, func(h hit) bool {
+			n++
+			w.add(h)
+			return true
+		})
+	}
+	if len(ids) <= pl.count+1 {
+		// The page can hold every candidate, so the walk would read them
+		// all whatever their years: asking for the years adds a probe.
+		err := read(ids)
+		return n, err == nil, err
+	}
 	k := pl.sort[0]
 	among := e.yearTokens(pl.typ, k.param)
 	var carried map[string][]int
@@ -147,13 +160,6 @@ func (e *Engine) walkIDs(ctx context.Context, pl *plan, cur *cursor, w *window, 
 			cy := yearRankOf(cur.Key[0].T)
 			ranks = slices.DeleteFunc(ranks, func(r int) bool { return (k.desc && r > cy) || (!k.desc && r < cy) })
 		}
-	}
-	read := func(ids []string) error {
-		return e.scanIDs(ctx, pl, ids, func(h hit) bool {
-			n++
-			w.add(h)
-			return true
-		})
 	}
 	if err := read(unknown); err != nil {
 		return n, false, err
