@@ -165,21 +165,27 @@ func (e *Engine) walkIDs(ctx context.Context, pl *plan, cur *cursor, w *window, 
 		return n, false, err
 	}
 	skipped := len(ranks) < len(groups)
-	for i, r := range ranks {
-		if err := read(groups[r]); err != nil {
+	for i := 0; i < len(ranks); {
+		// Consecutive years are read together until they could fill the
+		// page: one batch instead of one per sparse year.
+		var batch []string
+		for start := i; i < len(ranks) && (i == start || len(batch) <= pl.count); i++ {
+			batch = append(batch, groups[ranks[i]]...)
+		}
+		if err := read(batch); err != nil {
 			return n, false, err
 		}
-		// Only hits whose key is in this year or before it in the order
-		// are final: a wide value read up front may have its key in a
-		// year not read yet, with matches still to come before it.
-		final := 0
+		// Only hits whose key is in the last year read or before it in
+		// the order are final: a wide value read up front may have its
+		// key in a year not read yet, with matches still to come before it.
+		r, final := ranks[i-1], 0
 		for _, h := range w.hits {
 			if y := h.key[0]; y.Has && (yearRankOf(y.T) == r || (yearRankOf(y.T) > r) == k.desc) {
 				final++
 			}
 		}
 		if final > pl.count {
-			return n, !skipped && i == len(ranks)-1 && len(missing) == 0, nil
+			return n, !skipped && i == len(ranks) && len(missing) == 0, nil
 		}
 	}
 	if err := read(missing); err != nil {
