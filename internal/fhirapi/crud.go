@@ -369,8 +369,8 @@ func missing(typ, id string, err error) error {
 // of Unix milliseconds, then 74 random bits. Ids made one after another
 // sort in creation order, so a create appends to the store's id-keyed
 // B-trees and to the end of each index token's postings instead of
-// writing a random page of each (docs/store.md). The time it carries is
-// the one meta.lastUpdated already shows for the first version.
+// writing a random page of each. The time it carries is the one
+// meta.lastUpdated already shows for the first version (docs/ciphertext.md).
 func newID() string {
 	return uuid.Must(uuid.NewV7()).String()
 }
