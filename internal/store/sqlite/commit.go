@@ -56,7 +56,7 @@ func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 // runs the group again the careful way. fns are re-runnable by contract.
 func (b *Backend) runFast(ctx context.Context, fns []group.Fn, results []group.Result) bool {
 	for i, fn := range fns {
-		w := &writer{reader: reader{ctx: ctx, db: b.wconn, aborted: &b.aborted}}
+		w := &writer{reader: reader{ctx: ctx, db: b.wconn, aborted: &b.aborted, sizes: b.sizes}}
 		ok := func() (ok bool) {
 			defer func() {
 				if p := recover(); p != nil {
@@ -81,7 +81,7 @@ func (b *Backend) runOne(ctx context.Context, fn group.Fn) (res group.Result) {
 		b.aborted.Store(true)
 		return group.Result{Err: fmt.Errorf("sqlite: savepoint: %w", err)}
 	}
-	w := &writer{reader: reader{ctx: ctx, db: b.wconn, aborted: &b.aborted}}
+	w := &writer{reader: reader{ctx: ctx, db: b.wconn, aborted: &b.aborted, sizes: b.sizes}}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {

@@ -84,9 +84,10 @@ func (d *dbconn) queryRow(ctx context.Context, query string, args ...any) *sql.R
 
 // reader implements store.Reader over one connection inside a transaction.
 type reader struct {
-	ctx  context.Context
-	db   *dbconn
-	done bool // the View or Update fn returned; the connection is no longer ours
+	ctx   context.Context
+	db    *dbconn
+	sizes *sizes // recent group sizes for choosing Match's driver; nil: count every time
+	done  bool   // the View or Update fn returned; the connection is no longer ours
 	// aborted (writers only) is set when SQLite rolled the group
 	// transaction back; further statements would run outside any
 	// transaction, so they are refused.

@@ -68,6 +68,7 @@ type Backend struct {
 	closed bool
 	views  sync.WaitGroup
 	ckpt   *checkpointer
+	sizes  *sizes // shared by every reader and writer
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -130,6 +131,7 @@ func Open(dir string, opts ...Option) (_ *Backend, err error) {
 	b := &Backend{
 		opts:    o,
 		readers: make(chan *dbconn, o.readers),
+		sizes:   newSizes(),
 	}
 	defer func() {
 		if err != nil {
@@ -227,7 +229,7 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 	}
 	// The snapshot is taken by fn's first read (SQLite starts a deferred
 	// transaction's read there); every later read sees the same one.
-	r := &reader{ctx: ctx, db: d}
+	r := &reader{ctx: ctx, db: d, sizes: b.sizes}
 	err := fn(r)
 	r.done = true
 	if _, rerr := d.c.ExecContext(context.Background(), "ROLLBACK"); rerr != nil {
