@@ -12,10 +12,12 @@ import (
 // current, non-deleted versions only. One group drives a scan of
 // idx_token; each other group is an EXISTS probe.
 
-// matchSQL builds the query for q's shape and its arguments. Group drive
-// drives the scan over the token index (which holds only current,
-// non-deleted versions); every other group is an EXISTS probe.
-func matchSQL(q store.MatchQuery, drive int, count bool) (query string, args []any) {
+// matchSQL builds the query for q's shape and its arguments. The plan's
+// driving group drives the scan over the token index (which holds only
+// current, non-deleted versions); every other group is an EXISTS probe or
+// a set of ids.
+func matchSQL(q store.MatchQuery, p plan, count bool) (query string, args []any) {
+	drive := p.drive
 	if len(q.All) == 0 {
 		if count {
 			return `SELECT count(*) FROM current WHERE rtype = ? AND deleted = 0 AND rid > ?`, []any{q.Type, q.After}
@@ -46,8 +48,16 @@ func matchSQL(q store.MatchQuery, drive int, count bool) (query string, args []a
 		// and read each of their pages once, where probes by resource
 		// would read a page per candidate. A large group (a date range is
 		// an OR of many buckets) reads the resource's own tokens instead,
-		// fewer than the group's.
-		if len(g) > probeSeeks {
+		// fewer than the group's; unless the plan says its postings are
+		// few next to the driver's (the two bounds of a date range): then
+		// they are read once into a set of ids, in which each candidate is
+		// looked up (the + keeps SQLite from seeking each of them per
+		// driver token instead).
+		if p.sets[i] {
+			b.WriteString(` AND +i.rid IN (SELECT j.rid FROM idx j INDEXED BY idx_token WHERE j.rtype = ? AND j.token IN (`)
+			args = appendTokens(&b, append(args, q.Type), g)
+			b.WriteString(`))`)
+		} else if len(g) > probeSeeks {
 			b.WriteString(` AND EXISTS (SELECT 1 FROM idx j WHERE j.rtype = i.rtype AND j.rid = i.rid AND +j.token IN (`)
 			args = appendTokens(&b, args, g)
 			b.WriteString(`))`)
@@ -78,35 +88,56 @@ const estimateCap = 5000
 // not the largest group's.
 var estimateSteps = [...]int64{64, 512, estimateCap}
 
-// driver picks the group with the fewest postings (counted up to
-// estimateCap), preferring fewer tokens on a tie: a single-token driver
+// setFactor: a group of more than probeSeeks tokens is read into a set
+// when its postings are at most setFactor times the driver's. Probing it
+// per candidate reads all of the candidate's tokens (some fifty for an
+// Observation); the set costs one read per posting.
+const setFactor = 16
+
+// plan is how Match answers a query: which group drives, and which other
+// groups are read into a set of ids (the rest are probed per candidate).
+type plan struct {
+	drive int
+	sets  []bool
+}
+
+// driver plans q: it picks the group with the fewest postings (counted up
+// to estimateCap), preferring fewer tokens on a tie: a single-token driver
 // yields ids in order, so a page stops early. ok is false when some group
 // is empty (an OR of nothing), so nothing can match.
-func (r *reader) driver(q store.MatchQuery) (drive int, ok bool, err error) {
+func (r *reader) driver(q store.MatchQuery) (p plan, ok bool, err error) {
+	p.sets = make([]bool, len(q.All))
 	for _, g := range q.All {
 		if len(g) == 0 {
-			return 0, false, nil
+			return p, false, nil
 		}
 	}
 	if len(q.All) < 2 {
-		return 0, true, nil
+		return p, true, nil
 	}
-	for _, limit := range estimateSteps {
+	counts := make([]int64, len(q.All))
+	var limit int64
+	for _, limit = range estimateSteps {
 		best := int64(-1)
 		for i, g := range q.All {
 			n, err := r.groupSize(q, g, limit)
 			if err != nil {
-				return 0, false, err
+				return p, false, err
 			}
-			if best < 0 || n < best || (n == best && len(g) < len(q.All[drive])) {
-				best, drive = n, i
+			counts[i] = n
+			if best < 0 || n < best || (n == best && len(g) < len(q.All[p.drive])) {
+				best, p.drive = n, i
 			}
 		}
 		if best < limit {
 			break // every other group has at least limit postings
 		}
 	}
-	return drive, true, nil
+	for i, g := range q.All {
+		// counts[i] < limit: the count is exact, not a floor.
+		p.sets[i] = i != p.drive && len(g) > probeSeeks && counts[i] < limit && counts[i] <= setFactor*max(counts[p.drive], 1)
+	}
+	return p, true, nil
 }
 
 // groupSize counts group g's postings after q.After, up to limit. Counts
@@ -155,11 +186,11 @@ func (r *reader) Match(q store.MatchQuery) ([]string, error) {
 	if q.Type == "" {
 		return nil, errors.New("sqlite: match needs a type")
 	}
-	drive, ok, err := r.driver(q)
+	p, ok, err := r.driver(q)
 	if err != nil || !ok {
 		return nil, err
 	}
-	query, args := matchSQL(q, drive, false)
+	query, args := matchSQL(q, p, false)
 	limit := int64(-1)
 	if q.Limit > 0 {
 		limit = int64(q.Limit)
@@ -191,11 +222,11 @@ func (r *reader) Count(q store.MatchQuery) (int, error) {
 	if q.Type == "" {
 		return 0, errors.New("sqlite: count needs a type")
 	}
-	drive, ok, err := r.driver(q)
+	p, ok, err := r.driver(q)
 	if err != nil || !ok {
 		return 0, err
 	}
-	query, args := matchSQL(q, drive, true)
+	query, args := matchSQL(q, p, true)
 	var n int
 	if err := r.db.queryRow(r.ctx, query, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("sqlite: count: %w", err)
