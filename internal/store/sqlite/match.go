@@ -103,9 +103,12 @@ type plan struct {
 
 // driver plans q: it picks the group with the fewest postings (counted up
 // to estimateCap), preferring fewer tokens on a tie: a single-token driver
-// yields ids in order, so a page stops early. ok is false when some group
-// is empty (an OR of nothing), so nothing can match.
-func (r *reader) driver(q store.MatchQuery) (p plan, ok bool, err error) {
+// yields ids in order, so a page stops early. Sets are read only when the
+// whole driver is scanned (counting, no limit, or a driver of several
+// tokens, whose ids are sorted before the first is returned): a page that
+// stops early probes few candidates. ok is false when some group is empty
+// (an OR of nothing), so nothing can match.
+func (r *reader) driver(q store.MatchQuery, count bool) (p plan, ok bool, err error) {
 	p.sets = make([]bool, len(q.All))
 	for _, g := range q.All {
 		if len(g) == 0 {
@@ -132,6 +135,9 @@ func (r *reader) driver(q store.MatchQuery) (p plan, ok bool, err error) {
 		if best < limit {
 			break // every other group has at least limit postings
 		}
+	}
+	if !count && q.Limit > 0 && len(q.All[p.drive]) == 1 {
+		return p, true, nil
 	}
 	for i, g := range q.All {
 		// counts[i] < limit: the count is exact, not a floor.
@@ -186,7 +192,7 @@ func (r *reader) Match(q store.MatchQuery) ([]string, error) {
 	if q.Type == "" {
 		return nil, errors.New("sqlite: match needs a type")
 	}
-	p, ok, err := r.driver(q)
+	p, ok, err := r.driver(q, false)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -222,7 +228,7 @@ func (r *reader) Count(q store.MatchQuery) (int, error) {
 	if q.Type == "" {
 		return 0, errors.New("sqlite: count needs a type")
 	}
-	p, ok, err := r.driver(q)
+	p, ok, err := r.driver(q, true)
 	if err != nil || !ok {
 		return 0, err
 	}

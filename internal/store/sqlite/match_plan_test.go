@@ -19,8 +19,9 @@ func tokenGroup(prefix string, from, to int) []store.Token {
 
 // TestMatchReadsLargeGroupsIntoSets: two large groups of about the same
 // size (the bounds of a date range) are answered with the other group read
-// into a set; a large group far bigger than the driver is probed per
-// candidate; both give the exact intersection, page by page and counted.
+// into a set; a large group far bigger than the driver, or next to a
+// single-token driver whose page stops early, is probed per candidate;
+// all give the exact intersection, page by page and counted.
 func TestMatchReadsLargeGroupsIntoSets(t *testing.T) {
 	be, err := Open(t.TempDir())
 	if err != nil {
@@ -29,7 +30,7 @@ func TestMatchReadsLargeGroupsIntoSets(t *testing.T) {
 	defer be.Close()
 	const n = 300
 	for i := range n {
-		putTokens(t, be, fmt.Sprintf("p%03d", i), 1, fmt.Sprintf("a:%d", i%20), fmt.Sprintf("b:%d", i%30), fmt.Sprintf("id:%d", i))
+		putTokens(t, be, fmt.Sprintf("p%03d", i), 1, fmt.Sprintf("a:%d", i%20), fmt.Sprintf("b:%d", i%30), fmt.Sprintf("g:%d", i%3), fmt.Sprintf("id:%d", i))
 	}
 	for _, c := range []struct {
 		name    string
@@ -39,6 +40,7 @@ func TestMatchReadsLargeGroupsIntoSets(t *testing.T) {
 	}{
 		{"bounds", [][]store.Token{tokenGroup("a", 0, 10), tokenGroup("b", 0, 15)}, func(i int) bool { return i%20 < 10 && i%30 < 15 }, true},
 		{"small driver", [][]store.Token{tokenGroup("a", 0, 10), {store.Token("id:7"), store.Token("id:8")}}, func(i int) bool { return (i == 7 || i == 8) && i%20 < 10 }, false},
+		{"one-token driver", [][]store.Token{tokenGroup("a", 0, 10), {store.Token("g:1")}}, func(i int) bool { return i%3 == 1 && i%20 < 10 }, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var want []string
@@ -49,12 +51,17 @@ func TestMatchReadsLargeGroupsIntoSets(t *testing.T) {
 			}
 			q := store.MatchQuery{Type: "Patient", All: c.all}
 			err := be.View(context.Background(), func(r store.Reader) error {
-				p, ok, err := r.(*reader).driver(q)
+				page := q
+				page.Limit = 7
+				p, ok, err := r.(*reader).driver(page, false)
 				if err != nil || !ok {
 					return fmt.Errorf("driver: %v, %v", ok, err)
 				}
 				if got := slices.Contains(p.sets, true); got != c.useSets {
-					t.Errorf("plan %+v: reads a group into a set = %v, want %v", p, got, c.useSets)
+					t.Errorf("plan of a page %+v: reads a group into a set = %v, want %v", p, got, c.useSets)
+				}
+				if p, _, _ := r.(*reader).driver(q, true); !slices.Contains(p.sets, true) != (c.name == "small driver") {
+					t.Errorf("plan of a count %+v: sets only where the group is within %dx the driver", p, setFactor)
 				}
 				got, err := r.Match(q)
 				if err != nil {
