@@ -3,7 +3,6 @@ package search
 import (
 	"context"
 	"fmt"
-	"github.com/phivault/phivault/internal/fhirapi"
 	"math/rand/v2"
 	"net/http/httptest"
 	"net/url"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phivault/phivault/internal/fhirapi"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/store"
 )
@@ -18,9 +18,7 @@ import (
 // BenchmarkPatientLabs is the patient-scoped search of the issue over a
 // population shaped like Synthea's (many lab results per patient).
 func BenchmarkPatientLabs(b *testing.B) {
-	e := labEnv(b)
-	const patients = 20
-	labQueries(b, e)
+	labQueries(b, labEnv(b))
 }
 
 func labEnv(b *testing.B) *env {
