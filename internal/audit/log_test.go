@@ -157,16 +157,22 @@ func TestLogTimeout(t *testing.T) {
 // TestLogLateJoinerGetsItsOwnTime: an event that joins an append stuck in
 // a hanging store is not failed with that append's timeout when the store
 // has recovered meanwhile: it gets an Update of its own and is appended.
-// The event whose append hung fails and is not in the log.
+// The event whose append hung fails and is not in the log. The late event
+// joins half a timeout after the hung append began, so it has half a
+// timeout left when that append fails, and none if its deadline were the
+// hung append's (with no gap, a busy machine could miss the deadline by
+// scheduling alone).
 func TestLogLateJoinerGetsItsOwnTime(t *testing.T) {
 	st := newGatedStore()
 	st.hangFirst = true
 	close(st.gate)
-	l := NewLog(st, time.Second)
+	const timeout = 2 * time.Second
+	l := NewLog(st, timeout)
 	ctx := context.Background()
 	first := make(chan error, 1)
 	go func() { first <- l.Record(ctx, testEvent(0)) }()
 	waitFor(t, "the first append to reach the store", func() bool { return st.updates.Load() == 1 })
+	time.Sleep(timeout / 2)
 	if err := l.Record(ctx, testEvent(1)); err != nil {
 		t.Fatalf("Record that joined a hung append after the store recovered: %v, want it appended", err)
 	}
