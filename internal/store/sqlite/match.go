@@ -10,7 +10,7 @@ import (
 
 // Match and Count run over the token index idx, which holds the tokens of
 // current, non-deleted versions only. One group drives a scan of
-// idx_token; each other group is an EXISTS probe.
+// idx_token; each other group is an EXISTS probe or a set of ids (plan).
 
 // matchSQL builds the query for q's shape and its arguments. The plan's
 // driving group drives the scan over the token index (which holds only
@@ -119,11 +119,17 @@ func (r *reader) driver(q store.MatchQuery, count bool) (p plan, ok bool, err er
 		return p, true, nil
 	}
 	counts := make([]int64, len(q.All))
+	keys := make([]string, len(q.All)) // the sizes' keys, made once per query
+	if r.sizes != nil && q.After == "" {
+		for i, g := range q.All {
+			keys[i] = sizeKey(q.Type, g)
+		}
+	}
 	var limit int64
 	for _, limit = range estimateSteps {
 		best := int64(-1)
 		for i, g := range q.All {
-			n, err := r.groupSize(q, g, limit)
+			n, err := r.groupSize(q, g, keys[i], limit)
 			if err != nil {
 				return p, false, err
 			}
@@ -146,12 +152,11 @@ func (r *reader) driver(q store.MatchQuery, count bool) (p plan, ok bool, err er
 	return p, true, nil
 }
 
-// groupSize counts group g's postings after q.After, up to limit. Counts
-// for first pages (no After) come from and go to the backend's sizes.
-func (r *reader) groupSize(q store.MatchQuery, g []store.Token, limit int64) (int64, error) {
-	var key string
-	if r.sizes != nil && q.After == "" {
-		key = sizeKey(q.Type, g)
+// groupSize counts group g's postings after q.After, up to limit. A
+// group with a key (sizeKey; first pages only) is looked up in and
+// recorded to the backend's sizes.
+func (r *reader) groupSize(q store.MatchQuery, g []store.Token, key string, limit int64) (int64, error) {
+	if key != "" {
 		if n, ok := r.sizes.get(key, limit); ok {
 			return n, nil
 		}
