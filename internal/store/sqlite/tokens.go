@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -141,4 +142,58 @@ func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[str
 		return nil, fmt.Errorf("sqlite: carried: %w", err)
 	}
 	return out, nil
+}
+
+// readTokset returns the token set of the version seq.
+func (w *writer) readTokset(seq int64) ([]store.Token, error) {
+	return w.tokset(`SELECT toks FROM tokset WHERE seq = ?`, seq)
+}
+
+// takeTokset returns the token set of the version seq and deletes its row.
+func (w *writer) takeTokset(seq int64) ([]store.Token, error) {
+	return w.tokset(`DELETE FROM tokset WHERE seq = ? RETURNING toks`, seq)
+}
+
+// tokset runs query, which yields the tokset value of seq, and decodes
+// it. A live version without a row carries no tokens: Put writes a row,
+// empty or not, for every live version, and FillTokset none for a version
+// without idx rows.
+func (w *writer) tokset(query string, seq int64) ([]store.Token, error) {
+	var toks []byte
+	if err := w.db.queryRow(w.ctx, query, seq).Scan(&toks); errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	return decodeTokset(toks)
+}
+
+// decodeTokset splits a tokset value into its tokens, which alias b.
+func decodeTokset(b []byte) ([]store.Token, error) {
+	var out []store.Token
+	for len(b) > 0 {
+		n := 1 + int(b[0])
+		if n > len(b) {
+			return nil, errShortTokset
+		}
+		out = append(out, store.Token(b[1:n]))
+		b = b[n:]
+	}
+	return out, nil
+}
+
+// diffTokens returns the tokens only in a and those only in b, both sets
+// sorted as tokenSet sorts them.
+func diffTokens(a, b []store.Token) (onlyA, onlyB []store.Token) {
+	for len(a) > 0 && len(b) > 0 {
+		switch c := bytes.Compare(a[0], b[0]); {
+		case c < 0:
+			onlyA, a = append(onlyA, a[0]), a[1:]
+		case c > 0:
+			onlyB, b = append(onlyB, b[0]), b[1:]
+		default:
+			a, b = a[1:], b[1:]
+		}
+	}
+	return append(onlyA, a...), append(onlyB, b...)
 }

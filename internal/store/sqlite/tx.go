@@ -42,7 +42,8 @@ func (w *writer) Put(v store.Version, tokens []store.Token) (store.Version, erro
 		}
 	}
 	var cur, curSeq int64
-	err := w.db.queryRow(w.ctx, `SELECT vid, seq FROM current WHERE rtype = ? AND rid = ?`, v.Type, v.ID).Scan(&cur, &curSeq)
+	var curDeleted bool
+	err := w.db.queryRow(w.ctx, `SELECT vid, seq, deleted FROM current WHERE rtype = ? AND rid = ?`, v.Type, v.ID).Scan(&cur, &curSeq, &curDeleted)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return store.Version{}, fmt.Errorf("sqlite: put: %w", err)
 	}
@@ -66,18 +67,16 @@ func (w *writer) Put(v store.Version, tokens []store.Token) (store.Version, erro
 		v.Type, v.ID, v.VID, v.Seq, v.Deleted); err != nil {
 		return store.Version{}, fmt.Errorf("sqlite: put current: %w", err)
 	}
-	if cur > 0 {
-		if _, err := w.db.exec(w.ctx, `DELETE FROM idx WHERE rtype = ? AND rid = ?`, v.Type, v.ID); err != nil {
-			return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
-		}
-		if _, err := w.db.exec(w.ctx, `DELETE FROM tokset WHERE seq = ?`, curSeq); err != nil {
-			return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
+	var old []store.Token
+	if cur > 0 && !curDeleted {
+		if old, err = w.takeTokset(curSeq); err != nil {
+			return store.Version{}, fmt.Errorf("sqlite: put tokens of %s/%s: %w", v.Type, v.ID, err)
 		}
 	}
+	if err := w.replaceTokens(v.Type, v.ID, old, set); err != nil {
+		return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
+	}
 	if !v.Deleted {
-		if err := w.insertTokens(v.Type, v.ID, set); err != nil {
-			return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
-		}
 		if err := w.putTokset(v.Seq, toks); err != nil {
 			return store.Version{}, fmt.Errorf("sqlite: put tokens: %w", err)
 		}
@@ -103,10 +102,11 @@ func (w *writer) Reindex(typ, id string, vid int64, tokens []store.Token) error 
 	if err != nil {
 		return fmt.Errorf("sqlite: reindex: %w", err)
 	}
-	if _, err := w.db.exec(w.ctx, `DELETE FROM idx WHERE rtype = ? AND rid = ?`, typ, id); err != nil {
-		return fmt.Errorf("sqlite: reindex: %w", err)
+	old, err := w.readTokset(seq)
+	if err != nil {
+		return fmt.Errorf("sqlite: reindex %s/%s: %w", typ, id, err)
 	}
-	if err := w.insertTokens(typ, id, set); err != nil {
+	if err := w.replaceTokens(typ, id, old, set); err != nil {
 		return fmt.Errorf("sqlite: reindex: %w", err)
 	}
 	if err := w.putTokset(seq, toks); err != nil {
@@ -115,19 +115,32 @@ func (w *writer) Reindex(typ, id string, vid int64, tokens []store.Token) error 
 	return nil
 }
 
-// tokenChunk is how many index rows one INSERT statement writes: one
-// statement per row costs more than the insert itself.
+// tokenChunk is how many index rows one statement writes or deletes: one
+// statement per row costs more than the change itself.
 const tokenChunk = 64
 
-// insertTokens adds a resource's tokens (a tokenSet) with multi-row INSERTs.
-func (w *writer) insertTokens(typ, id string, tokens []store.Token) error {
+// replaceTokens turns the idx rows of typ/id from the set old into the set
+// next (both sorted, as tokenSet and a tokset keep them) by writing only
+// the difference: an update changes a few of a resource's tokens.
+func (w *writer) replaceTokens(typ, id string, old, next []store.Token) error {
+	gone, added := diffTokens(old, next)
+	if err := w.tokenRows(deleteTokenSQL[:], typ, id, gone); err != nil {
+		return err
+	}
+	return w.tokenRows(insertTokenSQL[:], typ, id, added)
+}
+
+// tokenRows runs stmts[n] (for n tokens, n <= tokenChunk) over tokens in
+// chunks; each statement takes typ, id, then its tokens.
+func (w *writer) tokenRows(stmts []string, typ, id string, tokens []store.Token) error {
 	for len(tokens) > 0 {
 		n := min(len(tokens), tokenChunk)
-		args := make([]any, 0, 3*n)
+		args := make([]any, 0, 2+n)
+		args = append(args, typ, id)
 		for _, t := range tokens[:n] {
-			args = append(args, blob(t), typ, id)
+			args = append(args, blob(t))
 		}
-		if _, err := w.db.exec(w.ctx, insertTokensSQL(n), args...); err != nil {
+		if _, err := w.db.exec(w.ctx, stmts[n], args...); err != nil {
 			return err
 		}
 		tokens = tokens[n:]
@@ -135,15 +148,25 @@ func (w *writer) insertTokens(typ, id string, tokens []store.Token) error {
 	return nil
 }
 
-var tokenSQL [tokenChunk + 1]string
+// insertTokenSQL[n] and deleteTokenSQL[n] write and delete the idx rows
+// of one resource for n tokens.
+var insertTokenSQL, deleteTokenSQL [tokenChunk + 1]string
 
 func init() {
+	var ins, del strings.Builder
+	ins.WriteString("INSERT OR IGNORE INTO idx (rtype, rid, token) VALUES ")
+	del.WriteString("DELETE FROM idx WHERE rtype = ?1 AND rid = ?2 AND token IN (")
 	for n := 1; n <= tokenChunk; n++ {
-		tokenSQL[n] = "INSERT OR IGNORE INTO idx (token, rtype, rid) VALUES (?, ?, ?)" + strings.Repeat(", (?, ?, ?)", n-1)
+		if n > 1 {
+			ins.WriteString(", ")
+			del.WriteString(", ")
+		}
+		fmt.Fprintf(&ins, "(?1, ?2, ?%d)", n+2)
+		fmt.Fprintf(&del, "?%d", n+2)
+		insertTokenSQL[n] = ins.String()
+		deleteTokenSQL[n] = del.String() + ")"
 	}
 }
-
-func insertTokensSQL(n int) string { return tokenSQL[n] }
 
 // SetMeta implements store.Writer.
 func (w *writer) SetMeta(key string, value []byte) error {
