@@ -36,6 +36,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/phivault/phivault/internal/store/sqlite"
 )
 
 const (
@@ -60,8 +62,9 @@ var dumpTables = map[string]string{
 
 // sameDump lists the pairs of SQLite schema versions {snapshot's, this
 // binary's} whose dumps hold the same tables, so that one loads into the
-// other: schema 2 added only tokset, which a restore rebuilds.
-var sameDump = map[[2]int]bool{{1, 2}: true}
+// other: schema 2 added only tokset, which a restore rebuilds, and schema
+// 3 only changed idx's key.
+var sameDump = map[[2]int]bool{{1, 2}: true, {1, 3}: true, {2, 3}: true}
 
 // dumpFacts is db/facts.json.
 type dumpFacts struct {
@@ -181,7 +184,7 @@ func dumpStore(ctx context.Context, dbPath, out string) (map[string]int64, error
 	if err := c.QueryRowContext(ctx, "SELECT version FROM schema_version").Scan(&facts.Schema); err != nil {
 		return nil, fmt.Errorf("schema version: %w", err)
 	}
-	return dumpContent(ctx, c, out, facts)
+	return dumpContent(ctx, c, out, facts, sqliteIndex)
 }
 
 // micros scans a version's update time as the dump records it, unix
@@ -204,11 +207,12 @@ func (m *micros) Scan(src any) error {
 // dumpContent writes the dump files of the store c reads, in the
 // transaction c has open, and db/facts.json with facts (whose format and
 // schema the caller set); it returns the counts a restore must reproduce.
+// index is how the backend lists each resource's index tokens.
 // Its queries hold on both backends: booleans scan from SQLite's 0/1 and
 // PostgreSQL's boolean, metadata keys from TEXT and bytea, update times
 // through micros; types, ids and keys sort bytewise on both (BINARY,
 // COLLATE "C" and bytea).
-func dumpContent(ctx context.Context, c *sql.Conn, out string, facts dumpFacts) (map[string]int64, error) {
+func dumpContent(ctx context.Context, c *sql.Conn, out string, facts dumpFacts, index indexQuery) (map[string]int64, error) {
 	type table struct {
 		name, query string
 		row         func(rows *sql.Rows, w *dumpWriter) error
@@ -260,7 +264,7 @@ func dumpContent(ctx context.Context, c *sql.Conn, out string, facts dumpFacts) 
 		facts.Rows[t.name] = n
 	}
 	var err error
-	if facts.Current, err = dumpIndex(ctx, c, filepath.Join(out, "index"), facts.Rows); err != nil {
+	if facts.Current, err = dumpIndex(ctx, c, index, filepath.Join(out, "index"), facts.Rows); err != nil {
 		return nil, fmt.Errorf("dump index: %w", err)
 	}
 	counts := map[string]int64{"versions": facts.Rows["versions"], "audit": facts.Rows["audit"], "meta": facts.Rows["meta"], "tokens": facts.Rows["idx"]}
@@ -362,17 +366,31 @@ func dumpQuery(ctx context.Context, c *sql.Conn, path, table, query string, row 
 	return n, w.close()
 }
 
-// dumpIndex walks current in key order with each resource's tokens,
+// indexQuery lists every current resource, in (rtype, rid) order, with
+// its index tokens: rtype, rid, vid, seq, deleted and a token column.
+// With sets, one row per resource whose token column is its tokset value
+// (NULL for none); without, one row per token, ordered by token (a NULL
+// token for a resource without any).
+type indexQuery struct {
+	sql  string
+	sets bool
+}
+
+// sqliteIndex reads SQLite's token sets: its idx is keyed by token alone.
+var sqliteIndex = indexQuery{sets: true, sql: `SELECT c.rtype, c.rid, c.vid, c.seq, c.deleted, t.toks
+	FROM current c LEFT JOIN tokset t ON t.seq = c.seq AND c.deleted = 0
+	ORDER BY c.rtype, c.rid`}
+
+// dumpIndex walks current in key order with each resource's tokens (q),
 // writes db/index (token count and tokenDigest per row) and returns the
-// digest of current. Index rows of no current resource fail the dump.
-func dumpIndex(ctx context.Context, c *sql.Conn, path string, rowsOut map[string]int64) ([]byte, error) {
+// digest of current. An index whose size is not the number of tokens so
+// listed (e.g. rows of no current resource) fails the dump.
+func dumpIndex(ctx context.Context, c *sql.Conn, q indexQuery, path string, rowsOut map[string]int64) ([]byte, error) {
 	w, err := newDumpWriter(path, "index")
 	if err != nil {
 		return nil, err
 	}
-	rows, err := c.QueryContext(ctx, `SELECT c.rtype, c.rid, c.vid, c.seq, c.deleted, i.token
-		FROM current c LEFT JOIN idx i ON i.rtype = c.rtype AND i.rid = c.rid
-		ORDER BY c.rtype, c.rid, i.token`)
+	rows, err := c.QueryContext(ctx, q.sql)
 	if err != nil {
 		w.close()
 		return nil, err
@@ -397,8 +415,8 @@ func dumpIndex(ctx context.Context, c *sql.Conn, path string, rowsOut map[string
 	}
 	for rows.Next() {
 		var r currentRow
-		var tok []byte
-		if err := rows.Scan(&r.typ, &r.id, &r.vid, &r.seq, &r.deleted, &tok); err != nil {
+		var col []byte
+		if err := rows.Scan(&r.typ, &r.id, &r.vid, &r.seq, &r.deleted, &col); err != nil {
 			w.close()
 			return nil, err
 		}
@@ -409,8 +427,18 @@ func dumpIndex(ctx context.Context, c *sql.Conn, path string, rowsOut map[string
 			}
 			cur = &r
 		}
-		if tok != nil {
-			toks = append(toks, tok)
+		switch {
+		case q.sets:
+			set, err := sqlite.DecodeTokset(col)
+			if err != nil {
+				w.close()
+				return nil, fmt.Errorf("%s/%s: %w", r.typ, r.id, err)
+			}
+			for _, tok := range set {
+				toks = append(toks, tok)
+			}
+		case col != nil:
+			toks = append(toks, col)
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -429,7 +457,7 @@ func dumpIndex(ctx context.Context, c *sql.Conn, path string, rowsOut map[string
 		return nil, err
 	}
 	if all != nTokens {
-		return nil, fmt.Errorf("%d index entries belong to no current resource", all-nTokens)
+		return nil, fmt.Errorf("the index holds %d entries, the current resources %d", all, nTokens)
 	}
 	rowsOut["current"], rowsOut["idx"] = nCurrent, nTokens
 	return h.Sum(nil), nil

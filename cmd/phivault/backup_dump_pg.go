@@ -48,8 +48,9 @@ var pgDumpTables = map[string]string{
 // loadDump compares it with the schema of the SQLite store it builds, so
 // snapshots of either backend load with the same check. A PostgreSQL
 // migration that changes what is dumped must add its entry here (and,
-// when the SQLite schema moves too, the pair that matches).
-var pgDumpSchema = map[int]int{1: 2}
+// when the SQLite schema moves too, the pair that matches). SQLite's
+// schema 3 changed only how idx is keyed, not what is dumped.
+var pgDumpSchema = map[int]int{1: 3}
 
 // storeDSN is the connection string of a PostgreSQL data directory, as
 // openStore uses it: PHIVAULT_DB when set (it may hold the password),
@@ -97,7 +98,7 @@ func dumpStorePG(ctx context.Context, dsn, out string) (map[string]int64, error)
 	if facts.Schema, ok = pgDumpSchema[pgSchema]; !ok {
 		return nil, fmt.Errorf("the PostgreSQL schema is version %d, which this phivault cannot back up", pgSchema)
 	}
-	counts, err := dumpContent(ctx, c, out, facts)
+	counts, err := dumpContent(ctx, c, out, facts, pgIndex)
 	if err != nil {
 		return nil, err
 	}
@@ -127,3 +128,8 @@ func checkTablesPG(ctx context.Context, c *sql.Conn) error {
 		WHERE relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
 		AND relkind IN ('r', 'p', 'f') ORDER BY relname`, schema.String)
 }
+
+// pgIndex reads PostgreSQL's idx, which is keyed by resource.
+var pgIndex = indexQuery{sql: `SELECT c.rtype, c.rid, c.vid, c.seq, c.deleted, i.token
+	FROM current c LEFT JOIN idx i ON i.rtype = c.rtype AND i.rid = c.rid
+	ORDER BY c.rtype, c.rid, i.token`}

@@ -26,9 +26,9 @@ import (
 // and the target whose tables migrateStore copies. A new migration on
 // either side must teach the copy its tables before these move. SQLite's
 // schema 2 added tokset, derived from idx, which PostgreSQL does not keep:
-// it is not copied.
+// it is not copied; schema 3 changed only idx's key.
 const (
-	copiedSQLite   = 2
+	copiedSQLite   = 3
 	copiedPostgres = 1
 )
 

@@ -9,8 +9,9 @@ import (
 )
 
 // Match and Count run over the token index idx, which holds the tokens of
-// current, non-deleted versions only. One group drives a scan of
-// idx_token; each other group is an EXISTS probe or a set of ids (plan).
+// current, non-deleted versions only, keyed by (token, rtype, rid). One
+// group drives a scan of its tokens' postings; each other group is an
+// EXISTS probe or a set of ids (plan).
 
 // matchSQL builds the query for q's shape and its arguments. The plan's
 // driving group drives the scan over the token index (which holds only
@@ -35,7 +36,7 @@ func matchSQL(q store.MatchQuery, p plan, count bool) (query string, args []any)
 	} else {
 		b.WriteString(`SELECT ` + distinct + `i.rid`)
 	}
-	b.WriteString(` FROM idx i INDEXED BY idx_token WHERE i.rtype = ? AND i.rid > ? AND i.token IN (`)
+	b.WriteString(` FROM idx i WHERE i.rtype = ? AND i.rid > ? AND i.token IN (`)
 	args = append(args, q.Type, q.After)
 	args = appendTokens(&b, args, q.All[drive])
 	b.WriteString(`)`)
@@ -43,26 +44,20 @@ func matchSQL(q store.MatchQuery, p plan, count bool) (query string, args []any)
 		if i == drive {
 			continue
 		}
-		// A small group is probed in the token index: the driver yields
-		// ids in order, so the probes walk each token's postings forward
-		// and read each of their pages once, where probes by resource
-		// would read a page per candidate. A large group (a date range is
-		// an OR of many buckets) reads the resource's own tokens instead,
-		// fewer than the group's; unless the plan says its postings are
-		// few next to the driver's (the two bounds of a date range): then
-		// they are read once into a set of ids, in which each candidate is
-		// looked up (the + keeps SQLite from seeking each of them per
-		// driver token instead).
+		// A group is probed with a seek per token for each candidate: the
+		// driver yields ids in order, so the probes walk each token's
+		// postings forward and read each of their pages once. A large
+		// group (a date range is an OR of many buckets) whose postings the
+		// plan says are few next to the driver's (the two bounds of a date
+		// range) is read once into a set of ids instead, in which each
+		// candidate is looked up (the + keeps SQLite from seeking each of
+		// them per driver token).
 		if p.sets[i] {
-			b.WriteString(` AND +i.rid IN (SELECT j.rid FROM idx j INDEXED BY idx_token WHERE j.rtype = ? AND j.token IN (`)
+			b.WriteString(` AND +i.rid IN (SELECT j.rid FROM idx j WHERE j.rtype = ? AND j.token IN (`)
 			args = appendTokens(&b, append(args, q.Type), g)
 			b.WriteString(`))`)
-		} else if len(g) > probeSeeks {
-			b.WriteString(` AND EXISTS (SELECT 1 FROM idx j WHERE j.rtype = i.rtype AND j.rid = i.rid AND +j.token IN (`)
-			args = appendTokens(&b, args, g)
-			b.WriteString(`))`)
 		} else {
-			b.WriteString(` AND EXISTS (SELECT 1 FROM idx j INDEXED BY idx_token WHERE j.token IN (`)
+			b.WriteString(` AND EXISTS (SELECT 1 FROM idx j WHERE j.token IN (`)
 			args = appendTokens(&b, args, g)
 			b.WriteString(`) AND j.rtype = i.rtype AND j.rid = i.rid)`)
 		}
@@ -73,9 +68,8 @@ func matchSQL(q store.MatchQuery, p plan, count bool) (query string, args []any)
 	return b.String(), args
 }
 
-// probeSeeks is the largest group an EXISTS probe answers with one seek
-// per token in idx_token; beyond it the probe reads all of the resource's
-// tokens.
+// probeSeeks is the largest group that is always probed per candidate
+// (one seek per token); a larger one may be read into a set.
 const probeSeeks = 8
 
 // estimateCap bounds the postings counted per group when choosing the
@@ -90,8 +84,8 @@ var estimateSteps = [...]int64{64, 512, estimateCap}
 
 // setFactor: a group of more than probeSeeks tokens is read into a set
 // when its postings are at most setFactor times the driver's. Probing it
-// per candidate reads all of the candidate's tokens (some fifty for an
-// Observation); the set costs one read per posting.
+// costs a seek per token per candidate (some thirty for a date bound);
+// the set costs one read per posting.
 const setFactor = 16
 
 // plan is how Match answers a query: which group drives, and which other
@@ -162,7 +156,7 @@ func (r *reader) groupSize(q store.MatchQuery, g []store.Token, key string, limi
 		}
 	}
 	var b strings.Builder
-	b.WriteString(`SELECT count(*) FROM (SELECT 1 FROM idx INDEXED BY idx_token WHERE rtype = ? AND rid > ? AND token IN (`)
+	b.WriteString(`SELECT count(*) FROM (SELECT 1 FROM idx WHERE rtype = ? AND rid > ? AND token IN (`)
 	args := appendTokens(&b, []any{q.Type, q.After}, g)
 	// The limit (one of three) is written into the text: bound, it made
 	// SQLite prepare the statement again at every run (2.4% of the

@@ -11,21 +11,25 @@ import (
 	"github.com/phivault/phivault/internal/store"
 )
 
-// Besides the idx rows (one per token, for lookups by token), each current,
+// Besides the idx rows (one per token, keyed by token), each current,
 // non-deleted version's tokens are kept in one tokset row keyed by the
 // version's seq: toks is the set, sorted, each token as one length byte
 // and its bytes. Telling which of a set of tokens each of many resources
 // carries (Carried, which the date-sorted search walk asks of every
-// candidate) is then one primary-key probe per resource instead of a scan
-// of its idx rows through an IN list.
+// candidate) is then one primary-key probe per resource; and an update or
+// a delete reads from it which idx rows are the resource's (replaceTokens),
+// as idx is kept in token order only.
 
 // FillTokset is the SQL that fills an empty tokset table from the idx
 // rows, for a store whose idx was written without it (the schema 2
-// migration; a restore, which writes idx directly).
+// migration; a restore, which writes idx directly). idx is read in its
+// own order (CROSS JOIN keeps it outer) and each row's resource looked up
+// by primary key. A version without idx rows gets no row: it carries no
+// tokens.
 const FillTokset = `INSERT INTO tokset (seq, toks)
 	SELECT c.seq, unhex(group_concat(printf('%02X', length(i.token)) || hex(i.token), '' ORDER BY i.token))
-	FROM current c JOIN idx i ON i.rtype = c.rtype AND i.rid = c.rid
-	WHERE c.deleted = 0 GROUP BY c.seq`
+	FROM idx i CROSS JOIN current c
+	WHERE c.rtype = i.rtype AND c.rid = i.rid AND c.deleted = 0 GROUP BY c.seq`
 
 // maxTokenLen is the longest token the store takes (one length byte).
 const maxTokenLen = 255
@@ -165,11 +169,11 @@ func (w *writer) tokset(query string, seq int64) ([]store.Token, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	return decodeTokset(toks)
+	return DecodeTokset(toks)
 }
 
-// decodeTokset splits a tokset value into its tokens, which alias b.
-func decodeTokset(b []byte) ([]store.Token, error) {
+// DecodeTokset splits a tokset value into its tokens, which alias b.
+func DecodeTokset(b []byte) ([]store.Token, error) {
 	var out []store.Token
 	for len(b) > 0 {
 		n := 1 + int(b[0])
