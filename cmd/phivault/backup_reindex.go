@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -101,13 +102,6 @@ func reindexRestored(ctx context.Context, n *node, dir, indexDump string) (*rein
 	if err != nil {
 		return nil, err
 	}
-	// The secondary indexes of idx (by token) would take every row at a
-	// random place; they are dropped and built again at the end, by
-	// sorting, from their own stored definitions.
-	rebuild, err := dropIndexes(ctx, db, "idx")
-	if err != nil {
-		return nil, err
-	}
 	// Decrypting and indexing is the cost: each batch is spread over the
 	// CPUs, and written (in order, checked) while the next is indexed.
 	workers := runtime.GOMAXPROCS(0)
@@ -156,11 +150,6 @@ func reindexRestored(ctx context.Context, n *node, dir, indexDump string) (*rein
 	if nMismatched > 0 {
 		return nil, fmt.Errorf("the rebuilt index differs from the backed-up one for %d resources (first: %v)", nMismatched, mismatched)
 	}
-	for _, q := range rebuild {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			return nil, fmt.Errorf("rebuild %q: %w", q, err)
-		}
-	}
 	if _, err := db.ExecContext(ctx, sqlite.FillTokset); err != nil {
 		return nil, fmt.Errorf("rebuild the token sets: %w", err)
 	}
@@ -168,34 +157,6 @@ func reindexRestored(ctx context.Context, n *node, dir, indexDump string) (*rein
 		return nil, err
 	}
 	return rep, nil
-}
-
-// dropIndexes drops the secondary indexes of table and returns the
-// statements that create them again.
-func dropIndexes(ctx context.Context, db *sql.DB, table string) ([]string, error) {
-	rows, err := db.QueryContext(ctx, "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", table)
-	if err != nil {
-		return nil, err
-	}
-	var names, create []string
-	for rows.Next() {
-		var name, q string
-		if err := rows.Scan(&name, &q); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		names, create = append(names, name), append(create, q)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	for _, name := range names {
-		if _, err := db.ExecContext(ctx, `DROP INDEX "`+strings.ReplaceAll(name, `"`, `""`)+`"`); err != nil {
-			return nil, err
-		}
-	}
-	return create, nil
 }
 
 // indexJobs lists the restored store's current, non-deleted resources in
@@ -283,35 +244,15 @@ const tokenRows = 256
 var tokenInsert = "INSERT INTO idx (rtype, rid, token) VALUES (?, ?, ?)" + strings.Repeat(", (?, ?, ?)", tokenRows-1)
 
 // writeIndexBatch checks a batch of indexed jobs against db/index and
-// writes their tokens in one transaction, tokenRows rows a statement.
+// writes their tokens in one transaction, tokenRows rows a statement, in
+// token order: idx is keyed by token, so a batch sorted that way fills
+// each page it touches once instead of landing at random.
 func writeIndexBatch(ctx context.Context, db *sql.DB, jobs []reindexJob, rep *reindexReport, mismatched *[]string, nMismatched *int) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
+	type row struct {
+		token []byte
+		job   *reindexJob
 	}
-	defer tx.Rollback()
-	full, err := tx.PrepareContext(ctx, tokenInsert)
-	if err != nil {
-		return err
-	}
-	defer full.Close()
-	args := make([]any, 0, 3*tokenRows)
-	flush := func(all bool) error {
-		for len(args) >= 3*tokenRows || (all && len(args) > 0) {
-			n := min(len(args), 3*tokenRows)
-			var err error
-			if n == 3*tokenRows {
-				_, err = full.ExecContext(ctx, args[:n]...)
-			} else {
-				_, err = tx.ExecContext(ctx, tokenInsert[:strings.Index(tokenInsert, "VALUES")]+"VALUES (?, ?, ?)"+strings.Repeat(", (?, ?, ?)", n/3-1), args[:n]...)
-			}
-			if err != nil {
-				return err
-			}
-			args = append(args[:0], args[n:]...)
-		}
-		return nil
-	}
+	var rows []row
 	for i := range jobs {
 		j := &jobs[i]
 		switch {
@@ -329,16 +270,39 @@ func writeIndexBatch(ctx context.Context, db *sql.DB, jobs []reindexJob, rep *re
 			continue
 		}
 		for _, t := range j.tokens {
-			args = append(args, j.typ, j.id, t)
-			if err := flush(false); err != nil {
-				return err
-			}
+			rows = append(rows, row{t, j})
 		}
 		rep.indexed++
 		rep.tokens += int64(len(j.tokens))
 	}
-	if err := flush(true); err != nil {
+	slices.SortFunc(rows, func(a, b row) int { return bytes.Compare(a.token, b.token) })
+
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
 		return err
+	}
+	defer tx.Rollback()
+	full, err := tx.PrepareContext(ctx, tokenInsert)
+	if err != nil {
+		return err
+	}
+	defer full.Close()
+	args := make([]any, 0, 3*tokenRows)
+	for len(rows) > 0 {
+		n := min(len(rows), tokenRows)
+		args = args[:0]
+		for _, r := range rows[:n] {
+			args = append(args, r.job.typ, r.job.id, r.token)
+		}
+		if n == tokenRows {
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, tokenInsert[:strings.Index(tokenInsert, "VALUES")]+"VALUES (?, ?, ?)"+strings.Repeat(", (?, ?, ?)", n-1), args...)
+		}
+		if err != nil {
+			return err
+		}
+		rows = rows[n:]
 	}
 	return tx.Commit()
 }
