@@ -23,11 +23,7 @@ func tokenGroup(prefix string, from, to int) []store.Token {
 // single-token driver whose page stops early, is probed per candidate;
 // all give the exact intersection, page by page and counted.
 func TestMatchReadsLargeGroupsIntoSets(t *testing.T) {
-	be, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
+	be := openBackend(t, t.TempDir())
 	const n = 300
 	for i := range n {
 		putTokens(t, be, fmt.Sprintf("p%03d", i), 1, fmt.Sprintf("a:%d", i%20), fmt.Sprintf("b:%d", i%30), fmt.Sprintf("g:%d", i%3), fmt.Sprintf("id:%d", i))

@@ -42,11 +42,7 @@ func TestIndexByTokenMigration(t *testing.T) {
 	}
 	db.Close()
 
-	be, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
+	be := openBackend(t, dir)
 	var ddl []string
 	err = be.View(context.Background(), func(r store.Reader) error {
 		rows, err := r.(*reader).db.query(context.Background(), `SELECT coalesce(sql, '') FROM sqlite_master WHERE tbl_name = 'idx'`)

@@ -10,6 +10,17 @@ import (
 	"github.com/phivault/phivault/internal/store"
 )
 
+// openBackend opens the store in dir, closed when the test ends.
+func openBackend(t *testing.T, dir string) *Backend {
+	t.Helper()
+	be, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	return be
+}
+
 // putTokens stores Patient/id (version vid) carrying tokens.
 func putTokens(t *testing.T, be *Backend, id string, vid int64, tokens ...string) {
 	t.Helper()
@@ -44,11 +55,7 @@ func match(t *testing.T, be *Backend, q store.MatchQuery) []string {
 // older than sizesTTL count again; answers never depend on the sizes,
 // even when they are stale and name the wrong group as the small one.
 func TestSizesChooseWithoutCounting(t *testing.T) {
-	be, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
+	be := openBackend(t, t.TempDir())
 	now := time.Now()
 	be.sizes.now = func() time.Time { return now }
 	// "few" is on 3 resources, "many" on 200; two carry both.

@@ -50,11 +50,7 @@ func tokenNames(from, to int) []string {
 // tokens alone; a delete removes them all, and a version after the
 // delete starts from none.
 func TestUpdateReplacesTokensByDifference(t *testing.T) {
-	be, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
+	be := openBackend(t, t.TempDir())
 	putTokens(t, be, "a", 1, tokenNames(0, 150)...)
 	putTokens(t, be, "b", 1, tokenNames(0, 150)...)
 	putTokens(t, be, "a", 2, tokenNames(70, 230)...) // 70 gone, 80 new
@@ -77,7 +73,7 @@ func TestUpdateReplacesTokensByDifference(t *testing.T) {
 		t.Errorf("a kept token matches %v, want [a b]", got)
 	}
 
-	err = be.Update(context.Background(), func(w store.Writer) error {
+	err := be.Update(context.Background(), func(w store.Writer) error {
 		_, err := w.Put(store.Version{Type: "Patient", ID: "a", VID: 3, Updated: time.Now(), Deleted: true}, nil)
 		return err
 	})
