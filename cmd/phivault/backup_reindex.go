@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 
@@ -102,6 +101,20 @@ func reindexRestored(ctx context.Context, n *node, dir, indexDump string) (*rein
 	if err != nil {
 		return nil, err
 	}
+	// idx is keyed by token: rows written as resources come would land at
+	// random places (half-full pages, a page read and written per row).
+	// They go into a scratch table first and into idx in one sorted pass
+	// at the end, which appends. The scratch table is TEMP (in a file of
+	// its own, gone with the connection), so the store's file holds only
+	// the packed index; one connection holds it throughout.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `CREATE TEMP TABLE idx_load (token BLOB NOT NULL, rtype TEXT NOT NULL, rid TEXT NOT NULL)`); err != nil {
+		return nil, err
+	}
 	// Decrypting and indexing is the cost: each batch is spread over the
 	// CPUs, and written (in order, checked) while the next is indexed.
 	workers := runtime.GOMAXPROCS(0)
@@ -115,7 +128,7 @@ func reindexRestored(ctx context.Context, n *node, dir, indexDump string) (*rein
 		var err error
 		for b := range written {
 			if err == nil {
-				err = writeIndexBatch(ctx, db, b, rep, &mismatched, &nMismatched)
+				err = writeIndexBatch(ctx, conn, b, rep, &mismatched, &nMismatched)
 			}
 			for i := range b {
 				b[i].tokens = nil
@@ -150,10 +163,16 @@ func reindexRestored(ctx context.Context, n *node, dir, indexDump string) (*rein
 	if nMismatched > 0 {
 		return nil, fmt.Errorf("the rebuilt index differs from the backed-up one for %d resources (first: %v)", nMismatched, mismatched)
 	}
-	if _, err := db.ExecContext(ctx, sqlite.FillTokset); err != nil {
-		return nil, fmt.Errorf("rebuild the token sets: %w", err)
+	for _, q := range []string{
+		`INSERT INTO main.idx (token, rtype, rid) SELECT token, rtype, rid FROM temp.idx_load ORDER BY token, rtype, rid`,
+		`DROP TABLE temp.idx_load`,
+		sqlite.FillTokset,
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return nil, fmt.Errorf("rebuild the index: %w", err)
+		}
 	}
-	if _, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+	if _, err := conn.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
 		return nil, err
 	}
 	return rep, nil
@@ -241,13 +260,12 @@ func indexOne(ctx context.Context, n *node, j *reindexJob) {
 // tokenRows is how many index rows one INSERT statement writes.
 const tokenRows = 256
 
-var tokenInsert = "INSERT INTO idx (rtype, rid, token) VALUES (?, ?, ?)" + strings.Repeat(", (?, ?, ?)", tokenRows-1)
+var tokenInsert = "INSERT INTO temp.idx_load (rtype, rid, token) VALUES (?, ?, ?)" + strings.Repeat(", (?, ?, ?)", tokenRows-1)
 
 // writeIndexBatch checks a batch of indexed jobs against db/index and
-// writes their tokens in one transaction, tokenRows rows a statement, in
-// token order: idx is keyed by token, so a batch sorted that way fills
-// each page it touches once instead of landing at random.
-func writeIndexBatch(ctx context.Context, db *sql.DB, jobs []reindexJob, rep *reindexReport, mismatched *[]string, nMismatched *int) error {
+// writes their tokens into the scratch table idx_load in one transaction,
+// tokenRows rows a statement.
+func writeIndexBatch(ctx context.Context, conn *sql.Conn, jobs []reindexJob, rep *reindexReport, mismatched *[]string, nMismatched *int) error {
 	type row struct {
 		token []byte
 		job   *reindexJob
@@ -275,9 +293,7 @@ func writeIndexBatch(ctx context.Context, db *sql.DB, jobs []reindexJob, rep *re
 		rep.indexed++
 		rep.tokens += int64(len(j.tokens))
 	}
-	slices.SortFunc(rows, func(a, b row) int { return bytes.Compare(a.token, b.token) })
-
-	tx, err := db.BeginTx(ctx, nil)
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
