@@ -266,11 +266,7 @@ var tokenInsert = "INSERT INTO temp.idx_load (rtype, rid, token) VALUES (?, ?, ?
 // writes their tokens into the scratch table idx_load in one transaction,
 // tokenRows rows a statement.
 func writeIndexBatch(ctx context.Context, conn *sql.Conn, jobs []reindexJob, rep *reindexReport, mismatched *[]string, nMismatched *int) error {
-	type row struct {
-		token []byte
-		job   *reindexJob
-	}
-	var rows []row
+	var args []any // rtype, rid, token of each row
 	for i := range jobs {
 		j := &jobs[i]
 		switch {
@@ -288,7 +284,7 @@ func writeIndexBatch(ctx context.Context, conn *sql.Conn, jobs []reindexJob, rep
 			continue
 		}
 		for _, t := range j.tokens {
-			rows = append(rows, row{t, j})
+			args = append(args, j.typ, j.id, t)
 		}
 		rep.indexed++
 		rep.tokens += int64(len(j.tokens))
@@ -303,22 +299,17 @@ func writeIndexBatch(ctx context.Context, conn *sql.Conn, jobs []reindexJob, rep
 		return err
 	}
 	defer full.Close()
-	args := make([]any, 0, 3*tokenRows)
-	for len(rows) > 0 {
-		n := min(len(rows), tokenRows)
-		args = args[:0]
-		for _, r := range rows[:n] {
-			args = append(args, r.job.typ, r.job.id, r.token)
-		}
-		if n == tokenRows {
-			_, err = full.ExecContext(ctx, args...)
+	for len(args) > 0 {
+		n := min(len(args), 3*tokenRows)
+		if n == 3*tokenRows {
+			_, err = full.ExecContext(ctx, args[:n]...)
 		} else {
-			_, err = tx.ExecContext(ctx, tokenInsert[:strings.Index(tokenInsert, "VALUES")]+"VALUES (?, ?, ?)"+strings.Repeat(", (?, ?, ?)", n-1), args...)
+			_, err = tx.ExecContext(ctx, tokenInsert[:strings.Index(tokenInsert, "VALUES")]+"VALUES (?, ?, ?)"+strings.Repeat(", (?, ?, ?)", n/3-1), args[:n]...)
 		}
 		if err != nil {
 			return err
 		}
-		rows = rows[n:]
+		args = args[n:]
 	}
 	return tx.Commit()
 }
