@@ -129,13 +129,12 @@ func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[str
 			return nil, fmt.Errorf("sqlite: carried: %w", err)
 		}
 		var got []int
-		for b := toks; len(b) > 0; b = b[1+int(b[0]):] {
-			if 1+int(b[0]) > len(b) {
-				return nil, errShortTokset
-			}
-			if p, ok := filter.find(b[1 : 1+int(b[0])]); ok {
+		if err := eachToken(toks, func(tok []byte) {
+			if p, ok := filter.find(tok); ok {
 				got = append(got, p)
 			}
+		}); err != nil {
+			return nil, err
 		}
 		if len(got) > 0 {
 			slices.Sort(got)
@@ -175,15 +174,25 @@ func (w *writer) tokset(query string, seq int64) ([]store.Token, error) {
 // DecodeTokset splits a tokset value into its tokens, which alias b.
 func DecodeTokset(b []byte) ([]store.Token, error) {
 	var out []store.Token
+	if err := eachToken(b, func(tok []byte) { out = append(out, tok) }); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachToken calls fn with each token of the tokset value b, in order; the
+// token aliases b. A value cut short is an error (after the whole tokens
+// before the cut).
+func eachToken(b []byte, fn func(tok []byte)) error {
 	for len(b) > 0 {
 		n := 1 + int(b[0])
 		if n > len(b) {
-			return nil, errShortTokset
+			return errShortTokset
 		}
-		out = append(out, store.Token(b[1:n]))
+		fn(b[1:n])
 		b = b[n:]
 	}
-	return out, nil
+	return nil
 }
 
 // diffTokens returns the tokens only in a and those only in b, both sets
