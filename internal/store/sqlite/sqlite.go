@@ -69,6 +69,10 @@ type Backend struct {
 	views  sync.WaitGroup
 	ckpt   *checkpointer
 	sizes  *sizes // shared by every reader and writer
+	leaves leafCache
+	// staged holds the leaves appended by the open group transaction
+	// (writer goroutine only), for leaves once it commits.
+	staged []stagedLeaf
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -229,7 +233,7 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 	}
 	// The snapshot is taken by fn's first read (SQLite starts a deferred
 	// transaction's read there); every later read sees the same one.
-	r := &reader{ctx: ctx, db: d, sizes: b.sizes}
+	r := &reader{ctx: ctx, db: d, sizes: b.sizes, leaves: &b.leaves}
 	err := fn(r)
 	r.done = true
 	if _, rerr := d.c.ExecContext(context.Background(), "ROLLBACK"); rerr != nil {
