@@ -20,8 +20,6 @@ var errGroupAborted = errors.New("sqlite: group transaction aborted")
 func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 	ctx := context.Background() // fns ran: the commit is never abandoned
 	b.aborted.Store(false)
-	clear(b.staged)
-	b.staged = b.staged[:0]
 	if _, err := b.wconn.c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
@@ -32,8 +30,6 @@ func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 			return fmt.Errorf("sqlite: rollback: %w", err)
 		}
 		b.aborted.Store(false)
-		clear(b.staged)
-		b.staged = b.staged[:0]
 		if _, err := b.wconn.c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 			return fmt.Errorf("sqlite: begin: %w", err)
 		}
@@ -51,7 +47,6 @@ func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 		_, _ = b.wconn.c.ExecContext(ctx, "ROLLBACK")
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
-	b.leaves.add(b.staged)
 	return nil
 }
 
@@ -62,7 +57,7 @@ func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 // runs the group again the careful way. fns are re-runnable by contract.
 func (b *Backend) runFast(ctx context.Context, fns []group.Fn, results []group.Result) bool {
 	for i, fn := range fns {
-		w := &writer{reader: reader{ctx: ctx, db: b.wconn, aborted: &b.aborted, sizes: b.sizes, leaves: &b.leaves}, staged: &b.staged}
+		w := &writer{reader: reader{ctx: ctx, db: b.wconn, aborted: &b.aborted, sizes: b.sizes}}
 		ok := func() (ok bool) {
 			defer func() {
 				if p := recover(); p != nil {
@@ -87,8 +82,7 @@ func (b *Backend) runOne(ctx context.Context, fn group.Fn) (res group.Result) {
 		b.aborted.Store(true)
 		return group.Result{Err: fmt.Errorf("sqlite: savepoint: %w", err)}
 	}
-	w := &writer{reader: reader{ctx: ctx, db: b.wconn, aborted: &b.aborted, sizes: b.sizes, leaves: &b.leaves}, staged: &b.staged}
-	staged := len(b.staged)
+	w := &writer{reader: reader{ctx: ctx, db: b.wconn, aborted: &b.aborted, sizes: b.sizes}}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -103,7 +97,6 @@ func (b *Backend) runOne(ctx context.Context, fn group.Fn) (res group.Result) {
 			b.aborted.Store(true)
 			return res
 		}
-		b.staged = b.staged[:staged] // the fn's leaves are gone with it
 	}
 	if _, err := b.wconn.c.ExecContext(ctx, "RELEASE fn"); err != nil {
 		b.aborted.Store(true)

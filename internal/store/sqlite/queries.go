@@ -92,7 +92,6 @@ type reader struct {
 	// transaction back; further statements would run outside any
 	// transaction, so they are refused.
 	aborted *atomic.Bool
-	leaves  *leafCache // recently committed audit leaves
 }
 
 var errDone = errors.New("sqlite: reader or writer used after its function returned")
@@ -338,9 +337,6 @@ func (r *reader) AuditLeaves(from, to int64) ([][]byte, error) {
 	}
 	if to > size {
 		return nil, fmt.Errorf("%w: audit leaves [%d, %d) beyond size %d", store.ErrNotFound, from, to, size)
-	}
-	if ls, ok := r.leaves.get(from, to); ok {
-		return ls, nil
 	}
 	rows, err := r.db.query(r.ctx, `SELECT leaf FROM audit WHERE idx >= ? AND idx < ? ORDER BY idx`, from, to)
 	if err != nil {

@@ -69,12 +69,8 @@ type Backend struct {
 	closed bool
 	views  sync.WaitGroup
 	ckpt   *checkpointer
-	sizes  *sizes // shared by every reader and writer
-	leaves leafCache
+	sizes  *sizes   // shared by every reader and writer
 	wal    *walFile // flushed by the group commit's sync goroutine
-	// staged holds the leaves appended by the open group transaction
-	// (writer goroutine only), for leaves once it commits.
-	staged []stagedLeaf
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -241,7 +237,7 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 	}
 	// The snapshot is taken by fn's first read (SQLite starts a deferred
 	// transaction's read there); every later read sees the same one.
-	r := &reader{ctx: ctx, db: d, sizes: b.sizes, leaves: &b.leaves}
+	r := &reader{ctx: ctx, db: d, sizes: b.sizes}
 	err := fn(r)
 	r.done = true
 	if _, rerr := d.c.ExecContext(context.Background(), "ROLLBACK"); rerr != nil {

@@ -21,7 +21,6 @@ type writer struct {
 	// dropped with its guess.
 	nextAudit int64
 	haveNext  bool
-	staged    *[]stagedLeaf // the group's appended leaves (Backend.staged)
 }
 
 var _ store.Writer = (*writer)(nil)
@@ -230,6 +229,5 @@ func (w *writer) AppendAudit(leaf []byte) (int64, error) {
 		return 0, fmt.Errorf("sqlite: append audit: %w", err)
 	}
 	w.nextAudit++
-	*w.staged = append(*w.staged, stagedLeaf{idx: idx, leaf: append([]byte{}, leaf...)})
 	return idx, nil
 }
