@@ -2,18 +2,11 @@
 // Update calls wait in a queue, and one writer goroutine takes every call
 // waiting (up to a bound) and has the backend commit them together, so
 // that one durable commit (one fsync) serves them all.
-//
-// A pipelined Queue (StartPipelined) splits the commit from the flush: the
-// writer commits a group and goes on to the next while a second goroutine
-// makes the committed groups durable (one Sync for every group committed
-// since the last) and only then answers their callers. The writer's work
-// and the disk's flush overlap instead of taking turns.
 package group
 
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -41,13 +34,6 @@ func (r Result) ok() bool { return r.Err == nil && !r.Panicked }
 // retry, a savepoint replay), and it never runs one after returning.
 type Commit func(fns []Fn, results []Result) error
 
-// Sync makes durable every group whose Commit has returned nil. A
-// pipelined Queue's Commit returns once its group is committed, visible
-// to readers but not yet durable; its callers are answered after a Sync
-// that began after it. If Sync fails the Queue fails: the groups waiting
-// for it and every later Update get the error.
-type Sync func() error
-
 // Request states: the caller and the writer race to move a queued request
 // either to claimed (the writer will run its Fn) or abandoned (the
 // caller's ctx ended first; its Fn never runs).
@@ -70,9 +56,6 @@ type Queue struct {
 	name     string // the backend's name, for errors
 	maxBatch int
 	commit   Commit
-	sync     Sync                  // nil unless pipelined
-	synced   chan syncGroup        // committed groups waiting for sync (pipelined)
-	failed   atomic.Pointer[error] // a failed Sync: the Queue takes no more writes
 
 	mu     sync.RWMutex // held for reading while sending, so Close never closes queue under a sender
 	closed bool
@@ -94,30 +77,11 @@ func Start(name string, maxBatch int, commit Commit) *Queue {
 	return q
 }
 
-// StartPipelined is Start for a backend whose Commit does not flush: sync
-// makes its commits durable, on its own goroutine, overlapping the next
-// group's Commit.
-func StartPipelined(name string, maxBatch int, commit Commit, sync Sync) *Queue {
-	maxBatch = max(maxBatch, 1)
-	q := &Queue{name: name, maxBatch: maxBatch, commit: commit, sync: sync,
-		synced: make(chan syncGroup, 64),
-		queue:  make(chan *request, maxBatch), done: make(chan struct{})}
-	go q.writeLoop()
-	go q.syncLoop()
-	return q
-}
-
-// syncGroup is a committed group waiting for its Sync.
-type syncGroup struct {
-	live    []*request
-	results []Result
-}
-
 // Update runs fn in the next group and returns once that group is durable
 // (nil) or has failed; a panic in fn is raised again here. If ctx ends
 // before fn started, fn never runs and Update returns ctx's error; once fn
 // has started, Update waits for the group's outcome (bounded by one group
-// commit and, when pipelined, its Sync), so its answer is always definite. After Close it returns
+// commit), so its answer is always definite. After Close it returns
 // store.ErrClosed.
 func (q *Queue) Update(ctx context.Context, fn Fn) error {
 	if err := ctx.Err(); err != nil {
@@ -172,11 +136,7 @@ func (q *Queue) Stats() (commits, updates int64) {
 // writeLoop takes every waiting request, up to maxBatch, and commits them
 // as one group.
 func (q *Queue) writeLoop() {
-	if q.synced != nil {
-		defer close(q.synced) // syncLoop closes done
-	} else {
-		defer close(q.done)
-	}
+	defer close(q.done)
 	batch := make([]*request, 0, q.maxBatch)
 	for first := range q.queue {
 		batch = append(batch[:0], first)
@@ -217,60 +177,12 @@ func (q *Queue) commitGroup(batch []*request) {
 	if len(live) == 0 {
 		return
 	}
-	results := make([]Result, len(live))
-	if err := q.failed.Load(); err != nil {
-		q.answer(live, results, *err) // no Fn runs on a failed Queue
-		return
-	}
 	fns := make([]Fn, len(live))
 	for i, r := range live {
 		fns[i] = r.fn
 	}
+	results := make([]Result, len(live))
 	err := q.commit(fns, results)
-	if err == nil && q.synced != nil {
-		// live shares batch's array, which the writer reuses.
-		q.synced <- syncGroup{slices.Clone(live), results}
-		return
-	}
-	q.answer(live, results, err)
-}
-
-// syncLoop makes the committed groups durable, one Sync for all those
-// waiting, and answers their callers.
-func (q *Queue) syncLoop() {
-	defer close(q.done)
-	var gs []syncGroup
-	for g := range q.synced {
-		gs = append(gs[:0], g)
-	drain:
-		for {
-			select {
-			case g, ok := <-q.synced:
-				if !ok {
-					break drain
-				}
-				gs = append(gs, g)
-			default:
-				break drain
-			}
-		}
-		var err error
-		if failed := q.failed.Load(); failed != nil {
-			err = *failed
-		} else if err = q.sync(); err != nil {
-			err = fmt.Errorf("%s: commit not durable: %w", q.name, err)
-			q.failed.Store(&err)
-		}
-		for _, g := range gs {
-			q.answer(g.live, g.results, err)
-		}
-		clear(gs)
-	}
-}
-
-// answer counts a group that err did not fail and answers each caller:
-// its own result, or err if its Fn succeeded but the group was not kept.
-func (q *Queue) answer(live []*request, results []Result, err error) {
 	if err == nil {
 		var n int64
 		for _, res := range results {

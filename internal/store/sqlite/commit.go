@@ -14,9 +14,8 @@ var errGroupAborted = errors.New("sqlite: group transaction aborted")
 
 // commit is the group.Commit of the single writer, which owns the write
 // connection: it runs the group's fns in one BEGIN IMMEDIATE transaction
-// and commits them with one COMMIT, which writes the WAL; the group commit
-// then makes it durable with one fsync of the WAL (walFile.sync), while
-// the writer goes on with the next group.
+// and makes them durable with one COMMIT (one WAL fsync under
+// synchronous=FULL).
 func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 	ctx := context.Background() // fns ran: the commit is never abandoned
 	b.aborted.Store(false)

@@ -2,13 +2,12 @@
 // database file in the data directory, reached through the pure-Go driver
 // modernc.org/sqlite (no cgo).
 //
-// Durability: the database runs in WAL mode, and an Update that returned
-// nil survives kill -9 and power loss: its group's COMMIT wrote the WAL
-// and an fsync of the WAL followed before it returned (walsync.go).
+// Durability: the database runs in WAL mode with synchronous=FULL, so an
+// Update that returned nil survives kill -9 and power loss.
 //
 // Concurrency: Update calls are queued to a single writer goroutine that
 // holds the only write connection and group-commits them (group.Queue,
-// commit), while a second goroutine flushes the committed groups;
+// commit);
 // View runs on a pool of read-only connections, each View in its own read
 // transaction over a consistent WAL snapshot.
 //
@@ -69,24 +68,22 @@ type Backend struct {
 	closed bool
 	views  sync.WaitGroup
 	ckpt   *checkpointer
-	sizes  *sizes   // shared by every reader and writer
-	wal    *walFile // flushed by the group commit's sync goroutine
+	sizes  *sizes // shared by every reader and writer
 }
 
 var _ store.Backend = (*Backend)(nil)
 
 // Stats counts work done since Open.
 type Stats struct {
-	Commits int64 // durable group commits
+	Commits int64 // durable group commits (one fsync each)
 	Updates int64 // Update calls they made durable
-	Syncs   int64 // fsyncs of the WAL that made them durable (at most one per commit)
 }
 
 // Stats reports how many commits made how many Updates durable; the ratio
 // is the mean group size.
 func (b *Backend) Stats() Stats {
 	commits, updates := b.writes.Stats()
-	return Stats{Commits: commits, Updates: updates, Syncs: b.wal.syncs.Load()}
+	return Stats{Commits: commits, Updates: updates}
 }
 
 // dsn returns the connection string; every pragma applies to each new
@@ -173,11 +170,6 @@ func Open(dir string, opts ...Option) (_ *Backend, err error) {
 	if err := syncDir(dir); err != nil {
 		return nil, err
 	}
-	// From here on the group commit flushes the WAL itself (walsync.go).
-	if _, err := c.ExecContext(ctx, "PRAGMA synchronous=NORMAL"); err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
-	}
-	b.wal = &walFile{path: path + "-wal"}
 	if b.readDB, err = sql.Open("sqlite", dsn(path, true)); err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
@@ -193,7 +185,7 @@ func Open(dir string, opts ...Option) (_ *Backend, err error) {
 	if b.ckpt, err = startCheckpointer(path); err != nil {
 		return nil, fmt.Errorf("sqlite: checkpointer: %w", err)
 	}
-	b.writes = group.StartPipelined("sqlite", o.maxBatch, b.commit, b.wal.sync)
+	b.writes = group.Start("sqlite", o.maxBatch, b.commit)
 	return b, nil
 }
 
@@ -300,9 +292,6 @@ func (b *Backend) closeConns() error {
 	}
 	if b.writeDB != nil {
 		errs = append(errs, b.writeDB.Close())
-	}
-	if b.wal != nil {
-		errs = append(errs, b.wal.close())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)

@@ -23,32 +23,6 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestEveryUpdateWaitsForAWALSync: the write connection does not flush
-// at COMMIT (the group commit flushes the WAL itself, overlapping the next
-// group), so an Update must not return before an fsync of the WAL that
-// followed its commit: n Updates one after another need n syncs.
-func TestEveryUpdateWaitsForAWALSync(t *testing.T) {
-	b, err := sqlite.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	before := b.Stats()
-	const n = 20
-	for i := range n {
-		if err := b.Update(context.Background(), func(w store.Writer) error {
-			_, err := w.AppendAudit([]byte{byte(i)})
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st := b.Stats()
-	if syncs, commits := st.Syncs-before.Syncs, st.Commits-before.Commits; commits != n || syncs != n {
-		t.Fatalf("%d sequential Updates: %d commits, %d WAL syncs", n, commits, syncs)
-	}
-}
-
 // TestGroupCommit checks that concurrent Updates share commits, and that a
 // panicking fn only affects its own caller.
 func TestGroupCommit(t *testing.T) {
@@ -75,10 +49,7 @@ func TestGroupCommit(t *testing.T) {
 	if st.Updates != n || st.Commits >= n/2 {
 		t.Errorf("%d updates in %d commits; want %d in far fewer", st.Updates, st.Commits, n)
 	}
-	if st.Syncs == 0 || st.Syncs > st.Commits {
-		t.Errorf("%d commits made durable by %d WAL syncs", st.Commits, st.Syncs)
-	}
-	t.Logf("%d concurrent updates in %d commits, %d WAL syncs", st.Updates, st.Commits, st.Syncs)
+	t.Logf("%d concurrent updates in %d commits", st.Updates, st.Commits)
 
 	func() {
 		defer func() {
