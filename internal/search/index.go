@@ -127,6 +127,12 @@ func (e *Engine) index(typ, id string, res map[string]any) ([]store.Token, strin
 			present[v.Param] = true
 			add(e.tok(typ, v.Param, kPresent))
 		}
+		if v.Param == "_id" {
+			// Queries on _id read only its kID token (parseClause): the
+			// generic token keys of Resource.id would be two more unique,
+			// randomly placed index rows per write that nothing reads.
+			continue
+		}
 		for _, k := range valueKeys(v) {
 			add(e.tok(typ, v.Param, k[0], k[1:]...))
 		}
