@@ -152,6 +152,8 @@ func (a *API) wrap(fn func(*call) error) http.Handler {
 			// claim) is denied everything here, before any policy runs.
 			c.ev.Allowed = false
 			err = errorf(http.StatusForbidden, "forbidden", "access denied: the credential names no user")
+		} else if fe := notAcceptable(r); fe != nil {
+			err = fe
 		} else {
 			err = fn(c)
 		}

@@ -36,7 +36,7 @@ func auditSearchCoverageExtra(t *testing.T, cv *coverage) {
 	cv.do(admin, "PATCH", "/fhir/AuditEvent/0", `[]`, 405, []evSummary{failed("patch", "U")}, "Content-Type", "application/json-patch+json")
 	cv.do(admin, "DELETE", "/fhir/AuditEvent/0", nil, 405, []evSummary{failed("delete", "D")})
 	cv.do(admin, "GET", "/fhir/Patient/p2/$disclosures", nil, 200, []evSummary{ev("disclosures", "E", ps("p2"))})
-	cv.do(admin, "GET", "/fhir/Patient/p2/$disclosures?_format=xml", nil, 400, []evSummary{failed("disclosures", "E")})
+	cv.do(admin, "GET", "/fhir/Patient/p2/$disclosures?_format=pdf", nil, 400, []evSummary{failed("disclosures", "E")})
 	deny := func(i, a string, patients ...string) evSummary {
 		return evSummary{Interaction: i, Action: a, Outcome: "4", User: "doc", Decision: "deny", Patients: patients}
 	}

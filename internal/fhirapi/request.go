@@ -57,6 +57,9 @@ func (c *call) body(allowed ...string) ([]byte, error) {
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		return nil, errorf(http.StatusUnsupportedMediaType, "not-supported", "only the UTF-8 charset is supported")
 	}
+	if !fhirR4(params["fhirversion"]) {
+		return nil, errorf(http.StatusUnsupportedMediaType, "not-supported", "this server takes FHIR R4 only (fhirVersion=4.0)")
+	}
 	ok := false
 	for _, a := range allowed {
 		ok = ok || mt == a
