@@ -93,7 +93,7 @@ func dateCandidates(op string, ql, qh, now time.Time) (lo, hi time.Time, whole b
 
 func (e *Engine) dateAlt(raw string) (alt, error) {
 	op, v := cutPrefix(raw)
-	ql, qh, _, err := searchparam.ParseDate(v)
+	ql, qh, _, err := searchparam.ParseDate(unescapedPlus(v))
 	if err != nil {
 		return alt{}, badRequest("invalid date value " + strconv.Quote(clip(raw)))
 	}
@@ -105,6 +105,17 @@ func (e *Engine) dateAlt(raw string) (alt, error) {
 		}
 	}
 	return a, nil
+}
+
+// unescapedPlus restores the '+' of a time zone offset that the client
+// left unescaped in the URL, so that it arrived as a space
+// ("2024-01-02T03:04:05 01:00"); any other value is returned unchanged.
+func unescapedPlus(v string) string {
+	n := len(v)
+	if n < 17 || v[n-6] != ' ' || v[n-3] != ':' || !strings.Contains(v[:n-6], "T") {
+		return v
+	}
+	return v[:n-6] + "+" + v[n-5:]
 }
 
 func numberAlt(raw string) (alt, error) {
