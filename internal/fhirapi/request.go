@@ -1,6 +1,7 @@
 package fhirapi
 
 import (
+	"compress/gzip"
 	"errors"
 	"io"
 	"mime"
@@ -67,15 +68,39 @@ func (c *call) body(allowed ...string) ([]byte, error) {
 	if !ok {
 		return nil, errorf(http.StatusUnsupportedMediaType, "not-supported", "Content-Type must be one of "+strings.Join(allowed, ", "))
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, MaxBody))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	var rd io.Reader = http.MaxBytesReader(c.w, c.r.Body, MaxBody)
+	readFailed := "could not read the request body"
+	switch enc := strings.ToLower(strings.TrimSpace(c.r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(rd)
+		if err != nil {
+			return nil, bodyError(err, "the gzip-encoded request body is not valid gzip")
+		}
+		defer zr.Close()
+		rd, readFailed = zr, "the gzip-encoded request body is not valid gzip"
+	default:
+		return nil, errorf(http.StatusUnsupportedMediaType, "not-supported", "Content-Encoding must be gzip or identity")
+	}
+	// MaxBody bounds what is read after decompression as well.
+	b, err := io.ReadAll(io.LimitReader(rd, MaxBody+1))
+	if err != nil {
+		return nil, bodyError(err, readFailed)
+	}
+	if len(b) > MaxBody {
 		return nil, errorf(http.StatusRequestEntityTooLarge, "too-costly", "request body too large")
 	}
-	if err != nil {
-		return nil, errorf(http.StatusBadRequest, "structure", "could not read the request body")
-	}
 	return b, nil
+}
+
+// bodyError is the answer to a failed read of a request body: 413 when it
+// exceeded MaxBody, otherwise a 400 saying msg.
+func bodyError(err error, msg string) *Error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return errorf(http.StatusRequestEntityTooLarge, "too-costly", "request body too large")
+	}
+	return errorf(http.StatusBadRequest, "structure", msg)
 }
 
 var jsonTypes = []string{"application/fhir+json", "application/json"}
