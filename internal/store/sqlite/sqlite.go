@@ -223,7 +223,10 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if _, err := d.c.ExecContext(ctx, "BEGIN"); err != nil {
+	// BEGIN and ROLLBACK run as the connection's cached statements:
+	// preparing them for every View cost about 2% of the server's CPU
+	// under reads.
+	if _, err := d.exec(ctx, "BEGIN"); err != nil {
 		b.readers <- d
 		return fmt.Errorf("sqlite: begin read: %w", err)
 	}
@@ -232,7 +235,7 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 	r := &reader{ctx: ctx, db: d, sizes: b.sizes}
 	err := fn(r)
 	r.done = true
-	if _, rerr := d.c.ExecContext(context.Background(), "ROLLBACK"); rerr != nil {
+	if _, rerr := d.exec(context.Background(), "ROLLBACK"); rerr != nil {
 		// The connection's state is unknown: replace it.
 		_ = d.close()
 		nc, cerr := b.readDB.Conn(context.Background())
