@@ -71,7 +71,7 @@ func (a *API) capabilities(c *call) error {
 			"mode":          "server",
 			"documentation": searchDocumentation,
 			"security": map[string]any{
-				"cors": false,
+				"cors": true,
 				"service": []any{map[string]any{"coding": []any{map[string]any{
 					"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}}}},
 				"description": "Bearer tokens (Authorization: Bearer ...): SMART on FHIR access tokens (see .well-known/smart-configuration) or operator tokens. Every access is decided by policy and audited before data is returned.",

@@ -63,8 +63,8 @@ func Handler(c Config) http.Handler {
 		w.Write([]byte("ok\n"))
 	}))
 	route("GET /metrics", c.Metrics.Handler())
-	route("/fhir/", authenticate(c, c.FHIR))
-	route("/fhir", authenticate(c, c.FHIR))
+	route("/fhir/", corsFHIR(authenticate(c, c.FHIR)))
+	route("/fhir", corsFHIR(authenticate(c, c.FHIR)))
 	for pattern, h := range c.Routes {
 		route(pattern, h)
 	}
