@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/phivault/phivault/internal/barrier"
@@ -59,8 +61,37 @@ type claims struct {
 
 // Tokens mints and checks operator tokens. It is safe for concurrent use.
 type Tokens struct {
-	key []byte
-	now func() time.Time
+	key     []byte
+	now     func() time.Time
+	decoded decodedClaims
+}
+
+// decodedClaims remembers the claims of tokens whose MAC was verified,
+// keyed by that MAC: a script or load generator presents one token many
+// times, and decoding its JSON claims cost more than checking its MAC.
+// The MAC is still checked, and the expiry read, at every use. It is
+// emptied when it reaches decodedMax entries.
+type decodedClaims struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]claims
+}
+
+const decodedMax = 10_000
+
+func (d *decodedClaims) get(k [sha256.Size]byte) (claims, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, ok := d.m[k]
+	return c, ok
+}
+
+func (d *decodedClaims) put(k [sha256.Size]byte, c claims) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil || len(d.m) >= decodedMax {
+		d.m = make(map[[sha256.Size]byte]claims)
+	}
+	d.m[k] = c
 }
 
 // OpenTokens loads (or creates on first use) the token signing key, stored
@@ -152,13 +183,20 @@ func (t *Tokens) check(tok string) (policy.Principal, int, error) {
 	if err != nil || !hmac.Equal(got, t.mac(p)) {
 		return policy.Principal{}, 0, ErrInvalidToken
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(p)
-	if err != nil {
+	key := [sha256.Size]byte(got) // the MAC is verified, so exactly 32 bytes
+	c, ok := t.decoded.get(key)
+	if !ok {
+		raw, err := base64.RawURLEncoding.DecodeString(p)
+		if err != nil {
+			return policy.Principal{}, 0, ErrInvalidToken
+		}
+		if err := json.Unmarshal(raw, &c); err != nil || c.Sub == "" {
+			return policy.Principal{}, 0, ErrInvalidToken
+		}
+		t.decoded.put(key, c)
+	}
+	if t.now().Unix() >= c.Exp {
 		return policy.Principal{}, 0, ErrInvalidToken
 	}
-	var c claims
-	if err := json.Unmarshal(raw, &c); err != nil || c.Sub == "" || t.now().Unix() >= c.Exp {
-		return policy.Principal{}, 0, ErrInvalidToken
-	}
-	return policy.Principal{UserID: c.Sub, Roles: c.Roles, Method: "operator-token", SessionID: "op:" + c.Jti}, c.Epoch, nil
+	return policy.Principal{UserID: c.Sub, Roles: slices.Clone(c.Roles), Method: "operator-token", SessionID: "op:" + c.Jti}, c.Epoch, nil
 }

@@ -29,7 +29,9 @@ type env struct {
 	kek *keys.File
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvB(t) }
+
+func newEnvB(t testing.TB) *env {
 	t.Helper()
 	dir := t.TempDir()
 	kp := filepath.Join(dir, "kek.json")
@@ -297,6 +299,51 @@ func TestOpenTokensReusesSealedKey(t *testing.T) {
 		data, _ := os.ReadFile(f)
 		if bytes.Contains(data, first.key) {
 			t.Errorf("%s holds the raw token key", filepath.Base(f))
+		}
+	}
+}
+
+// TestCheckRemembersClaimsSafely: a token checked again (its claims now
+// remembered) gives the same principal even after a caller changed the
+// roles it was handed, and a forged MAC on the same payload is still
+// refused.
+func TestCheckRemembersClaimsSafely(t *testing.T) {
+	tk := newEnv(t).tokens(t)
+	tok := mint(t, tk, "alice", []string{"administrator", "auditor"}, time.Hour)
+	first, err := tk.Check(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Roles[0] = "operator"
+	again, err := tk.Check(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Roles[0] != "administrator" || again.UserID != "alice" {
+		t.Errorf("second check: %+v; a caller's change to the first principal leaked into it", again)
+	}
+	payload, _, _ := strings.Cut(strings.TrimPrefix(tok, tokenPrefix), ".")
+	forged := tokenPrefix + payload + "." + base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	if _, err := tk.Check(forged); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("the remembered payload under a forged MAC: %v, want ErrInvalidToken", err)
+	}
+}
+
+// BenchmarkCheck measures checking one operator token again and again,
+// as the FHIR API does for a script's or an app's requests.
+func BenchmarkCheck(b *testing.B) {
+	e := newEnvB(b)
+	tk, err := OpenTokens(context.Background(), e.st, e.b)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, _, err := tk.Mint("alice", []string{"administrator"}, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := tk.Check(tok.Reveal()); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
