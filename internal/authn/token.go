@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/phivault/phivault/internal/barrier"
@@ -61,37 +60,11 @@ type claims struct {
 
 // Tokens mints and checks operator tokens. It is safe for concurrent use.
 type Tokens struct {
-	key     []byte
-	now     func() time.Time
-	decoded decodedClaims
-}
-
-// decodedClaims remembers the claims of tokens whose MAC was verified,
-// keyed by that MAC: a script or load generator presents one token many
-// times, and decoding its JSON claims cost more than checking its MAC.
-// The MAC is still checked, and the expiry read, at every use. It is
-// emptied when it reaches decodedMax entries.
-type decodedClaims struct {
-	mu sync.Mutex
-	m  map[[sha256.Size]byte]claims
-}
-
-const decodedMax = 10_000
-
-func (d *decodedClaims) get(k [sha256.Size]byte) (claims, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	c, ok := d.m[k]
-	return c, ok
-}
-
-func (d *decodedClaims) put(k [sha256.Size]byte, c claims) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.m == nil || len(d.m) >= decodedMax {
-		d.m = make(map[[sha256.Size]byte]claims)
-	}
-	d.m[k] = c
+	key []byte
+	now func() time.Time
+	// decoded remembers a token's claims by its verified MAC: decoding
+	// the JSON claims cost more than checking the MAC.
+	decoded Verified[claims]
 }
 
 // OpenTokens loads (or creates on first use) the token signing key, stored
@@ -183,8 +156,8 @@ func (t *Tokens) check(tok string) (policy.Principal, int, error) {
 	if err != nil || !hmac.Equal(got, t.mac(p)) {
 		return policy.Principal{}, 0, ErrInvalidToken
 	}
-	key := [sha256.Size]byte(got) // the MAC is verified, so exactly 32 bytes
-	c, ok := t.decoded.get(key)
+	key := [32]byte(got) // the MAC is verified, so exactly 32 bytes
+	c, ok := t.decoded.Get(key)
 	if !ok {
 		raw, err := base64.RawURLEncoding.DecodeString(p)
 		if err != nil {
@@ -193,7 +166,7 @@ func (t *Tokens) check(tok string) (policy.Principal, int, error) {
 		if err := json.Unmarshal(raw, &c); err != nil || c.Sub == "" {
 			return policy.Principal{}, 0, ErrInvalidToken
 		}
-		t.decoded.put(key, c)
+		t.decoded.Put(key, c)
 	}
 	if t.now().Unix() >= c.Exp {
 		return policy.Principal{}, 0, ErrInvalidToken

@@ -15,10 +15,13 @@ import (
 // media type that is not a FHIR format (operations such as $disclosures
 // read their own _format values).
 func notAcceptable(r *http.Request) *Error {
-	for _, f := range r.URL.Query()["_format"] {
-		if otherFormat(f) {
-			return errorf(http.StatusNotAcceptable, "not-supported",
-				"_format "+strconv.Quote(f)+" is not supported; this server answers in JSON only (_format=json)")
+	// Every request passes here: parse the query only when it names _format.
+	if strings.Contains(r.URL.RawQuery, "_format") {
+		for _, f := range r.URL.Query()["_format"] {
+			if otherFormat(f) {
+				return errorf(http.StatusNotAcceptable, "not-supported",
+					"_format "+strconv.Quote(f)+" is not supported; this server answers in JSON only (_format=json)")
+			}
 		}
 	}
 	accept := r.Header.Values("Accept")

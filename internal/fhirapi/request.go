@@ -73,12 +73,13 @@ func (c *call) body(allowed ...string) ([]byte, error) {
 	switch enc := strings.ToLower(strings.TrimSpace(c.r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
+		readFailed = "the gzip-encoded request body is not valid gzip"
 		zr, err := gzip.NewReader(rd)
 		if err != nil {
-			return nil, bodyError(err, "the gzip-encoded request body is not valid gzip")
+			return nil, bodyError(err, readFailed)
 		}
 		defer zr.Close()
-		rd, readFailed = zr, "the gzip-encoded request body is not valid gzip"
+		rd = zr
 	default:
 		return nil, errorf(http.StatusUnsupportedMediaType, "not-supported", "Content-Encoding must be gzip or identity")
 	}

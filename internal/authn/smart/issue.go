@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -176,7 +175,7 @@ func (s *Server) verify(ctx context.Context, token string) (accessClaims, error)
 		return c, ErrInvalidToken
 	}
 	sum := sha256.Sum256([]byte(token))
-	c, ok := s.verified.get(sum)
+	c, ok := s.verified.Get(sum)
 	if !ok {
 		t, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
 		if err != nil || len(t.Headers) != 1 || t.Headers[0].ExtraHeaders[jose.HeaderType] != accessType {
@@ -192,40 +191,13 @@ func (s *Server) verify(ctx context.Context, token string) (accessClaims, error)
 		if c.Expiry == nil || c.ID == "" || c.SID == "" || c.ClientID == "" || c.Subject == "" {
 			return c, ErrInvalidToken
 		}
-		s.verified.put(sum, c)
+		s.verified.Put(sum, c)
 	}
 	err := c.ValidateWithLeeway(jwt.Expected{Issuer: s.c.Issuer, AnyAudience: jwt.Audience{s.base}, Time: s.c.Now()}, leeway)
 	if err != nil || s.isRevoked(ctx, c.ID, c.SID) {
 		return c, ErrInvalidToken
 	}
 	return c, nil
-}
-
-// verifiedCache remembers the claims of tokens whose signature was
-// verified, by the token's SHA-256, so that an app's repeated requests
-// cost one signature check. Lifetime, revocation and the account are
-// still checked on every use. It is bounded: full, it starts over.
-type verifiedCache struct {
-	mu sync.Mutex
-	m  map[[32]byte]accessClaims
-}
-
-const verifiedMax = 10_000
-
-func (v *verifiedCache) get(k [32]byte) (accessClaims, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	c, ok := v.m[k]
-	return c, ok
-}
-
-func (v *verifiedCache) put(k [32]byte, c accessClaims) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.m == nil || len(v.m) >= verifiedMax {
-		v.m = make(map[[32]byte]accessClaims)
-	}
-	v.m[k] = c
 }
 
 func contains(sc []string, name string) bool {

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/phivault/phivault/internal/authn"
 	"github.com/phivault/phivault/internal/authn/account"
 	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/policy"
@@ -72,8 +73,8 @@ type Server struct {
 	clients  *Clients
 	keys     *keyring
 	csrf     []byte
-	base     string // FHIR base URL, the audience of every access token
-	verified verifiedCache
+	base     string                       // FHIR base URL, the audience of every access token
+	verified authn.Verified[accessClaims] // claims of verified access tokens, by the token's SHA-256
 
 	mu          sync.Mutex
 	revoked     map[string]time.Time // jti or "sid:"+sid -> when the entry may be forgotten
