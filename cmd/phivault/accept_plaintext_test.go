@@ -162,6 +162,27 @@ type countingReader struct {
 	n int64
 }
 
+// scanAudit scans each audit leaf of the database in dir uncompressed:
+// the store keeps them compressed, where scanTree cannot see their text.
+func (s *leakScanner) scanAudit(t *testing.T, dir string) (leaks []leak) {
+	t.Helper()
+	leaves := auditLeavesIn(t, dir)
+	if len(leaves) == 0 {
+		t.Fatal("no audit leaf to scan")
+	}
+	for i, l := range leaves {
+		if !json.Valid(l) { // control: the leaf was read uncompressed
+			t.Fatalf("audit leaf %d is not JSON as read: %.40q", i, l)
+		}
+		if err := s.scan(bytes.NewReader(l), func(p *leakPattern, off int64) {
+			leaks = append(leaks, leak{fmt.Sprintf("audit leaf %d@%d", i, off), p.value, p.enc})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return leaks
+}
+
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.n += int64(n)
@@ -336,6 +357,7 @@ func TestAcceptNoPlaintext(t *testing.T) {
 
 	leaks, files, size := s.scanTree(t, fx.dir)
 	reportLeaks(t, "data directory while serving", leaks)
+	reportLeaks(t, "audit leaves (uncompressed)", s.scanAudit(t, fx.dir))
 	t.Logf("served %d requests about %d patients; scanned %d files, %d MB, while serving", requests, patients, files, size>>20)
 
 	syscall.Kill(os.Getpid(), syscall.SIGINT) // serve stops on SIGINT, as under a terminal
@@ -389,6 +411,7 @@ func TestAcceptNoPlaintextDemo(t *testing.T) {
 	checkControl(t, s, kept, raw)
 	leaks, files, size := s.scanTree(t, dir)
 	reportLeaks(t, "demo data directory", leaks)
+	reportLeaks(t, "demo audit leaves (uncompressed)", s.scanAudit(t, dir))
 	t.Logf("%d patients: %d values scanned (%d shorter skipped) in %d files, %d KB", opt.Patients, kept, len(values)-kept, files, size>>10)
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/phivault/phivault/internal/backup"
 	"github.com/phivault/phivault/internal/barrier"
+	"github.com/phivault/phivault/internal/store"
 	"github.com/phivault/phivault/internal/store/sqlite"
 )
 
@@ -309,10 +310,18 @@ func assertErasedIn(t *testing.T, dir string) {
 }
 
 // auditLeavesOf reads the running server's audit leaves from its database
-// (read-only; the server holds the directory).
+// (read-only; the server holds the directory), uncompressed.
 func auditLeavesOf(t *testing.T, s *liveServer) [][]byte {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(s.dir, sqlite.FileName)+"?mode=ro&_pragma=busy_timeout(10000)")
+	return auditLeavesIn(t, s.dir)
+}
+
+// auditLeavesIn reads the audit leaves of the SQLite database in data
+// directory dir through plain SQL, read-only (a server may hold the
+// directory), uncompressed.
+func auditLeavesIn(t *testing.T, dir string) [][]byte {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, sqlite.FileName)+"?mode=ro&_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +337,7 @@ func auditLeavesOf(t *testing.T, s *liveServer) [][]byte {
 		if err := rows.Scan(&l); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, l)
+		out = append(out, store.UnpackLeaf(l))
 	}
 	return out
 }

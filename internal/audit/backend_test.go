@@ -84,16 +84,32 @@ func testBackend(t *testing.T, db realDB) {
 
 	sql := db.tamper(t)
 	defer sql.close()
+	// The rows as the backend stores them (compressed), which each case
+	// starts from.
+	stored := make([][]byte, len(orig))
+	for i, l := range orig {
+		stored[i] = store.PackLeaf(l)
+	}
 	cases := []struct {
 		name string
 		do   func(t *testing.T)
 		want int64
 	}{
-		{"flip-bit", func(t *testing.T) {
+		{"flip-bit", func(t *testing.T) { // in a row's stored (compressed) form
+			b := append([]byte(nil), stored[3210]...)
+			b[len(b)/2] ^= 4
+			sql.exec(t, `UPDATE audit SET leaf = ? WHERE idx = 3210`, b)
+		}, 3210},
+		{"flip-bit-plain", func(t *testing.T) { // in a row stored uncompressed
 			b := append([]byte(nil), orig[3210]...)
 			b[40] ^= 4
 			sql.exec(t, `UPDATE audit SET leaf = ? WHERE idx = 3210`, b)
 		}, 3210},
+		{"recompressed", func(t *testing.T) { // a valid frame of an edited leaf
+			b := append([]byte(nil), orig[2222]...)
+			b[40] ^= 4
+			sql.exec(t, `UPDATE audit SET leaf = ? WHERE idx = 2222`, store.PackLeaf(b))
+		}, 2222},
 		{"delete-shift", func(t *testing.T) {
 			sql.exec(t, `DELETE FROM audit WHERE idx = 777`)
 			// Through negative indexes: a unique index checked row by row
@@ -103,14 +119,14 @@ func testBackend(t *testing.T, db realDB) {
 		}, 777},
 		{"delete-gap", func(t *testing.T) { sql.exec(t, `DELETE FROM audit WHERE idx = 4000`) }, 4000},
 		{"swap", func(t *testing.T) {
-			sql.exec(t, `UPDATE audit SET leaf = ? WHERE idx = 100`, orig[4500])
-			sql.exec(t, `UPDATE audit SET leaf = ? WHERE idx = 4500`, orig[100])
+			sql.exec(t, `UPDATE audit SET leaf = ? WHERE idx = 100`, stored[4500])
+			sql.exec(t, `UPDATE audit SET leaf = ? WHERE idx = 4500`, stored[100])
 		}, 100},
 		{"truncate", func(t *testing.T) { sql.exec(t, `DELETE FROM audit WHERE idx >= 4990`) }, 4990},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			sql.restore(t, orig)
+			sql.restore(t, stored)
 			tc.do(t)
 			st := db.open(t)
 			defer st.Close()

@@ -271,7 +271,7 @@ func (r *reader) AuditLeaves(from, to int64) ([][]byte, error) {
 		func(row pgx.CollectableRow) ([]byte, error) {
 			var leaf []byte
 			err := row.Scan(&leaf)
-			return blob(leaf), err
+			return store.UnpackLeaf(blob(leaf)), err
 		})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: audit leaves: %w", err)

@@ -170,7 +170,7 @@ func (w *writer) AppendAudit(leaf []byte) (int64, error) {
 	}
 	var idx int64
 	if err := w.scanRow(`WITH h AS (UPDATE audit_head SET size = size + 1 RETURNING size - 1 AS idx)
-		INSERT INTO audit (idx, leaf) SELECT idx, $1 FROM h RETURNING idx`, []any{blob(leaf)}, &idx); err != nil {
+		INSERT INTO audit (idx, leaf) SELECT idx, $1 FROM h RETURNING idx`, []any{blob(store.PackLeaf(leaf))}, &idx); err != nil {
 		return 0, fmt.Errorf("postgres: append audit: %w", err)
 	}
 	return idx, nil

@@ -352,7 +352,7 @@ func (r *reader) AuditLeaves(from, to int64) ([][]byte, error) {
 		if leaf == nil {
 			leaf = []byte{}
 		}
-		out = append(out, leaf)
+		out = append(out, store.UnpackLeaf(leaf))
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: audit leaves: %w", err)

@@ -225,7 +225,7 @@ func (w *writer) AppendAudit(leaf []byte) (int64, error) {
 		w.haveNext = true
 	}
 	idx := w.nextAudit
-	if _, err := w.db.exec(w.ctx, `INSERT INTO audit (idx, leaf) VALUES (?, ?)`, idx, blob(leaf)); err != nil {
+	if _, err := w.db.exec(w.ctx, `INSERT INTO audit (idx, leaf) VALUES (?, ?)`, idx, blob(store.PackLeaf(leaf))); err != nil {
 		return 0, fmt.Errorf("sqlite: append audit: %w", err)
 	}
 	w.nextAudit++

@@ -118,7 +118,10 @@ func testAudit(t *testing.T, b *closer) {
 		}
 		return nil
 	})
-	leaves := [][]byte{[]byte("zero"), {0, 0}, []byte("two")}
+	// Leaves are any bytes: short ones, ones that start like a zstd frame
+	// (the stored form of a compressed leaf), long repetitive ones that a
+	// backend compresses.
+	leaves := [][]byte{[]byte("zero"), {0x28, 0xb5, 0x2f, 0xfd, 0, 0}, bytes.Repeat([]byte(`{"resourceType":"AuditEvent"},`), 60)}
 	update(t, b, func(w store.Writer) error {
 		for i, l := range leaves {
 			idx, err := w.AppendAudit(l)
