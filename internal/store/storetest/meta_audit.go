@@ -118,10 +118,10 @@ func testAudit(t *testing.T, b *closer) {
 		}
 		return nil
 	})
-	// Leaves are any bytes: short ones, ones that start like a zstd frame
-	// (the stored form of a compressed leaf), long repetitive ones that a
-	// backend compresses.
-	leaves := [][]byte{[]byte("zero"), {0x28, 0xb5, 0x2f, 0xfd, 0, 0}, bytes.Repeat([]byte(`{"resourceType":"AuditEvent"},`), 60)}
+	// Leaves are any bytes: short ones, ones that start like the stored
+	// form of a compressed leaf (store.PackLeaf), long repetitive ones that
+	// a backend compresses.
+	leaves := [][]byte{[]byte("zero"), {0xff, 1, 0, 0}, bytes.Repeat([]byte(`{"resourceType":"AuditEvent"},`), 60)}
 	update(t, b, func(w store.Writer) error {
 		for i, l := range leaves {
 			idx, err := w.AppendAudit(l)
