@@ -47,8 +47,8 @@ var leafDict = sync.OnceValue(func() *s2.Dict {
 // smaller (or when the leaf starts with leafTag[0]), else the leaf itself.
 // UnpackLeaf(PackLeaf(l)) equals l for every l.
 func PackLeaf(leaf []byte) []byte {
-	if len(leaf) > maxLeaf || (len(leaf) < 64 && (len(leaf) == 0 || leaf[0] != leafTag[0])) {
-		return leaf // too large to bound on read; too small to gain
+	if len(leaf) == 0 || len(leaf) > maxLeaf {
+		return leaf // nothing to gain; too large to bound on read
 	}
 	dst := make([]byte, len(leafTag)+s2.MaxEncodedLen(len(leaf)))
 	copy(dst, leafTag[:])
