@@ -65,8 +65,7 @@ type Barrier struct {
 	kek   KEK
 	st    store.Backend
 	cache *cache
-	index []byte // HMAC key for blind tokens (itself a stored data key)
-	codec *codec
+	index []byte                    // HMAC key for blind tokens (itself a stored data key)
 	hmacs atomic.Pointer[sync.Pool] // HMACs keyed by index; replaced on Close
 
 	mu    sync.Mutex
@@ -80,7 +79,7 @@ type Barrier struct {
 // Open returns a barrier over st using kek, creating the index key on first
 // use. cacheSize bounds the number of data keys held in memory.
 func Open(ctx context.Context, kek KEK, st store.Backend, cacheSize int) (*Barrier, error) {
-	b := &Barrier{kek: kek, st: st, cache: newCache(cacheSize), names: map[string]KeyID{}, codec: newCodec(), wake: make(chan struct{}, 1)}
+	b := &Barrier{kek: kek, st: st, cache: newCache(cacheSize), names: map[string]KeyID{}, wake: make(chan struct{}, 1)}
 	id, err := b.resolve(ctx, indexName, []byte(metaKeyName+indexName))
 	if err != nil {
 		return nil, fmt.Errorf("barrier: index key: %w", err)
@@ -107,7 +106,7 @@ func (b *Barrier) Seal(ctx context.Context, keyName string, context, plaintext [
 	if err != nil {
 		return nil, err
 	}
-	body, flags := b.codec.compress(plaintext)
+	body, flags := compress(plaintext)
 	return seal(k.aead, id, flags, context, body), nil
 }
 
@@ -125,8 +124,8 @@ func (b *Barrier) Open(ctx context.Context, context, sealed []byte) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	if flags&flagZstd != 0 {
-		return b.codec.decompress(pt)
+	if flags != 0 {
+		return decompress(flags, pt)
 	}
 	return pt, nil
 }

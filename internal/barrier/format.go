@@ -12,7 +12,8 @@ import (
 //
 //	offset size field
 //	0      1    format version (1)
-//	1      1    flags (bit 0: body compressed with zstd before sealing)
+//	1      1    flags: 0 (body as is), 1 (compressed with zstd; no longer
+//	            written) or 2 (an S2 block against the body dictionary)
 //	2      16   data-key id
 //	18     12   AES-GCM nonce (random)
 //	30     n+16 AES-256-GCM ciphertext and tag
@@ -23,6 +24,7 @@ import (
 const (
 	formatV1   = 1
 	flagZstd   = 1
+	flagS2     = 2
 	headerSize = 2 + KeyIDSize + nonceSize
 	nonceSize  = 12
 	// KeyIDSize is the length of a data-key id.
@@ -44,7 +46,7 @@ var (
 
 // header parses the fixed header of a sealed value.
 func header(sealed []byte) (flags byte, id KeyID, err error) {
-	if len(sealed) < headerSize+16 || sealed[0] != formatV1 || sealed[1]&^flagZstd != 0 {
+	if len(sealed) < headerSize+16 || sealed[0] != formatV1 || sealed[1] > flagS2 {
 		return 0, id, ErrMalformed
 	}
 	copy(id[:], sealed[2:2+KeyIDSize])
