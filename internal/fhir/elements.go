@@ -54,3 +54,35 @@ func IsSummary(typ, name string) bool {
 	e, ok := t.elems[name]
 	return ok && e.summary
 }
+
+// MaxOne reports whether the element path (JSON names from a resource of
+// type typ, such as "meta", "lastUpdated"; a choice element by its bare
+// name, such as "effective") exists and each of its steps occurs at most
+// once, so that the path gives a resource at most one value.
+func MaxOne(typ string, path ...string) bool {
+	t := loadSpec().types[typ]
+	for i, name := range path {
+		if t == nil {
+			return false
+		}
+		e, ok := t.elems[name]
+		if !ok {
+			// A choice element by its bare name: at most one of its typed
+			// forms occurs, and nothing can follow it without a type.
+			if i != len(path)-1 {
+				return false
+			}
+			for _, c := range t.elems {
+				if c.choiceName == name+"[x]" {
+					return c.max == 1
+				}
+			}
+			return false
+		}
+		if e.max != 1 {
+			return false
+		}
+		t = e.typ
+	}
+	return len(path) > 0
+}

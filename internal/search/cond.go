@@ -16,6 +16,7 @@ type alt struct {
 	keys  [][]string // token inputs (kind, parts...)
 	exact bool
 	pred  func(v searchparam.Value) bool
+	span  *[2]time.Time // a date alt: every match intersects [span[0], span[1]]
 }
 
 var prefixes2 = []string{"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"}
@@ -100,6 +101,7 @@ func (e *Engine) dateAlt(raw string) (alt, error) {
 	now := e.now()
 	a := alt{pred: func(t searchparam.Value) bool { return dateTest(op, ql, qh, t.Low, t.High, now) }}
 	if lo, hi, whole := dateCandidates(op, ql, qh, now); !whole {
+		a.span = &[2]time.Time{lo, hi}
 		for _, b := range dateCover(lo, hi) {
 			a.keys = append(a.keys, []string{kDate, b})
 		}

@@ -118,7 +118,7 @@ func (pl *plan) tokensDecide() bool {
 func (pl *plan) positive() store.MatchQuery {
 	mq := store.MatchQuery{Type: pl.typ}
 	for _, c := range pl.clauses {
-		if !c.neg {
+		if !c.neg && !c.covered {
 			mq.All = append(mq.All, c.toks)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/phivault/phivault/internal/fhir/searchparam"
@@ -42,6 +43,11 @@ type clause struct {
 	param string
 	date  bool // param is a date parameter
 	check func(vals []searchparam.Value) bool
+	// span is set for a date clause of one value: every match intersects
+	// it. covered: another clause's tokens stand for this one's
+	// candidates (narrowDates); it adds no token group, only its check.
+	span    *[2]time.Time
+	covered bool
 }
 
 // plan is a parsed query.
@@ -137,6 +143,7 @@ func (e *Engine) parse(ctx context.Context, typ string, q url.Values, o parseOpt
 				" was added or changed after some resources were written; they are not found by it until 'phivault reindex' has run")
 		}
 	}
+	e.narrowDates(pl)
 	return pl, nil
 }
 
@@ -209,6 +216,9 @@ func (e *Engine) parseClause(ctx context.Context, typ, key, raw string, o parseO
 		alts = append(alts, a)
 	}
 	c := clause{param: name, neg: mod == "not", date: p.Type == searchparam.Date}
+	if len(alts) == 1 && !c.neg {
+		c.span = alts[0].span
+	}
 	exact := true
 	for _, a := range alts {
 		exact = exact && a.exact

@@ -1,0 +1,188 @@
+package search
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"slices"
+	"testing"
+)
+
+// TestDateRangeClauses: two or three bounds on one date parameter
+// (date=ge2019-03-01&date=lt2019-04-01) find exactly the resources whose
+// value meets every bound, as the R4 prefixes define it, over values of
+// every precision, periods open on either side, and bounds that do not
+// meet (date=ge2020&date=le2019, which a period spanning both matches).
+func TestDateRangeClauses(t *testing.T) {
+	e := newEnv(t)
+	rng := rand.New(rand.NewPCG(3, 9))
+	day := func() string {
+		return fmt.Sprintf("%d-%02d-%02d", 2015+rng.IntN(10), 1+rng.IntN(12), 1+rng.IntN(28))
+	}
+	value := func() (string, any) {
+		d := day()
+		switch rng.IntN(7) {
+		case 0:
+			return "effectiveDateTime", d[:4]
+		case 1:
+			return "effectiveDateTime", d[:7]
+		case 2:
+			return "effectiveDateTime", d
+		case 3:
+			return "effectiveDateTime", d + "T23:59:59Z"
+		case 4:
+			a, b := d, day()
+			if b < a {
+				a, b = b, a
+			}
+			return "effectivePeriod", map[string]any{"start": a, "end": b}
+		case 5:
+			return "effectivePeriod", map[string]any{"start": d}
+		default:
+			return "effectivePeriod", map[string]any{"end": d}
+		}
+	}
+	var all []map[string]any
+	for i := range 300 {
+		o := map[string]any{"resourceType": "Observation", "id": fmt.Sprintf("o%03d", i), "status": "final",
+			"code": map[string]any{"text": "x"}}
+		if i%25 != 0 { // a few have no date at all
+			k, v := value()
+			o[k] = v
+		}
+		all = append(all, o)
+	}
+	e.load(all...)
+
+	ops := []string{"eq", "gt", "lt", "ge", "le", "sa", "eb"}
+	bound := func() string {
+		d := day()
+		return ops[rng.IntN(len(ops))] + []string{d[:4], d[:7], d}[rng.IntN(3)]
+	}
+	queries := [][]string{{"ge2019-03-01", "lt2019-04-01"}, {"ge2020", "le2019"}, {"gt2018-06", "lt2018-07-15", "ge2018-07"}}
+	for range 60 {
+		queries = append(queries, []string{bound(), bound()})
+	}
+	narrowed := 0
+	for _, bounds := range queries {
+		q := url.Values{"date": bounds, "_count": {"1000"}}
+		pl, err := e.eng.parse(context.Background(), "Observation", q, parseOpts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pl.clauses[1].covered {
+			narrowed++
+		}
+		var want []string
+		for _, o := range all {
+			lo, hi, ok := effective(o)
+			match := ok
+			for _, b := range bounds {
+				match = match && oracleDate(b, lo, hi)
+			}
+			if match {
+				want = append(want, "Observation/"+o["id"].(string))
+			}
+		}
+		got := e.get("Observation?" + q.Encode())
+		if got.status != 200 {
+			t.Fatalf("%v: status %d", bounds, got.status)
+		}
+		if !slices.Equal(sorted(got.matches), sorted(want)) {
+			t.Errorf("date=%v: got %d matches %v, want %d %v", bounds, len(got.matches), sorted(got.matches), len(want), sorted(want))
+		}
+	}
+	if narrowed < 10 {
+		t.Errorf("only %d of %d queries were narrowed to the intersection of their bounds", narrowed, len(queries))
+	}
+}
+
+// TestDateRangeNarrowing: bounds that meet on a one-value parameter are
+// covered by the buckets of their intersection alone; bounds that do not
+// meet, and parameters that can give several values, keep every clause's
+// own buckets.
+func TestDateRangeNarrowing(t *testing.T) {
+	e := newEnv(t)
+	for _, tt := range []struct {
+		typ, query string
+		narrow     bool
+	}{
+		{"Observation", "date=ge2019-03-01&date=lt2019-04-01", true},
+		{"Observation", "_lastUpdated=gt2019-03-01&_lastUpdated=le2019-03-31", true},
+		{"Patient", "birthdate=ge1970&birthdate=lt1971", true},
+		{"Observation", "date=ge2020&date=le2019", false},                    // the bounds do not meet
+		{"Observation", "date=ge2019-03-01,ge2020&date=lt2019-04-01", false}, // an OR of bounds
+		{"Composition", "period=ge2019-03-01&period=lt2019-04-01", false},    // one period per event
+		{"Observation", "date=ge2019-03-01", false},
+	} {
+		q, err := url.ParseQuery(tt.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl, err := e.eng.parse(context.Background(), tt.typ, q, parseOpts{})
+		if err != nil {
+			t.Fatalf("%s?%s: %v", tt.typ, tt.query, err)
+		}
+		groups := len(pl.positive().All)
+		if got := groups < len(pl.clauses); got != tt.narrow {
+			t.Errorf("%s?%s: %d token groups for %d clauses; narrowed %v, want %v", tt.typ, tt.query, groups, len(pl.clauses), got, tt.narrow)
+		}
+		if tt.narrow {
+			if n := len(pl.positive().All[0]); n > 40 {
+				t.Errorf("%s?%s: the narrowed clause has %d tokens", tt.typ, tt.query, n)
+			}
+		}
+	}
+}
+
+// TestDateRangeSeveralValues: a resource whose values meet the bounds
+// separately (one event before April, another after March, none within)
+// matches, as each clause is met by some value.
+func TestDateRangeSeveralValues(t *testing.T) {
+	e := newEnv(t)
+	comp := func(id string, periods ...[2]string) map[string]any {
+		var events []any
+		for _, p := range periods {
+			events = append(events, map[string]any{"period": map[string]any{"start": p[0], "end": p[1]}})
+		}
+		return map[string]any{"resourceType": "Composition", "id": id, "status": "final",
+			"type": map[string]any{"text": "note"}, "date": "2019-07-01", "title": "t",
+			"author": []any{map[string]any{"display": "a"}}, "event": events}
+	}
+	e.load(
+		comp("split", [2]string{"2019-01-01", "2019-01-31"}, [2]string{"2019-06-01", "2019-06-30"}),
+		comp("within", [2]string{"2019-03-10", "2019-03-12"}),
+		comp("before", [2]string{"2018-01-01", "2018-01-31"}),
+	)
+	got := e.get("Composition?period=ge2019-03-01&period=lt2019-04-01")
+	if want := []string{"Composition/split", "Composition/within"}; got.status != 200 || !slices.Equal(sorted(got.matches), want) {
+		t.Errorf("got %d %v, want %v", got.status, sorted(got.matches), want)
+	}
+}
+
+// TestSingleValued: which R4 date parameters give a resource at most one
+// value, from their expressions and the elements' cardinalities.
+func TestSingleValued(t *testing.T) {
+	e := newEnv(t)
+	for _, tt := range []struct {
+		typ, code string
+		want      bool
+	}{
+		{"Observation", "date", true},         // Observation.effective
+		{"Patient", "birthdate", true},        // Patient.birthDate
+		{"Encounter", "date", true},           // Encounter.period
+		{"Observation", "_lastUpdated", true}, // Resource.meta.lastUpdated
+		{"Composition", "period", false},      // Composition.event.period, event 0..*
+		{"Condition", "onset-date", false},    // two casts of Condition.onset
+		{"Goal", "target-date", false},        // (Goal.target.due as date), target 0..*
+	} {
+		p, ok := e.eng.params().Lookup(tt.typ, tt.code)
+		if !ok {
+			t.Fatalf("no parameter %s of %s", tt.code, tt.typ)
+		}
+		if got := singleValued(p, tt.typ); got != tt.want {
+			t.Errorf("singleValued(%s %s: %q) = %v, want %v", tt.typ, tt.code, p.Expression, got, tt.want)
+		}
+	}
+}
