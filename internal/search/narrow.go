@@ -59,33 +59,53 @@ func (e *Engine) narrowDates(pl *plan) {
 }
 
 // singleValued reports whether p gives a typ resource at most one value:
-// exactly one branch of its expression applies to typ, and it is a plain
-// path (Observation.effective, Resource.meta.lastUpdated) whose every step
-// occurs at most once. Anything else (functions, casts, unions on typ)
-// counts as possibly several values.
+// every branch of its expression that applies to typ selects the same
+// plain path (Observation.effective, Resource.meta.lastUpdated), at most
+// cast to a type ((Condition.onset as dateTime), Condition.onset.as(Period):
+// one choice element holds one of its types), and every step of that path
+// occurs at most once. Anything else (functions, filters, two paths) counts
+// as possibly several values.
 func singleValued(p *searchparam.Param, typ string) bool {
-	var path []string
+	var path string
 	for _, br := range strings.Split(p.Expression, "|") {
-		br = strings.TrimSpace(br)
-		head, rest, _ := strings.Cut(strings.TrimLeft(br, "( "), ".")
-		if head != typ && head != "Resource" && head != "DomainResource" {
+		head, rest, ok := strings.Cut(uncast(strings.TrimSpace(br)), ".")
+		if !ok || head != typ && head != "Resource" && head != "DomainResource" {
+			if strings.Contains(br, typ+".") {
+				return false // applies to typ in a form not read here
+			}
 			continue
 		}
-		if path != nil || !plainPath(br, rest) {
+		if !plainPath(rest) || path != "" && rest != path {
 			return false
 		}
-		path = strings.Split(rest, ".")
+		path = rest
 	}
-	return path != nil && fhir.MaxOne(typ, path...)
+	return path != "" && fhir.MaxOne(typ, strings.Split(path, ".")...)
 }
 
-// plainPath reports whether branch is its head followed by rest, rest
-// being dot-separated element names only.
-func plainPath(branch, rest string) bool {
-	if rest == "" || !strings.HasSuffix(branch, "."+rest) || strings.HasPrefix(branch, "(") {
+// uncast returns a branch without a type cast around it: "(X as T)" and
+// "X.as(T)" give X; any other branch is returned as it is.
+func uncast(br string) string {
+	if inner, ok := strings.CutPrefix(br, "("); ok {
+		if inner, ok = strings.CutSuffix(inner, ")"); ok {
+			if x, t, ok := strings.Cut(inner, " as "); ok && plainPath(t) {
+				return strings.TrimSpace(x)
+			}
+		}
+		return br
+	}
+	if i := strings.LastIndex(br, ".as("); i > 0 && strings.HasSuffix(br, ")") && plainPath(br[i+4:len(br)-1]) {
+		return br[:i]
+	}
+	return br
+}
+
+// plainPath reports whether path is dot-separated names only.
+func plainPath(path string) bool {
+	if path == "" {
 		return false
 	}
-	for _, name := range strings.Split(rest, ".") {
+	for _, name := range strings.Split(path, ".") {
 		if name == "" {
 			return false
 		}

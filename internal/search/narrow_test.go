@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -43,17 +44,22 @@ func TestDateRangeClauses(t *testing.T) {
 			return "effectivePeriod", map[string]any{"end": d}
 		}
 	}
-	var all []map[string]any
+	// Each Observation's effective[x] is also a Condition's onset[x], whose
+	// parameter (onset-date) is two casts of the one element.
+	var all, conds []map[string]any
 	for i := range 300 {
 		o := map[string]any{"resourceType": "Observation", "id": fmt.Sprintf("o%03d", i), "status": "final",
 			"code": map[string]any{"text": "x"}}
+		c := map[string]any{"resourceType": "Condition", "id": fmt.Sprintf("c%03d", i),
+			"subject": map[string]any{"reference": "Patient/p"}}
 		if i%25 != 0 { // a few have no date at all
 			k, v := value()
-			o[k] = v
+			o[k], c[strings.Replace(k, "effective", "onset", 1)] = v, v
 		}
-		all = append(all, o)
+		all, conds = append(all, o), append(conds, c)
 	}
 	e.load(all...)
+	e.load(conds...)
 
 	ops := []string{"eq", "gt", "lt", "ge", "le", "sa", "eb"}
 	bound := func() string {
@@ -91,6 +97,13 @@ func TestDateRangeClauses(t *testing.T) {
 		}
 		if !slices.Equal(sorted(got.matches), sorted(want)) {
 			t.Errorf("date=%v: got %d matches %v, want %d %v", bounds, len(got.matches), sorted(got.matches), len(want), sorted(want))
+		}
+		for i, w := range want {
+			want[i] = strings.Replace(w, "Observation/o", "Condition/c", 1)
+		}
+		got = e.get("Condition?" + url.Values{"onset-date": bounds, "_count": {"1000"}}.Encode())
+		if got.status != 200 || !slices.Equal(sorted(got.matches), sorted(want)) {
+			t.Errorf("onset-date=%v: %d, got %d matches %v, want %d %v", bounds, got.status, len(got.matches), sorted(got.matches), len(want), sorted(want))
 		}
 	}
 	if narrowed < 10 {
@@ -174,8 +187,11 @@ func TestSingleValued(t *testing.T) {
 		{"Encounter", "date", true},           // Encounter.period
 		{"Observation", "_lastUpdated", true}, // Resource.meta.lastUpdated
 		{"Composition", "period", false},      // Composition.event.period, event 0..*
-		{"Condition", "onset-date", false},    // two casts of Condition.onset
+		{"Condition", "onset-date", true},     // two casts of the one Condition.onset
+		{"Patient", "death-date", true},       // (Patient.deceased as dateTime)
 		{"Goal", "target-date", false},        // (Goal.target.due as date), target 0..*
+		{"Immunization", "reaction-date", false},
+		{"MedicationRequest", "date", false}, // dosageInstruction.timing.event
 	} {
 		p, ok := e.eng.params().Lookup(tt.typ, tt.code)
 		if !ok {
