@@ -17,6 +17,7 @@ type alt struct {
 	exact bool
 	pred  func(v searchparam.Value) bool
 	span  *[2]time.Time // a date alt: every match intersects [span[0], span[1]]
+	nums  *[2]float64   // a number or quantity alt: every match lies in [nums[0], nums[1]]
 }
 
 var prefixes2 = []string{"eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"}
@@ -126,7 +127,11 @@ func numberAlt(raw string) (alt, error) {
 	if !ok {
 		return alt{}, badRequest("invalid number value " + strconv.Quote(clip(raw)))
 	}
-	return alt{pred: func(t searchparam.Value) bool { return n.test(op, ratOf(t)) }, keys: n.keys(op)}, nil
+	a := alt{pred: func(t searchparam.Value) bool { return n.test(op, ratOf(t)) }, keys: n.keys(op)}
+	if lo, hi, ok := n.span(op); ok {
+		a.nums = &[2]float64{lo, hi}
+	}
+	return a, nil
 }
 
 // quantityAlt parses [prefix]number[|system|code] or number||code.
@@ -153,6 +158,9 @@ func quantityAlt(raw string) (alt, error) {
 		}
 		return n.test(op, ratOf(t))
 	}, keys: n.keys(op)}
+	if lo, hi, ok := n.span(op); ok {
+		a.nums = &[2]float64{lo, hi}
+	}
 	return a, nil
 }
 

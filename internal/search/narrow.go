@@ -8,27 +8,28 @@ import (
 	"github.com/phivault/phivault/internal/store"
 )
 
-// A date range is usually asked as two clauses on one parameter,
-// date=ge2019-03-01&date=lt2019-04-01. Alone, each bound is covered by the
-// buckets of a half-open range (everything after March 2019; everything
-// before April), whose postings are most of the store, and intersecting
-// them costs a probe per candidate. When the parameter gives a resource at
-// most one value, the candidates of the two clauses are those of their
-// intersection: a value (one interval) that intersects each clause's range,
-// where those ranges intersect each other, intersects all of them at once
-// (Helly's theorem in one dimension). narrowDates then covers the first such
-// clause by the buckets of the intersection, one month here, and lets the
-// others add no token group; every clause's exact check still runs on each
-// candidate. A parameter that can give several values (Composition.period:
-// one per event) keeps its clauses as they are, since one value may meet
-// one bound and another value the other.
+// A range is usually asked as two clauses on one parameter,
+// date=ge2019-03-01&date=lt2019-04-01 or value-quantity=gt5&value-quantity=lt10.
+// Alone, each bound is covered by the buckets of a half-open range
+// (everything after March 2019; everything before April), whose postings
+// are most of the store, and intersecting them costs a probe per candidate.
+// When the parameter gives a resource at most one value, the candidates of
+// the clauses are those of their intersection: a value (a point, or for
+// dates an interval) that meets each clause's range, where those ranges
+// meet each other, meets all of them at once (Helly's theorem in one
+// dimension). narrowRanges then covers the first such clause by the
+// buckets of the intersection, one month here, and lets the others add no
+// token group; every clause's exact check still runs on each candidate. A
+// parameter that can give several values (Composition.period: one per
+// event) keeps its clauses as they are, since one value may meet one bound
+// and another value the other.
 
-// narrowDates applies the above to each date parameter of pl with two or
-// more one-value clauses.
-func (e *Engine) narrowDates(pl *plan) {
+// narrowRanges applies the above to each date, number and quantity
+// parameter of pl with two or more one-value clauses.
+func (e *Engine) narrowRanges(pl *plan) {
 	byParam := map[string][]int{}
 	for i, c := range pl.clauses {
-		if c.date && c.span != nil && !c.neg {
+		if (c.span != nil || c.nums != nil) && !c.neg {
 			byParam[c.param] = append(byParam[c.param], i)
 		}
 	}
@@ -40,22 +41,60 @@ func (e *Engine) narrowDates(pl *plan) {
 		if !ok || !singleValued(p, pl.typ) {
 			continue
 		}
-		lo, hi := pl.clauses[idx[0]].span[0], pl.clauses[idx[0]].span[1]
-		for _, i := range idx[1:] {
-			lo, hi = maxTime(lo, pl.clauses[i].span[0]), minTime(hi, pl.clauses[i].span[1])
+		var keys [][]string
+		if pl.clauses[idx[0]].span != nil {
+			keys = dateIntersection(pl.clauses, idx)
+		} else {
+			keys = numIntersection(pl.clauses, idx)
 		}
-		if hi.Before(lo) {
+		if keys == nil {
 			continue // the ranges do not all meet: nothing to narrow to
 		}
-		var toks []store.Token
-		for _, b := range dateCover(lo, hi) {
-			toks = append(toks, e.tok(pl.typ, code, kDate, b))
+		toks := make([]store.Token, 0, len(keys))
+		for _, k := range keys {
+			toks = append(toks, e.tok(pl.typ, code, k[0], k[1:]...))
 		}
 		pl.clauses[idx[0]].toks = toks
 		for _, i := range idx[1:] {
 			pl.clauses[i].covered = true
 		}
 	}
+}
+
+// dateIntersection returns the token inputs covering the intersection of
+// the date clauses' spans, nil when they do not all meet.
+func dateIntersection(cs []clause, idx []int) [][]string {
+	lo, hi := cs[idx[0]].span[0], cs[idx[0]].span[1]
+	for _, i := range idx[1:] {
+		if cs[i].span == nil {
+			return nil
+		}
+		lo, hi = maxTime(lo, cs[i].span[0]), minTime(hi, cs[i].span[1])
+	}
+	if hi.Before(lo) {
+		return nil
+	}
+	var out [][]string
+	for _, b := range dateCover(lo, hi) {
+		out = append(out, []string{kDate, b})
+	}
+	return out
+}
+
+// numIntersection returns the token inputs covering the intersection of
+// the number clauses' ranges, nil when they do not all meet.
+func numIntersection(cs []clause, idx []int) [][]string {
+	lo, hi := cs[idx[0]].nums[0], cs[idx[0]].nums[1]
+	for _, i := range idx[1:] {
+		if cs[i].nums == nil {
+			return nil
+		}
+		lo, hi = max(lo, cs[i].nums[0]), min(hi, cs[i].nums[1])
+	}
+	if hi < lo {
+		return nil
+	}
+	return numKeys(lo, hi)
 }
 
 // singleValued reports whether p gives a typ resource at most one value:

@@ -3,9 +3,11 @@ package search
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -111,11 +113,11 @@ func TestDateRangeClauses(t *testing.T) {
 	}
 }
 
-// TestDateRangeNarrowing: bounds that meet on a one-value parameter are
+// TestRangeNarrowing: bounds that meet on a one-value parameter are
 // covered by the buckets of their intersection alone; bounds that do not
 // meet, and parameters that can give several values, keep every clause's
 // own buckets.
-func TestDateRangeNarrowing(t *testing.T) {
+func TestRangeNarrowing(t *testing.T) {
 	e := newEnv(t)
 	for _, tt := range []struct {
 		typ, query string
@@ -128,6 +130,9 @@ func TestDateRangeNarrowing(t *testing.T) {
 		{"Observation", "date=ge2019-03-01,ge2020&date=lt2019-04-01", false}, // an OR of bounds
 		{"Composition", "period=ge2019-03-01&period=lt2019-04-01", false},    // one period per event
 		{"Observation", "date=ge2019-03-01", false},
+		{"Observation", "value-quantity=gt5.4&value-quantity=le10", true},
+		{"Observation", "value-quantity=gt10&value-quantity=lt5", false},                     // the ranges do not meet
+		{"Observation", "component-value-quantity=gt5&component-value-quantity=lt10", false}, // one per component
 	} {
 		q, err := url.ParseQuery(tt.query)
 		if err != nil {
@@ -200,5 +205,67 @@ func TestSingleValued(t *testing.T) {
 		if got := singleValued(p, tt.typ); got != tt.want {
 			t.Errorf("singleValued(%s %s: %q) = %v, want %v", tt.typ, tt.code, p.Expression, got, tt.want)
 		}
+	}
+}
+
+// TestQuantityRangeClauses: two bounds on value-quantity find exactly what
+// each bound alone finds in common (value[x] holds one value, so the
+// bounds' common matches are the AND's), over values of every magnitude
+// and sign and bounds of every prefix and precision.
+func TestQuantityRangeClauses(t *testing.T) {
+	e := newEnv(t)
+	rng := rand.New(rand.NewPCG(5, 11))
+	num := func() string {
+		v := fmt.Sprintf("%.*f", rng.IntN(4), rng.Float64()*math.Pow10(rng.IntN(5)-1))
+		if rng.IntN(8) == 0 {
+			v = "-" + v
+		}
+		return v
+	}
+	var obs []map[string]any
+	for i := range 300 {
+		o := map[string]any{"resourceType": "Observation", "id": fmt.Sprintf("q%03d", i), "status": "final",
+			"code": map[string]any{"text": "x"}}
+		if i%20 != 0 {
+			f, _ := strconv.ParseFloat(num(), 64)
+			o["valueQuantity"] = map[string]any{"value": f, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+		}
+		obs = append(obs, o)
+	}
+	e.load(obs...)
+	ops := []string{"eq", "gt", "lt", "ge", "le", "sa", "eb", "ap"}
+	narrowed := 0
+	for range 60 {
+		bounds := []string{ops[rng.IntN(len(ops))] + num(), ops[rng.IntN(len(ops))] + num()}
+		if rng.IntN(4) == 0 {
+			bounds[1] += "|http://unitsofmeasure.org|mg"
+		}
+		var want []string
+		for i, b := range bounds {
+			one := e.get("Observation?" + url.Values{"value-quantity": {b}, "_count": {"1000"}}.Encode())
+			if one.status != 200 {
+				t.Fatalf("%s: status %d", b, one.status)
+			}
+			if i == 0 {
+				want = sorted(one.matches)
+			} else {
+				want = slices.DeleteFunc(want, func(id string) bool { return !slices.Contains(one.matches, id) })
+			}
+		}
+		q := url.Values{"value-quantity": bounds, "_count": {"1000"}}
+		pl, err := e.eng.parse(context.Background(), "Observation", q, parseOpts{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pl.clauses[1].covered {
+			narrowed++
+		}
+		got := e.get("Observation?" + q.Encode())
+		if got.status != 200 || !slices.Equal(sorted(got.matches), want) {
+			t.Errorf("value-quantity=%v: %d, got %v, want %v", bounds, got.status, sorted(got.matches), want)
+		}
+	}
+	if narrowed < 10 {
+		t.Errorf("only %d of 60 queries were narrowed", narrowed)
 	}
 }

@@ -84,24 +84,36 @@ func (n number) test(op string, v *big.Rat) bool {
 	return false
 }
 
+// span is the range, as floats for the buckets, that holds every value op
+// may match; false for ne (every value).
+func (n number) span(op string) (lo, hi float64, ok bool) {
+	inf := math.Inf(1)
+	switch op {
+	case "eq":
+		return n.f - n.half, n.f + n.half, true
+	case "gt", "sa", "ge":
+		return n.f, inf, true
+	case "lt", "eb", "le":
+		return -inf, n.f, true
+	case "ap":
+		d := math.Max(math.Abs(n.f)/10, n.half)
+		return n.f - d, n.f + d, true
+	}
+	return 0, 0, false
+}
+
 // keys are the magnitude buckets that hold every value op may match; nil
 // (every candidate) for ne.
 func (n number) keys(op string) [][]string {
-	inf := math.Inf(1)
-	var lo, hi float64
-	switch op {
-	case "eq":
-		lo, hi = n.f-n.half, n.f+n.half
-	case "gt", "sa", "ge":
-		lo, hi = n.f, inf
-	case "lt", "eb", "le":
-		lo, hi = -inf, n.f
-	case "ap":
-		d := math.Max(math.Abs(n.f)/10, n.half)
-		lo, hi = n.f-d, n.f+d
-	default:
+	lo, hi, ok := n.span(op)
+	if !ok {
 		return nil
 	}
+	return numKeys(lo, hi)
+}
+
+// numKeys are the token inputs of the buckets covering [lo, hi].
+func numKeys(lo, hi float64) [][]string {
 	var out [][]string
 	for _, b := range numCover(lo, hi) {
 		out = append(out, []string{kNum, b})

@@ -43,10 +43,12 @@ type clause struct {
 	param string
 	date  bool // param is a date parameter
 	check func(vals []searchparam.Value) bool
-	// span is set for a date clause of one value: every match intersects
-	// it. covered: another clause's tokens stand for this one's
-	// candidates (narrowDates); it adds no token group, only its check.
+	// span (a date clause) or nums (a number or quantity clause) is set
+	// for a clause of one value: every match meets it. covered: another
+	// clause's tokens stand for this one's candidates (narrowRanges); it
+	// adds no token group, only its check.
 	span    *[2]time.Time
+	nums    *[2]float64
 	covered bool
 }
 
@@ -143,7 +145,7 @@ func (e *Engine) parse(ctx context.Context, typ string, q url.Values, o parseOpt
 				" was added or changed after some resources were written; they are not found by it until 'phivault reindex' has run")
 		}
 	}
-	e.narrowDates(pl)
+	e.narrowRanges(pl)
 	return pl, nil
 }
 
@@ -217,7 +219,7 @@ func (e *Engine) parseClause(ctx context.Context, typ, key, raw string, o parseO
 	}
 	c := clause{param: name, neg: mod == "not", date: p.Type == searchparam.Date}
 	if len(alts) == 1 && !c.neg {
-		c.span = alts[0].span
+		c.span, c.nums = alts[0].span, alts[0].nums
 	}
 	exact := true
 	for _, a := range alts {
