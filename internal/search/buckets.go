@@ -140,6 +140,15 @@ func dateCover(low, high time.Time) []string {
 	return out
 }
 
+// dateKeys are the token inputs of the buckets covering [low, high].
+func dateKeys(low, high time.Time) [][]string {
+	var out [][]string
+	for _, b := range dateCover(low, high) {
+		out = append(out, []string{kDate, b})
+	}
+	return out
+}
+
 func maxTime(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a

@@ -102,10 +102,7 @@ func (e *Engine) dateAlt(raw string) (alt, error) {
 	now := e.now()
 	a := alt{pred: func(t searchparam.Value) bool { return dateTest(op, ql, qh, t.Low, t.High, now) }}
 	if lo, hi, whole := dateCandidates(op, ql, qh, now); !whole {
-		a.span = &[2]time.Time{lo, hi}
-		for _, b := range dateCover(lo, hi) {
-			a.keys = append(a.keys, []string{kDate, b})
-		}
+		a.span, a.keys = &[2]time.Time{lo, hi}, dateKeys(lo, hi)
 	}
 	return a, nil
 }

@@ -74,11 +74,7 @@ func dateIntersection(cs []clause, idx []int) [][]string {
 	if hi.Before(lo) {
 		return nil
 	}
-	var out [][]string
-	for _, b := range dateCover(lo, hi) {
-		out = append(out, []string{kDate, b})
-	}
-	return out
+	return dateKeys(lo, hi)
 }
 
 // numIntersection returns the token inputs covering the intersection of
