@@ -140,11 +140,13 @@ func dateCover(low, high time.Time) []string {
 	return out
 }
 
-// dateKeys are the token inputs of the buckets covering [low, high].
-func dateKeys(low, high time.Time) [][]string {
+// bucketKeys are the token inputs (kind, bucket) of buckets: a value's
+// date or magnitude buckets when it is indexed, a range's cover when it
+// is asked for.
+func bucketKeys(kind string, buckets []string) [][]string {
 	var out [][]string
-	for _, b := range dateCover(low, high) {
-		out = append(out, []string{kDate, b})
+	for _, b := range buckets {
+		out = append(out, []string{kind, b})
 	}
 	return out
 }

@@ -102,7 +102,7 @@ func (e *Engine) dateAlt(raw string) (alt, error) {
 	now := e.now()
 	a := alt{pred: func(t searchparam.Value) bool { return dateTest(op, ql, qh, t.Low, t.High, now) }}
 	if lo, hi, whole := dateCandidates(op, ql, qh, now); !whole {
-		a.span, a.keys = &[2]time.Time{lo, hi}, dateKeys(lo, hi)
+		a.span, a.keys = &[2]time.Time{lo, hi}, bucketKeys(kDate, dateCover(lo, hi))
 	}
 	return a, nil
 }

@@ -193,25 +193,11 @@ func valueKeys(v searchparam.Value) [][]string {
 		}
 		return out
 	case searchparam.Date:
-		var out [][]string
-		for _, b := range dateBuckets(v.Low, v.High) {
-			out = append(out, []string{kDate, b})
-		}
-		return out
-	case searchparam.Number:
-		var out [][]string
-		for _, b := range numBuckets(v.Float) {
-			out = append(out, []string{kNum, b})
-		}
-		return out
-	case searchparam.Quantity:
-		var out [][]string
-		// Units are checked after decryption: indexing them per bucket
-		// would quadruple a quantity's tokens.
-		for _, b := range numBuckets(v.Float) {
-			out = append(out, []string{kNum, b})
-		}
-		return out
+		return bucketKeys(kDate, dateBuckets(v.Low, v.High))
+	case searchparam.Number, searchparam.Quantity:
+		// A quantity's units are checked after decryption: indexing them
+		// per bucket would quadruple its tokens.
+		return bucketKeys(kNum, numBuckets(v.Float))
 	case searchparam.Composite:
 		if len(v.Components) == 0 || v.Components[0].Type != searchparam.Token {
 			return nil

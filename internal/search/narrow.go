@@ -74,7 +74,7 @@ func dateIntersection(cs []clause, idx []int) [][]string {
 	if hi.Before(lo) {
 		return nil
 	}
-	return dateKeys(lo, hi)
+	return bucketKeys(kDate, dateCover(lo, hi))
 }
 
 // numIntersection returns the token inputs covering the intersection of
@@ -90,7 +90,7 @@ func numIntersection(cs []clause, idx []int) [][]string {
 	if hi < lo {
 		return nil
 	}
-	return numKeys(lo, hi)
+	return bucketKeys(kNum, numCover(lo, hi))
 }
 
 // singleValued reports whether p gives a typ resource at most one value:

@@ -109,16 +109,7 @@ func (n number) keys(op string) [][]string {
 	if !ok {
 		return nil
 	}
-	return numKeys(lo, hi)
-}
-
-// numKeys are the token inputs of the buckets covering [lo, hi].
-func numKeys(lo, hi float64) [][]string {
-	var out [][]string
-	for _, b := range numCover(lo, hi) {
-		out = append(out, []string{kNum, b})
-	}
-	return out
+	return bucketKeys(kNum, numCover(lo, hi))
 }
 
 // ratOf is a value's number exactly as written (its decimal text), or its
