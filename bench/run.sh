@@ -10,7 +10,9 @@
 #
 # Settings (environment): PATIENTS (100), CLIENTS (16,64), DURATION (10s),
 # ROUNDS (2), WORKLOADS (healthz,read,create,update,transaction), PROTO (h1),
-# PORT (18443), PROFILE_DURATION (10s), OUT (a new directory under /tmp),
+# PORT (18443), PROFILE_DURATION (10s), PROFILES (the workloads to profile,
+# comma-separated; by default read and create, and search-patient when
+# measured), OUT (a new directory under /tmp),
 # REV (build this git revision, e.g. HEAD, from a clean export instead of
 # the working tree, which others may be editing), PG (1: also serve the same
 # population from PostgreSQL - a throw-away server of Debian's postgresql
@@ -217,10 +219,12 @@ done
 # as before), search-patient when measured - and with PLAIN the
 # plaintext-index build during search-patient too.
 profiles=()
+[ -z "${PROFILES:-}" ] || IFS=, read -ra profiles <<<"$PROFILES"
 for w in read create; do
+	[ -z "${PROFILES:-}" ] || break
 	if [ -z "$search_workloads" ] || [[ ",$WORKLOADS," == *",$w,"* ]]; then profiles+=("$w"); fi
 done
-if [[ ",$WORKLOADS," == *",search-patient,"* ]]; then
+if [ -z "${PROFILES:-}" ] && [[ ",$WORKLOADS," == *",search-patient,"* ]]; then
 	profiles+=(search-patient)
 	[ -z "${PLAIN:-}" ] || profiles+=(search-patient-plain)
 fi
