@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"sort"
 	"strings"
 )
@@ -71,17 +72,25 @@ var commands = map[string]command{
 }
 
 func main() {
-	// PHIVAULT_CPUPROFILE=FILE writes a CPU profile, for performance work.
+	// For performance work: PHIVAULT_CPUPROFILE=FILE writes a CPU profile
+	// (go tool pprof) and PHIVAULT_TRACE=FILE an execution trace (go tool
+	// trace: where each goroutine, such as the store's writer, waits) of
+	// the whole command.
+	stop := func() {}
 	if p := os.Getenv("PHIVAULT_CPUPROFILE"); p != "" {
-		if f, err := os.Create(p); err == nil {
-			pprof.StartCPUProfile(f)
-			code := run(os.Args[1:], os.Stdout, os.Stderr)
-			pprof.StopCPUProfile()
-			f.Close()
-			os.Exit(code)
+		if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
+			stop = func() { pprof.StopCPUProfile(); f.Close() }
 		}
 	}
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	if p := os.Getenv("PHIVAULT_TRACE"); p != "" {
+		if f, err := os.Create(p); err == nil && trace.Start(f) == nil {
+			prev := stop
+			stop = func() { trace.Stop(); f.Close(); prev() }
+		}
+	}
+	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
