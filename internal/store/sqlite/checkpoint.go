@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,12 +14,25 @@ import (
 // frames into the database file.
 const checkpointEvery = 250 * time.Millisecond
 
-// walLimit is the WAL size beyond which the checkpointer also truncates
-// the WAL. PASSIVE checkpoints never block anyone, but under a steady
-// stream of readers and writers the WAL can never restart and would grow
-// without bound; a TRUNCATE checkpoint waits (within busy_timeout) for a
-// moment without readers of old snapshots, pausing writers briefly.
-const walLimit = 64 << 20
+// The WAL starts over from its beginning, rather than growing, once all
+// of it is copied into the database file and no reader reads its frames:
+// SQLite does that by itself at the start of a write transaction. A
+// background checkpoint cannot get there under a steady stream of writes
+// (the writer commits while it copies), so beyond walLimit the
+// checkpointer copies back to back while that shrinks what is left (to
+// restartLeft frames at best), then asks the writer (restartWanted) to
+// copy the rest with a RESTART checkpoint between two groups, when nothing
+// commits (Backend.restartWAL); its next group starts the WAL over. The
+// writer waits for its own copy and at most restartWait for readers of
+// older snapshots. A RESTART or TRUNCATE checkpoint run from here instead
+// would block the writer (asleep in SQLite's busy handler) for the whole
+// checkpoint and its wait for readers: about 12% of its time under creates.
+const (
+	walLimit     = 256 << 20             // bytes
+	restartWait  = 20 * time.Millisecond // for readers of older snapshots
+	restartLeft  = 1024                  // frames: a few milliseconds of the writer's time
+	walHardLimit = 1 << 30               // bytes; see checkpointer.run
+)
 
 // checkpointer moves WAL checkpoints off the writer: the write connection
 // runs with wal_autocheckpoint off, and this goroutine runs PASSIVE
@@ -26,49 +40,90 @@ const walLimit = 64 << 20
 // readers. Durability is unchanged: a commit is durable once its WAL
 // frames are synced.
 type checkpointer struct {
-	wal  string // path of the WAL file
-	db   *sql.DB
-	stop chan struct{}
-	done chan struct{}
+	wal        string        // path of the WAL file
+	every      time.Duration // checkpointEvery; tests shorten it
+	limit      int64         // walLimit; tests lower it
+	hardLimit  int64         // walHardLimit; tests raise it
+	db         *sql.DB
+	stop       chan struct{}
+	done       chan struct{}
+	restartReq atomic.Bool // the writer is asked to finish a checkpoint (restartWanted)
 }
 
-func startCheckpointer(path string) (*checkpointer, error) {
+func startCheckpointer(path string, o options) (*checkpointer, error) {
 	db, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	c := &checkpointer{wal: path + "-wal", db: db, stop: make(chan struct{}), done: make(chan struct{})}
+	c := &checkpointer{wal: path + "-wal", every: o.checkpointEvery, limit: o.walLimit, hardLimit: o.walHardLimit, db: db,
+		stop: make(chan struct{}), done: make(chan struct{})}
 	go c.loop()
 	return c, nil
 }
 
 func (c *checkpointer) loop() {
 	defer close(c.done)
-	t := time.NewTicker(checkpointEvery)
+	t := time.NewTicker(c.every)
 	defer t.Stop()
 	for {
 		select {
 		case <-c.stop:
-			c.run()
+			c.run(-1)
 			return
 		case <-t.C:
-			c.run()
+			// Beyond the limit, back to back while each run halves
+			// what is left to copy.
+			left := c.run(-1)
+			for left >= 0 {
+				select {
+				case <-c.stop:
+					return
+				default:
+				}
+				left = c.run(left)
+			}
 		}
 	}
 }
 
-func (c *checkpointer) run() {
+// run checkpoints once. Beyond the limit, it returns the frames left to
+// copy when that is more than restartLeft and less than half of before
+// (-1: none before), so that the caller runs again at once; otherwise it
+// asks the writer to finish (restartReq) and returns -1. Within the limit
+// it returns -1.
+func (c *checkpointer) run(before int) (left int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// Errors are not fatal: a checkpoint not done now is done next time,
-	// and the WAL keeps every committed frame until then.
+	var size int64
+	if fi, err := os.Stat(c.wal); err == nil {
+		size = fi.Size()
+	}
+	// Readers that keep old snapshots for long (an export) can keep the
+	// WAL from starting over; far beyond the limit, a TRUNCATE checkpoint
+	// waits (within busy_timeout) for a moment without them, pausing the
+	// writer.
 	mode := "PASSIVE"
-	if fi, err := os.Stat(c.wal); err == nil && fi.Size() > walLimit {
+	if size > c.hardLimit {
 		mode = "TRUNCATE"
 	}
-	_, _ = c.db.ExecContext(ctx, "PRAGMA wal_checkpoint("+mode+")")
+	// Errors are not fatal: a checkpoint not done now is done next time,
+	// and the WAL keeps every committed frame until then.
+	var busy, frames, copied int
+	if err := c.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &frames, &copied); err != nil || size <= c.limit {
+		return -1
+	}
+	left = frames - copied
+	if left > restartLeft && (before < 0 || left <= before/2) {
+		return left
+	}
+	c.restartReq.Store(true)
+	return -1
 }
+
+// restartWanted reports, once per request, whether the writer should
+// finish a checkpoint before its next group.
+func (c *checkpointer) restartWanted() bool { return c.restartReq.CompareAndSwap(true, false) }
 
 // Scrub copies every committed change into the database file and
 // truncates the WAL, so that overwritten values (a crypto-shredded data

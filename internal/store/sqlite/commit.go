@@ -19,6 +19,9 @@ var errGroupAborted = errors.New("sqlite: group transaction aborted")
 func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 	ctx := context.Background() // fns ran: the commit is never abandoned
 	b.aborted.Store(false)
+	if b.ckpt.restartWanted() {
+		b.restartWAL(ctx)
+	}
 	if _, err := b.wconn.c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
@@ -101,4 +104,17 @@ func (b *Backend) runOne(ctx context.Context, fn group.Fn) (res group.Result) {
 		b.aborted.Store(true)
 	}
 	return res
+}
+
+// restartWAL copies the WAL's last frames while nothing commits and waits
+// briefly (restartWait) for readers of older snapshots (readers that start
+// now read the database file), so that the next group starts the WAL over
+// (checkpoint.go). If a reader holds an old snapshot longer, or anything
+// fails, the WAL stays as it is and the checkpointer asks again later.
+func (b *Backend) restartWAL(ctx context.Context) {
+	if _, err := b.wconn.c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout(%d)", restartWait.Milliseconds())); err != nil {
+		return
+	}
+	_, _ = b.wconn.c.ExecContext(ctx, "PRAGMA wal_checkpoint(RESTART)")
+	_, _ = b.wconn.c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout(%d)", busyTimeout.Milliseconds()))
 }

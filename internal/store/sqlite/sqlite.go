@@ -28,6 +28,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	sqlitedrv "modernc.org/sqlite"
 
@@ -44,6 +45,9 @@ type Option func(*options)
 type options struct {
 	readers  int
 	maxBatch int
+	// The checkpointer's settings (checkpoint.go); tests change them.
+	checkpointEvery        time.Duration
+	walLimit, walHardLimit int64
 }
 
 // WithReaders sets the number of read-only connections, that is how many
@@ -86,11 +90,14 @@ func (b *Backend) Stats() Stats {
 	return Stats{Commits: commits, Updates: updates}
 }
 
+// busyTimeout is how long a connection waits for a lock another holds.
+const busyTimeout = 10 * time.Second
+
 // dsn returns the connection string; every pragma applies to each new
 // connection.
 func dsn(path string, readOnly bool) string {
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	if readOnly {
@@ -114,7 +121,8 @@ func dsn(path string, readOnly bool) string {
 // Open opens (creating if needed) the database in dir and applies any
 // pending schema migrations.
 func Open(dir string, opts ...Option) (_ *Backend, err error) {
-	o := options{readers: max(runtime.GOMAXPROCS(0), 4), maxBatch: 256}
+	o := options{readers: max(runtime.GOMAXPROCS(0), 4), maxBatch: 256,
+		checkpointEvery: checkpointEvery, walLimit: walLimit, walHardLimit: walHardLimit}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -182,7 +190,7 @@ func Open(dir string, opts ...Option) (_ *Backend, err error) {
 		}
 		b.readers <- newDBConn(c)
 	}
-	if b.ckpt, err = startCheckpointer(path); err != nil {
+	if b.ckpt, err = startCheckpointer(path, o); err != nil {
 		return nil, fmt.Errorf("sqlite: checkpointer: %w", err)
 	}
 	b.writes = group.Start("sqlite", o.maxBatch, b.commit)
