@@ -215,18 +215,21 @@ done
 	echo
 	"$BIN/report" "$RESULTS"
 } >"$OUT/results.md"
-# Profiles: read and create when measured (or when no search workload is,
-# as before), search-patient when measured - and with PLAIN the
-# plaintext-index build during search-patient too.
+# Profiles: those named in PROFILES; by default read and create when
+# measured (or when no search workload is, as before), search-patient when
+# measured - and with PLAIN the plaintext-index build during
+# search-patient too.
 profiles=()
-[ -z "${PROFILES:-}" ] || IFS=, read -ra profiles <<<"$PROFILES"
-for w in read create; do
-	[ -z "${PROFILES:-}" ] || break
-	if [ -z "$search_workloads" ] || [[ ",$WORKLOADS," == *",$w,"* ]]; then profiles+=("$w"); fi
-done
-if [ -z "${PROFILES:-}" ] && [[ ",$WORKLOADS," == *",search-patient,"* ]]; then
-	profiles+=(search-patient)
-	[ -z "${PLAIN:-}" ] || profiles+=(search-patient-plain)
+if [ -n "${PROFILES:-}" ]; then
+	IFS=, read -ra profiles <<<"$PROFILES"
+else
+	for w in read create; do
+		if [ -z "$search_workloads" ] || [[ ",$WORKLOADS," == *",$w,"* ]]; then profiles+=("$w"); fi
+	done
+	if [[ ",$WORKLOADS," == *",search-patient,"* ]]; then
+		profiles+=(search-patient)
+		[ -z "${PLAIN:-}" ] || profiles+=(search-patient-plain)
+	fi
 fi
 for p in "${profiles[@]}"; do
 	w=${p%-plain}

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -48,7 +49,7 @@ func TestWALStartsOver(t *testing.T) {
 					_, err := r.Current("Observation", "o1")
 					return err
 				})
-				if err != nil && err != store.ErrNotFound {
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
 					t.Error(err)
 					return
 				}
