@@ -76,21 +76,38 @@ func main() {
 	// (go tool pprof) and PHIVAULT_TRACE=FILE an execution trace (go tool
 	// trace: where each goroutine, such as the store's writer, waits) of
 	// the whole command.
-	stop := func() {}
-	if p := os.Getenv("PHIVAULT_CPUPROFILE"); p != "" {
-		if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
-			stop = func() { pprof.StopCPUProfile(); f.Close() }
-		}
-	}
-	if p := os.Getenv("PHIVAULT_TRACE"); p != "" {
-		if f, err := os.Create(p); err == nil && trace.Start(f) == nil {
-			prev := stop
-			stop = func() { trace.Stop(); f.Close(); prev() }
-		}
-	}
+	stop := startProfiles(os.Stderr)
 	code := run(os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// startProfiles starts the profile and trace that PHIVAULT_CPUPROFILE and
+// PHIVAULT_TRACE ask for, each written to its file, and returns what
+// stops them. One that cannot start is reported on stderr and skipped.
+func startProfiles(stderr io.Writer) (stop func()) {
+	stop = func() {}
+	start := func(env string, begin func(io.Writer) error, end func()) {
+		p := os.Getenv(env)
+		if p == "" {
+			return
+		}
+		f, err := os.Create(p)
+		if err == nil {
+			if err = begin(f); err != nil {
+				f.Close()
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "phivault: %s not written: %v\n", env, err)
+			return
+		}
+		prev := stop
+		stop = func() { end(); f.Close(); prev() }
+	}
+	start("PHIVAULT_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile)
+	start("PHIVAULT_TRACE", trace.Start, trace.Stop)
+	return stop
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

@@ -69,30 +69,42 @@ func (c *checkpointer) loop() {
 	for {
 		select {
 		case <-c.stop:
-			c.run(-1)
+			c.run()
 			return
 		case <-t.C:
-			// Beyond the limit, back to back while each run halves
-			// what is left to copy.
-			left := c.run(-1)
-			for left >= 0 {
-				select {
-				case <-c.stop:
-					return
-				default:
-				}
-				left = c.run(left)
-			}
+			c.pass()
 		}
 	}
 }
 
-// run checkpoints once. Beyond the limit, it returns the frames left to
-// copy when that is more than restartLeft and less than half of before
-// (-1: none before), so that the caller runs again at once; otherwise it
-// asks the writer to finish (restartReq) and returns -1. Within the limit
-// it returns -1.
-func (c *checkpointer) run(before int) (left int) {
+// pass checkpoints once and, beyond the limit, again at once while each
+// run at least halves what is left to copy (down to restartLeft frames);
+// then it asks the writer to finish (restartReq).
+func (c *checkpointer) pass() {
+	before := -1
+	for {
+		left, over := c.run()
+		if !over {
+			return
+		}
+		if left <= restartLeft || (before >= 0 && left > before/2) {
+			c.restartReq.Store(true)
+			return
+		}
+		before = left
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+	}
+}
+
+// run checkpoints once. It reports whether the WAL was beyond the limit
+// and, if it was, the frames the checkpoint left to copy. A failed
+// checkpoint reports not over: it is done next time, and the WAL keeps
+// every committed frame until then.
+func (c *checkpointer) run() (left int, over bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var size int64
@@ -107,18 +119,11 @@ func (c *checkpointer) run(before int) (left int) {
 	if size > c.hardLimit {
 		mode = "TRUNCATE"
 	}
-	// Errors are not fatal: a checkpoint not done now is done next time,
-	// and the WAL keeps every committed frame until then.
 	var busy, frames, copied int
 	if err := c.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &frames, &copied); err != nil || size <= c.limit {
-		return -1
+		return 0, false
 	}
-	left = frames - copied
-	if left > restartLeft && (before < 0 || left <= before/2) {
-		return left
-	}
-	c.restartReq.Store(true)
-	return -1
+	return frames - copied, true
 }
 
 // restartWanted reports, once per request, whether the writer should
