@@ -84,13 +84,31 @@ func (s *Store) context(typ, id string, vid int64) []byte {
 // Read returns the current version. A deleted resource gives ErrDeleted
 // with the delete marker's Entry.
 func (s *Store) Read(ctx context.Context, typ, id string) (Entry, error) {
+	vs, err := s.current(ctx, typ, []string{id})
+	if err == nil && len(vs) == 0 {
+		err = store.ErrNotFound
+	}
 	var v store.Version
+	if err == nil {
+		v = vs[0]
+	}
+	return s.entry(ctx, v, err)
+}
+
+// current returns the current versions of those of ids that exist, delete
+// markers included, in the order of ids, from one snapshot: through the
+// backend's faster path where it has one (store.CurrentReader).
+func (s *Store) current(ctx context.Context, typ string, ids []string) ([]store.Version, error) {
+	if cr, ok := s.st.(store.CurrentReader); ok {
+		return cr.ReadCurrent(ctx, typ, ids)
+	}
+	var vs []store.Version
 	err := s.st.View(ctx, func(r store.Reader) error {
 		var err error
-		v, err = r.Current(typ, id)
+		vs, err = r.CurrentMany(typ, ids)
 		return err
 	})
-	return s.entry(ctx, v, err)
+	return vs, err
 }
 
 // VRead returns one version. A delete marker gives ErrDeleted.
@@ -107,18 +125,15 @@ func (s *Store) VRead(ctx context.Context, typ, id string, vid int64) (Entry, er
 // ReadMany returns the current, not deleted versions of ids in their order,
 // skipping ids that do not exist, are deleted or were erased.
 func (s *Store) ReadMany(ctx context.Context, typ string, ids []string) ([]Entry, error) {
-	vs := make([]store.Version, 0, len(ids))
-	err := s.st.View(ctx, func(r store.Reader) error {
-		cur, err := r.CurrentMany(typ, ids)
-		for _, v := range cur {
-			if !v.Deleted {
-				vs = append(vs, v)
-			}
-		}
-		return err
-	})
+	cur, err := s.current(ctx, typ, ids)
 	if err != nil {
 		return nil, err
+	}
+	vs := make([]store.Version, 0, len(cur))
+	for _, v := range cur {
+		if !v.Deleted {
+			vs = append(vs, v)
+		}
 	}
 	out := make([]Entry, 0, len(vs))
 	for _, v := range vs {

@@ -71,6 +71,15 @@ type Backend interface {
 	Close() error
 }
 
+// CurrentReader is implemented by backends that read current versions
+// faster alone than inside a View (from a cache of them, say).
+type CurrentReader interface {
+	// ReadCurrent returns what Reader.CurrentMany returns in a View of
+	// its own: the latest versions, delete markers included, of those of
+	// ids that exist, in the order of ids, all from one snapshot.
+	ReadCurrent(ctx context.Context, typ string, ids []string) ([]Version, error)
+}
+
 // Reader reads a snapshot.
 type Reader interface {
 	// Current returns the latest version of a resource, delete markers

@@ -261,65 +261,89 @@ func BenchmarkMatch(b *testing.B) {
 
 // BenchmarkCurrentWhileCommitting measures parallel point reads with no
 // writer and while another goroutine commits audit appends back to back,
-// as the server does under reads (each read's audit record is a commit).
-// SQLite empties a read connection's page cache at the start of every
-// read transaction that follows a commit, so under commits every read
-// reads its pages again (from the OS cache, one pread each).
+// as the server does under reads (each read's audit record is a commit),
+// each way side by side: Current in a View of its own, and ReadCurrent
+// (the version cache). SQLite empties a read connection's page cache at
+// the start of every read transaction that follows a commit, so under
+// commits every View reads its pages again (from the OS cache, one pread
+// each).
 func BenchmarkCurrentWhileCommitting(b *testing.B) {
 	for _, committing := range []bool{false, true} {
-		b.Run(fmt.Sprintf("committing=%v", committing), func(b *testing.B) {
-			be, err := Open(b.TempDir())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer be.Close()
-			const n = 20000
-			load(b, be, n)
-			stop := make(chan struct{})
-			var commits atomic.Int64
-			var wg sync.WaitGroup
-			if committing {
-				wg.Go(func() {
-					leaf := make([]byte, 1024)
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						if err := be.Update(context.Background(), func(w store.Writer) error {
-							_, err := w.AppendAudit(leaf)
-							return err
-						}); err != nil {
-							b.Error(err)
-							return
-						}
-						commits.Add(1)
-					}
-				})
-			}
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					id := fmt.Sprintf("p%07d", rand.IntN(n))
-					err := be.View(context.Background(), func(r store.Reader) error {
-						v, err := r.Current("Patient", id)
-						if err == nil && len(v.Body) != 512 {
-							err = fmt.Errorf("%s: body of %d bytes", id, len(v.Body))
-						}
-						return err
-					})
-					if err != nil {
-						b.Error(err)
-						return
-					}
-				}
+		for _, path := range []string{"view", "cache"} {
+			b.Run(fmt.Sprintf("committing=%v/read=%s", committing, path), func(b *testing.B) {
+				benchCurrent(b, committing, path == "cache")
 			})
-			b.StopTimer()
-			close(stop)
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
-			b.ReportMetric(float64(commits.Load())/b.Elapsed().Seconds(), "commits/s")
+		}
+	}
+}
+
+func benchCurrent(b *testing.B, committing, cached bool) {
+	be, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Close()
+	const n = 20000
+	load(b, be, n)
+	stop := make(chan struct{})
+	var commits atomic.Int64
+	var wg sync.WaitGroup
+	if committing {
+		wg.Go(func() {
+			leaf := make([]byte, 1024)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := be.Update(context.Background(), func(w store.Writer) error {
+					_, err := w.AppendAudit(leaf)
+					return err
+				}); err != nil {
+					b.Error(err)
+					return
+				}
+				commits.Add(1)
+			}
 		})
 	}
+	read := func(id string) (store.Version, error) {
+		if cached {
+			vs, err := be.ReadCurrent(context.Background(), "Patient", []string{id})
+			if err == nil && len(vs) != 1 {
+				err = store.ErrNotFound
+			}
+			if err != nil {
+				return store.Version{}, err
+			}
+			return vs[0], nil
+		}
+		var v store.Version
+		err := be.View(context.Background(), func(r store.Reader) error {
+			var err error
+			v, err = r.Current("Patient", id)
+			return err
+		})
+		return v, err
+	}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := fmt.Sprintf("p%07d", rand.IntN(n))
+			v, err := read(id)
+			if err == nil && len(v.Body) != 512 {
+				err = fmt.Errorf("%s: body of %d bytes", id, len(v.Body))
+			}
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
+	b.ReportMetric(float64(commits.Load())/b.Elapsed().Seconds(), "commits/s")
 }

@@ -48,6 +48,7 @@ type options struct {
 	// The checkpointer's settings (checkpoint.go); tests change them.
 	checkpointEvery        time.Duration
 	walLimit, walHardLimit int64
+	cacheBytes             int64 // versionCacheBytes; tests lower it
 }
 
 // WithReaders sets the number of read-only connections, that is how many
@@ -73,6 +74,10 @@ type Backend struct {
 	views  sync.WaitGroup
 	ckpt   *checkpointer
 	sizes  *sizes // shared by every reader and writer
+	cache  *versionCache
+	// written lists the resources the group being committed put
+	// (writer goroutine only), for the cache to drop once it commits.
+	written []versionKey
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -122,7 +127,8 @@ func dsn(path string, readOnly bool) string {
 // pending schema migrations.
 func Open(dir string, opts ...Option) (_ *Backend, err error) {
 	o := options{readers: max(runtime.GOMAXPROCS(0), 4), maxBatch: 256,
-		checkpointEvery: checkpointEvery, walLimit: walLimit, walHardLimit: walHardLimit}
+		checkpointEvery: checkpointEvery, walLimit: walLimit, walHardLimit: walHardLimit,
+		cacheBytes: versionCacheBytes}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -140,6 +146,7 @@ func Open(dir string, opts ...Option) (_ *Backend, err error) {
 		opts:    o,
 		readers: make(chan *dbconn, o.readers),
 		sizes:   newSizes(),
+		cache:   newVersionCache(o.cacheBytes),
 	}
 	defer func() {
 		if err != nil {

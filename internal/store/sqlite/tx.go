@@ -21,6 +21,9 @@ type writer struct {
 	// dropped with its guess.
 	nextAudit int64
 	haveNext  bool
+	// written collects the resources put, for the version cache to drop
+	// once the group's commit ends (Backend.written).
+	written *[]versionKey
 }
 
 var _ store.Writer = (*writer)(nil)
@@ -50,6 +53,7 @@ func (w *writer) Put(v store.Version, tokens []store.Token) (store.Version, erro
 	if v.VID != cur+1 {
 		return store.Version{}, fmt.Errorf("%w: got version %d, want %d", store.ErrConflict, v.VID, cur+1)
 	}
+	*w.written = append(*w.written, versionKey{v.Type, v.ID})
 	v.Updated = v.Updated.UTC().Truncate(1000) // microseconds, as stored
 	if v.Deleted {
 		v.Body = nil

@@ -1,0 +1,167 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/phivault/phivault/internal/store"
+)
+
+func withCacheBytes(n int64) Option { return func(o *options) { o.cacheBytes = n } }
+
+// TestReadCurrentOneSnapshot writes rounds: each Update puts a new version
+// of every one of eight resources, so that in any snapshot all eight have
+// the same version. Readers read random subsets with ReadCurrent (some
+// from the cache, some not) while the rounds commit: every answer must
+// show one version for all it returns (one snapshot, never cached versions
+// beside newer ones), and never one older than the last round
+// acknowledged before the read began.
+func TestReadCurrentOneSnapshot(t *testing.T) {
+	be, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	ctx := context.Background()
+	ids := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	var acked atomic.Int64
+	round := func(vid int64) error {
+		return be.Update(ctx, func(w store.Writer) error {
+			for _, id := range ids {
+				v := store.Version{Type: "Patient", ID: id, VID: vid, Updated: time.Now(), Body: fmt.Appendf(nil, "%s-%d", id, vid)}
+				if _, err := w.Put(v, []store.Token{store.Token("t:" + id)}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := round(1); err != nil {
+		t.Fatal(err)
+	}
+	acked.Store(1)
+
+	rounds := int64(300)
+	if testing.Short() {
+		rounds = 60
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var reads, mixed atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				want := acked.Load()
+				sub := make([]string, 0, len(ids))
+				for _, id := range ids {
+					if rand.IntN(2) == 0 {
+						sub = append(sub, id)
+					}
+				}
+				if len(sub) == 0 {
+					continue
+				}
+				hits := 0
+				for _, id := range sub {
+					if _, ok := be.cache.get("Patient", id, be.cache.generation()); ok {
+						hits++
+					}
+				}
+				if hits > 0 && hits < len(sub) {
+					mixed.Add(1)
+				}
+				vs, err := be.ReadCurrent(ctx, "Patient", sub)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				reads.Add(1)
+				if len(vs) != len(sub) {
+					t.Errorf("read %d of %d resources", len(vs), len(sub))
+					return
+				}
+				for i, v := range vs {
+					if v.ID != sub[i] || v.VID != vs[0].VID || v.VID < want || string(v.Body) != fmt.Sprintf("%s-%d", v.ID, v.VID) {
+						t.Errorf("read %s/%d (body %q) among %s/%d, after round %d was acknowledged", v.ID, v.VID, v.Body, vs[0].ID, vs[0].VID, want)
+						return
+					}
+				}
+			}
+		})
+	}
+	for vid := int64(2); vid <= rounds && !t.Failed(); vid++ {
+		if err := round(vid); err != nil {
+			t.Fatal(err)
+		}
+		acked.Store(vid)
+	}
+	close(stop)
+	wg.Wait()
+	if mixed.Load() == 0 {
+		t.Errorf("no read found part of its resources in the cache (%d reads): the test did not test the mixed case", reads.Load())
+	}
+	t.Logf("%d reads, %d of them partly cached, over %d rounds", reads.Load(), mixed.Load(), rounds)
+}
+
+// TestVersionCacheBounded reads many more versions than the cache may
+// hold: it stays within its bound, keeps what fits, answers every read
+// right, and the body a caller gets is its own to change.
+func TestVersionCacheBounded(t *testing.T) {
+	const limit = 64 << 10
+	be, err := Open(t.TempDir(), withCacheBytes(limit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	ctx := context.Background()
+	body := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 1000) }
+	const n = 500
+	if err := be.Update(ctx, func(w store.Writer) error {
+		for i := range n {
+			v := store.Version{Type: "Patient", ID: fmt.Sprint(i), VID: 1, Updated: time.Now(), Body: body(i)}
+			if _, err := w.Put(v, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for pass := range 2 {
+		for i := range n {
+			vs, err := be.ReadCurrent(ctx, "Patient", []string{fmt.Sprint(i)})
+			if err != nil || len(vs) != 1 || !bytes.Equal(vs[0].Body, body(i)) {
+				t.Fatalf("pass %d: read %d: %v (%d versions)", pass, i, err, len(vs))
+			}
+			vs[0].Body[0]++ // the caller's copy
+			if be.cache.bytes > limit {
+				t.Fatalf("cache holds %d bytes, limit %d", be.cache.bytes, limit)
+			}
+		}
+	}
+	held := len(be.cache.m)
+	if min := limit / 2 / 1200; held < min {
+		t.Errorf("cache holds %d versions, want at least %d", held, min)
+	}
+	var sum int64
+	for _, v := range be.cache.m {
+		sum += entryBytes(v)
+	}
+	if sum != be.cache.bytes {
+		t.Errorf("cache counts %d bytes, holds %d", be.cache.bytes, sum)
+	}
+	if vs, err := be.ReadCurrent(ctx, "Patient", []string{"nope"}); err != nil || len(vs) != 0 {
+		t.Errorf("missing resource: %v, %d versions", err, len(vs))
+	}
+}
