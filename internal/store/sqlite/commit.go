@@ -45,7 +45,7 @@ func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 		}
 	}
 	if len(b.written) > 0 {
-		// Views stop using the version cache until the versions put are
+		// Reads stop using the version cache until the versions put are
 		// dropped from it, committed or not (versionCache).
 		b.cache.committing()
 		defer b.cache.ended(b.written)
