@@ -136,6 +136,15 @@ var _ store.CurrentReader = (*Backend)(nil)
 // between (the generation did not move); otherwise every version is read
 // again in one View.
 func (b *Backend) ReadCurrent(ctx context.Context, typ string, ids []string) ([]store.Version, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b.mu.RLock()
+	closed := b.closed
+	b.mu.RUnlock()
+	if closed {
+		return nil, store.ErrClosed
+	}
 	gen := b.cache.generation()
 	found := make(map[string]store.Version, len(ids))
 	var missing []string

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -163,5 +164,33 @@ func TestVersionCacheBounded(t *testing.T) {
 	}
 	if vs, err := be.ReadCurrent(ctx, "Patient", []string{"nope"}); err != nil || len(vs) != 0 {
 		t.Errorf("missing resource: %v, %d versions", err, len(vs))
+	}
+}
+
+// TestReadCurrentAfterClose: a closed store answers no read, not even one
+// the cache could answer.
+func TestReadCurrentAfterClose(t *testing.T) {
+	be, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := be.Update(ctx, func(w store.Writer) error {
+		_, err := w.Put(store.Version{Type: "Patient", ID: "p", VID: 1, Updated: time.Now(), Body: []byte("x")}, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if vs, err := be.ReadCurrent(ctx, "Patient", []string{"p"}); err != nil || len(vs) != 1 {
+		t.Fatalf("read: %v, %d versions", err, len(vs))
+	}
+	if _, ok := be.cache.get("Patient", "p", be.cache.generation()); !ok {
+		t.Fatal("the read left nothing in the cache")
+	}
+	if err := be.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if vs, err := be.ReadCurrent(ctx, "Patient", []string{"p"}); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("read after Close: %v, %d versions; want ErrClosed", err, len(vs))
 	}
 }
