@@ -49,7 +49,7 @@ func entryBytes(v store.Version) int64 {
 	return int64(len(v.Type) + len(v.ID) + len(v.Body) + 128)
 }
 
-// generation returns the generation a View starts in.
+// generation returns the generation a read starts in.
 func (c *versionCache) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -57,7 +57,7 @@ func (c *versionCache) generation() uint64 {
 }
 
 // get returns a copy of the cached current version of (typ, id) if the
-// View that started in gen may use the cache.
+// read that started in gen may use the cache.
 func (c *versionCache) get(typ, id string, gen uint64) (store.Version, bool) {
 	c.mu.Lock()
 	v, ok := c.m[versionKey{typ, id}]
@@ -72,7 +72,7 @@ func (c *versionCache) get(typ, id string, gen uint64) (store.Version, bool) {
 	return v, true
 }
 
-// put keeps v, which a View that started in gen read from SQLite as the
+// put keeps v, which a read that started in gen read from SQLite as the
 // current version, unless a commit that puts versions has started since.
 // Beyond the limit it drops entries at random (Go's map order) to make
 // room; a version bigger than a sixteenth of the limit is not kept.
@@ -106,7 +106,7 @@ func (c *versionCache) put(v store.Version, gen uint64) {
 }
 
 // committing marks the start of a commit that puts versions: from now on
-// no View uses the cache until ended.
+// no read uses the cache until ended.
 func (c *versionCache) committing() {
 	c.mu.Lock()
 	c.gen |= 1
@@ -114,7 +114,7 @@ func (c *versionCache) committing() {
 }
 
 // ended marks the end of that commit, whether it committed or not: the
-// versions of keys are dropped, and Views starting from now on use the
+// versions of keys are dropped, and reads starting from now on use the
 // cache again.
 func (c *versionCache) ended(keys []versionKey) {
 	c.mu.Lock()
