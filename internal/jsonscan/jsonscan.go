@@ -8,8 +8,10 @@ package jsonscan
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -37,6 +39,9 @@ const maxDepth = 10000
 
 // ws skips whitespace and returns the position.
 func (s *Scanner) ws() int {
+	if s.i < len(s.b) && s.b[s.i] > ' ' {
+		return s.i // compact JSON: no whitespace between tokens
+	}
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
@@ -136,7 +141,11 @@ func (s *Scanner) Str() ([]byte, error) {
 	start := s.i
 	s.i++
 	escaped, high := false, false
-	for s.i < len(s.b) {
+	for {
+		s.i = plainRun(s.b, s.i)
+		if s.i >= len(s.b) {
+			return nil, ErrSyntax
+		}
 		switch c := s.b[s.i]; {
 		case c == '"':
 			s.i++
@@ -156,12 +165,11 @@ func (s *Scanner) Str() ([]byte, error) {
 			s.i += 2
 		case c < 0x20:
 			return nil, ErrSyntax
-		default:
-			high = high || c >= 0x80
+		default: // the first byte of a multi-byte sequence, or a stray one
+			high = true
 			s.i++
 		}
 	}
-	return nil, ErrSyntax
 }
 
 // StrOrSkip reads a string's value, or skips a value of another type
@@ -210,7 +218,11 @@ func (s *Scanner) Null() error {
 // UTF-8 included, which encoding/json accepts too).
 func (s *Scanner) skipStr() error {
 	s.i++ // the opening quote
-	for s.i < len(s.b) {
+	for {
+		s.i = plainRun(s.b, s.i)
+		if s.i >= len(s.b) {
+			return ErrSyntax
+		}
 		switch c := s.b[s.i]; {
 		case c == '"':
 			s.i++
@@ -241,7 +253,48 @@ func (s *Scanner) skipStr() error {
 			s.i++
 		}
 	}
-	return ErrSyntax
+}
+
+// plain marks the bytes a string holds as they stand: printable ASCII
+// other than the quote and the backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// plainRun returns the position of the first byte at or after i that is
+// not plain, or len(b). It tests eight bytes at a time while it can.
+func plainRun(b []byte, i int) int {
+	for i+8 <= len(b) {
+		if m := notPlain8(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+		i += 8
+	}
+	for i < len(b) && plain[b[i]] {
+		i++
+	}
+	return i
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// notPlain8 sets the high bit of the lowest byte of x (little-endian)
+// that is not plain; the bits above it are meaningless, and it is zero
+// when all eight bytes are plain. A byte below 0x20 borrows in x-0x20..,
+// a quote or a backslash in (x^c)-0x01..; a byte of 0x80 or more has its
+// high bit set, as has each byte that the subtractions turn into 0x80 or
+// more without a borrow. No borrow starts at a plain byte, so none
+// reaches below the first byte that is not plain.
+func notPlain8(x uint64) uint64 {
+	q := x ^ (ones * '"')
+	bs := x ^ (ones * '\\')
+	return ((x - ones*0x20) | (q - ones) | (bs - ones) | x) & highs
 }
 
 // Raw reads the next value and returns its text as it stands (sharing

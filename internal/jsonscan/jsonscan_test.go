@@ -102,3 +102,91 @@ func FuzzSkip(f *testing.F) {
 		}
 	})
 }
+
+// TestPlainRun: the eight-byte test stops where a byte-by-byte scan
+// stops, for every byte value at every position of a word and for every
+// pair of bytes in one (a borrow from a lower byte must not hide a higher
+// one, nor mark a plain one).
+func TestPlainRun(t *testing.T) {
+	slow := func(b []byte) int {
+		i := 0
+		for i < len(b) && plain[b[i]] {
+			i++
+		}
+		return i
+	}
+	b := make([]byte, 11)
+	check := func() {
+		t.Helper()
+		if got, want := plainRun(b, 0), slow(b); got != want {
+			t.Fatalf("%q: plainRun %d, byte by byte %d", b, got, want)
+		}
+	}
+	for p := range 8 {
+		for c := range 256 {
+			for q := p + 1; q <= 8; q++ {
+				for _, d := range []byte{'a', 0, 0x1f, 0x20, '"', '\\', 0x7f, 0x80, 0xff} {
+					for i := range b {
+						b[i] = 'a'
+					}
+					b[p], b[q] = byte(c), d
+					check()
+				}
+			}
+		}
+	}
+	for c := range 256 { // every plain byte at once is still plain
+		for i := range b {
+			b[i] = byte(c)
+		}
+		check()
+	}
+}
+
+// benchDoc is shaped like the documents the scanner reads on hot paths:
+// an AuditEvent leaf and a resource body (short strings, codes, URLs,
+// a few numbers, one longer text, escapes rare).
+var benchDoc = []byte(`{"resourceType":"AuditEvent","type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest","display":"RESTful Operation"},` +
+	`"subtype":[{"system":"http://hl7.org/fhir/restful-interaction","code":"read","display":"read"}],"action":"R","period":{"start":"2026-12-01T20:05:16.123456Z","end":"2026-12-01T20:05:16.124001Z"},` +
+	`"recorded":"2026-12-01T20:05:16.124001Z","outcome":"0","agent":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/extra-security-role-type","code":"humanuser"}]},` +
+	`"who":{"identifier":{"system":"urn:phivault:user","value":"u-0193a7c2-5f1e-7d3b-9a41-6c2e8f0d4b17"}},"requestor":true,"network":{"address":"10.12.3.44","type":"2"},` +
+	`"policy":["urn:phivault:policy:default"],"purposeOfUse":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":"TREAT"}]}]}],` +
+	`"source":{"observer":{"display":"phivault node-1"},"type":[{"system":"http://terminology.hl7.org/CodeSystem/security-source-type","code":"4"}]},` +
+	`"entity":[{"what":{"reference":"Patient/0193a7c2-5f1e-7d3b-9a41-6c2e8f0d4b17"},"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"1"},"role":{"code":"1"}},` +
+	`{"what":{"reference":"Observation/0193a7c2-6a00-7000-8000-000000000042"},"type":{"code":"2"},"query":"T2JzZXJ2YXRpb24_cGF0aWVudD0xMjM=","detail":[{"type":"note","valueString":"Blood pressure 120/80 mmHg, taken seated after five minutes' rest; \"normal\" range"}]}],` +
+	`"extension":[{"url":"urn:phivault:request-id","valueString":"7f3c2a9e1b"},{"url":"urn:phivault:break-glass","valueBoolean":false},{"url":"urn:phivault:bytes","valueInteger":1532}]}`)
+
+// BenchmarkSkip reads a whole document without decoding it; BenchmarkStr
+// decodes every string of it (keys and values), as the field readers do.
+func BenchmarkSkip(b *testing.B) {
+	b.SetBytes(int64(len(benchDoc)))
+	for b.Loop() {
+		if s := New(benchDoc); s.Skip() != nil {
+			b.Fatal("not read")
+		}
+	}
+}
+
+func BenchmarkStr(b *testing.B) {
+	b.SetBytes(int64(len(benchDoc)))
+	for b.Loop() {
+		s := New(benchDoc)
+		if err := strs(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// strs reads any value, decoding every string in it.
+func strs(s *Scanner) error {
+	switch s.Next() {
+	case '{':
+		return s.Object(func([]byte) error { return strs(s) })
+	case '[':
+		return s.Array(func() error { return strs(s) })
+	case '"':
+		_, err := s.Str()
+		return err
+	}
+	return s.Skip()
+}
