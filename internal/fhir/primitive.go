@@ -95,7 +95,7 @@ func checkPrimitive(t *typeDef, val any) (code, msg string) {
 		}
 		return "", ""
 	case "id":
-		if !isID(s) {
+		if !IsID(s) {
 			return CodeValue, "invalid id: expected " + formatHint["id"]
 		}
 		return "", ""
@@ -169,8 +169,8 @@ func isCode(s string) bool {
 	return true
 }
 
-// isID is the R4 id pattern [A-Za-z0-9\-\.]{1,64}.
-func isID(s string) bool {
+// IsID reports whether s is an R4 id: [A-Za-z0-9\-\.]{1,64}.
+func IsID(s string) bool {
 	if len(s) == 0 || len(s) > 64 {
 		return false
 	}

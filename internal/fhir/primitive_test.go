@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -17,8 +18,8 @@ func TestFastPatterns(t *testing.T) {
 		if isCode(prefix) != codeRe.MatchString(prefix) {
 			t.Errorf("isCode(%q) = %v, regex disagrees", prefix, isCode(prefix))
 		}
-		if isID(prefix) != idRe.MatchString(prefix) {
-			t.Errorf("isID(%q) = %v, regex disagrees", prefix, isID(prefix))
+		if IsID(prefix) != idRe.MatchString(prefix) {
+			t.Errorf("IsID(%q) = %v, regex disagrees", prefix, IsID(prefix))
 		}
 		if n == 0 {
 			return
@@ -30,8 +31,22 @@ func TestFastPatterns(t *testing.T) {
 	gen("", 4)
 	for _, n := range []int{63, 64, 65} {
 		id := strings.Repeat("a", n)
-		if isID(id) != idRe.MatchString(id) {
+		if IsID(id) != idRe.MatchString(id) {
 			t.Errorf("isID of length %d disagrees with the regex", n)
 		}
 	}
+}
+
+// FuzzIsID: IsID accepts exactly the strings of the R4 id syntax (every
+// request's id, reference and patient launch context goes through it).
+func FuzzIsID(f *testing.F) {
+	idRe := regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
+	for _, s := range []string{"p1", "", "a b", "a_b", strings.Repeat("y", 64), strings.Repeat("y", 65), "é", "p1\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := IsID(s), idRe.MatchString(s); got != want {
+			t.Fatalf("IsID(%q) = %v, the R4 id syntax says %v", s, got, want)
+		}
+	})
 }

@@ -14,7 +14,7 @@ func checkReference(s string) string {
 	sp := loadSpec()
 	switch {
 	case s[0] == '#':
-		if len(s) > 1 && !isID(s[1:]) {
+		if len(s) > 1 && !IsID(s[1:]) {
 			return "invalid local reference: expected '#' and an id"
 		}
 		return ""
@@ -43,14 +43,14 @@ func checkReference(s string) string {
 	}
 	parts := strings.Split(s, "/")
 	switch {
-	case len(parts) == 2 || len(parts) == 4 && parts[2] == "_history" && isID(parts[3]):
+	case len(parts) == 2 || len(parts) == 4 && parts[2] == "_history" && IsID(parts[3]):
 	default:
 		return "invalid reference: expected Type/id, #id, an absolute URL or a URN"
 	}
 	if !IsResourceType(parts[0]) {
 		return "invalid reference: unknown resource type"
 	}
-	if !isID(parts[1]) {
+	if !IsID(parts[1]) {
 		return "invalid reference: malformed id"
 	}
 	return ""

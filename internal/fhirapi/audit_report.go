@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/phivault/phivault/internal/audit"
+	"github.com/phivault/phivault/internal/fhir"
 )
 
 // reportTimeout bounds the computation of an access report. The report
@@ -16,8 +16,6 @@ import (
 // of the log not integrated yet, so its cost follows the patient's
 // accesses, not the size of the log.
 const reportTimeout = 20 * time.Second
-
-var fhirID = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
 
 // reportHeader is the first line of an access report.
 type reportHeader struct {
@@ -56,7 +54,7 @@ type reportLine struct {
 func (a *API) accessReport(c *call) error {
 	c.ev.Interaction, c.ev.Action = "access-report", "E"
 	id := c.r.PathValue("id")
-	if !fhirID.MatchString(id) {
+	if !fhir.IsID(id) {
 		return errorf(http.StatusBadRequest, "value", "invalid Patient id")
 	}
 	if err := a.decide(c, actAuditRead, "AuditEvent", "", id); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/phivault/phivault/internal/audit"
+	"github.com/phivault/phivault/internal/fhir"
 	"github.com/phivault/phivault/internal/store"
 )
 
@@ -102,7 +103,7 @@ func (aq *auditQuery) add(name, v string) error {
 	switch name {
 	case "patient":
 		id := strings.TrimPrefix(v, "Patient/")
-		if !fhirID.MatchString(id) {
+		if !fhir.IsID(id) {
 			return bad("a Patient id or Patient/id reference")
 		}
 		return single(&aq.leaf.Patient, id)
@@ -136,7 +137,7 @@ func (aq *auditQuery) add(name, v string) error {
 		var refs []string
 		for _, r := range strings.Split(v, ",") {
 			typ, id, ok := strings.Cut(r, "/")
-			if !ok || typ == "" || !fhirID.MatchString(strings.SplitN(id, "/", 2)[0]) {
+			if !ok || typ == "" || !fhir.IsID(strings.SplitN(id, "/", 2)[0]) {
 				return bad("a reference such as Observation/123")
 			}
 			refs = append(refs, r)

@@ -270,7 +270,7 @@ func (e *bundleEntry) parseURL(raw, base string) error {
 		return bad("writes AuditEvent, which only the server's audit log appends")
 	}
 	for _, p := range parts[1:] {
-		if !validID(p) && p != "_history" {
+		if !fhir.IsID(p) && p != "_history" {
 			return bad("has an invalid id: ids are 1-64 characters of A-Z, a-z, 0-9, '-' and '.'")
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/phivault/phivault/internal/audit"
+	"github.com/phivault/phivault/internal/fhir"
 )
 
 // The accounting of disclosures (45 CFR 164.528): for up to six years
@@ -82,7 +83,7 @@ func (a *API) disclosureRoutes(h func(string, func(*call) error)) {
 func (a *API) disclosures(c *call) error {
 	c.ev.Interaction, c.ev.Action = "disclosures", "E"
 	id := c.r.PathValue("id")
-	if !fhirID.MatchString(id) {
+	if !fhir.IsID(id) {
 		return errorf(http.StatusBadRequest, "value", "invalid Patient id")
 	}
 	text := false

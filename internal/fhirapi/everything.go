@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 
+	"github.com/phivault/phivault/internal/fhir"
 	"github.com/phivault/phivault/internal/fhir/searchparam"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/records"
@@ -42,7 +43,7 @@ func (a *API) everythingRoutes(h func(string, func(*call) error)) {
 func (a *API) everything(c *call) error {
 	c.ev.Interaction, c.ev.Action = "everything", "E"
 	id := c.r.PathValue("id")
-	if !validID(id) {
+	if !fhir.IsID(id) {
 		return errorf(http.StatusBadRequest, "value", "invalid Patient id")
 	}
 	q := c.r.URL.Query()

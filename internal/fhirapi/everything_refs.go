@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/phivault/phivault/internal/fhir"
 	"github.com/phivault/phivault/internal/records"
 )
 
@@ -27,7 +28,7 @@ func (a *API) everythingIncludes(c *call, page []records.Entry) ([]records.Entry
 		walkRefs(doc, func(ref string) {
 			ref = strings.TrimPrefix(ref, a.Base+"/")
 			typ, id, ok := strings.Cut(ref, "/")
-			if !ok || !slices.Contains(everythingRefTypes, typ) || !validID(id) || seen[ref] {
+			if !ok || !slices.Contains(everythingRefTypes, typ) || !fhir.IsID(id) || seen[ref] {
 				return
 			}
 			seen[ref] = true

@@ -121,7 +121,7 @@ func (a *API) exportPatient(c *call) error { return a.exportKickoff(c, levelPati
 func (a *API) exportGroup(c *call) error {
 	c.ev.Interaction, c.ev.Action = "export", "E"
 	id := c.r.PathValue("id")
-	if !validID(id) {
+	if !fhir.IsID(id) {
 		return errorf(http.StatusBadRequest, "value", "invalid Group id")
 	}
 	if a.Export.Barrier == nil {
@@ -144,7 +144,7 @@ func (a *API) exportGroup(c *call) error {
 	}
 	members := map[string]bool{}
 	for _, m := range body.Member {
-		if pid, ok := strings.CutPrefix(m.Entity.Reference, "Patient/"); ok && validID(pid) {
+		if pid, ok := strings.CutPrefix(m.Entity.Reference, "Patient/"); ok && fhir.IsID(pid) {
 			members[pid] = true
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -15,11 +14,6 @@ import (
 
 // MaxBody bounds a request body; the server also enforces it.
 const MaxBody = 16 << 20
-
-var idRE = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
-
-// validID reports whether s is a FHIR logical id.
-func validID(s string) bool { return idRE.MatchString(s) }
 
 // target returns the {type} and {id} path values, checked.
 func (c *call) target(withID bool) (typ, id string, err error) {
@@ -41,7 +35,7 @@ func (c *call) target(withID bool) (typ, id string, err error) {
 	}
 	if withID {
 		id = c.r.PathValue("id")
-		if !validID(id) {
+		if !fhir.IsID(id) {
 			return "", "", errorf(http.StatusBadRequest, "value", "invalid resource id: ids are 1-64 characters of A-Z, a-z, 0-9, '-' and '.'")
 		}
 	}

@@ -7,10 +7,10 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
+	"github.com/phivault/phivault/internal/fhir"
 	"github.com/phivault/phivault/internal/policy"
 )
 
@@ -27,8 +27,6 @@ const launchTTL = 5 * time.Minute
 // bounceParam marks an authorization request that already went through
 // the same-site bounce page.
 const bounceParam = "pv_bounce"
-
-var patientID = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
 
 // authParams are the parameters of an authorization request that the
 // consent form carries back.
@@ -117,7 +115,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	if lc.ask {
 		lc.patient = form.Get("patient")
-		if !patientID.MatchString(lc.patient) {
+		if !fhir.IsID(lc.patient) {
 			s.showConsent(w, ar, user, lc, "Enter the id of the patient this app is for.")
 			return
 		}
@@ -314,7 +312,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 // NewLaunch creates an EHR launch context for a signed-in user and a
 // patient, valid for 5 minutes; the EHR side opens the app with it.
 func (s *Server) NewLaunch(ctx context.Context, user policy.Principal, patient string) (string, error) {
-	if !patientID.MatchString(patient) {
+	if !fhir.IsID(patient) {
 		return "", errors.New("a launch needs a valid patient id")
 	}
 	if user.UserID == "" || (user.Has("patient") && user.Patient != patient) {

@@ -1,6 +1,10 @@
 package fhirpath
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/phivault/phivault/internal/fhir"
+)
 
 // resolve maps each Reference (or reference string) to a stub resource
 // {"resourceType": T, "id": id} typed T, so that "resolve() is Patient"
@@ -68,7 +72,7 @@ func ParseReference(ref string) (typ, id string, ok bool) {
 	id = ref[i+1:]
 	rest := ref[:i]
 	typ = rest[strings.LastIndexByte(rest, '/')+1:]
-	if !isTypeName(typ) || !isID(id) {
+	if !isTypeName(typ) || !fhir.IsID(id) {
 		return "", "", false
 	}
 	return typ, id, true
@@ -81,20 +85,6 @@ func isTypeName(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		if !isIdentPart(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-// isID reports whether s is a valid FHIR id: [A-Za-z0-9\-\.]{1,64}.
-func isID(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !isIdentPart(c) && c != '-' && c != '.' || c == '_' {
 			return false
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/phivault/phivault/internal/fhir"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/records"
 	"github.com/phivault/phivault/internal/store"
@@ -150,7 +151,7 @@ func cached[T any](f *Facts, key string, fn func() (T, error)) (T, error) {
 // between Practitioner/practitioner and Patient/patient, sorted; nil when
 // there is none (or either id is empty).
 func (f *Facts) Relationships(ctx context.Context, practitioner, patient string) ([]string, error) {
-	if !validID(practitioner) || !validID(patient) {
+	if !fhir.IsID(practitioner) || !fhir.IsID(patient) {
 		return nil, nil // no such resource can exist; nothing to relate
 	}
 	return cached(f, "rel\x00"+practitioner+"\x00"+patient, func() ([]string, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/url"
 
+	"github.com/phivault/phivault/internal/fhir"
 	"github.com/phivault/phivault/internal/policy"
 )
 
@@ -36,7 +37,7 @@ type provision struct {
 // Consent without provisions contributes nothing. Labels hold both
 // provision.securityLabel and provision.code codes.
 func (f *Facts) Consents(ctx context.Context, patient string) ([]policy.Consent, error) {
-	if !validID(patient) {
+	if !fhir.IsID(patient) {
 		return nil, nil
 	}
 	return cached(f, "consent\x00"+patient, func() ([]policy.Consent, error) {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/phivault/phivault/internal/fhir"
 )
 
 // reference is a FHIR Reference.
@@ -27,26 +29,10 @@ func (r reference) local() string {
 		return ""
 	}
 	typ, id := parts[len(parts)-2], parts[len(parts)-1]
-	if !validID(id) || typ == "" {
+	if !fhir.IsID(id) || typ == "" {
 		return ""
 	}
 	return typ + "/" + id
-}
-
-// validID reports whether s is a FHIR id, [A-Za-z0-9\-.]{1,64} (so it
-// can go into a query as is). It runs for every decision about a patient,
-// hence a loop rather than a regular expression.
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // period is a FHIR Period.
