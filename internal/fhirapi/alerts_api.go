@@ -105,27 +105,37 @@ type reviewJSON struct {
 	Note   string `json:"note"`
 }
 
+// review reads the body of a review of an alert or a change of a case's
+// status, and checks it: a known status and a note of at most 4000 bytes.
+func (c *call) review() (reviewJSON, error) {
+	var rv reviewJSON
+	b, err := c.body("application/json", "application/fhir+json")
+	if err != nil {
+		return rv, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rv); err != nil || dec.More() {
+		return rv, errorf(http.StatusBadRequest, "structure", `the body must be {"status": "...", "note": "..."}`)
+	}
+	if !slices.Contains(detect.Statuses, rv.Status) {
+		return rv, errorf(http.StatusBadRequest, "value", statusHint)
+	}
+	if len(rv.Note) > 4000 {
+		return rv, errorf(http.StatusBadRequest, "value", "the note is longer than 4000 bytes")
+	}
+	return rv, nil
+}
+
 func (a *API) alertReview(c *call) error {
 	c.ev.Interaction, c.ev.Action = "alert-review", "U"
 	id := c.r.PathValue("id")
 	if !validAlertID(id) {
 		return errorf(http.StatusBadRequest, "value", "not an alert id")
 	}
-	b, err := c.body("application/json", "application/fhir+json")
+	rv, err := c.review()
 	if err != nil {
 		return err
-	}
-	var rv reviewJSON
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rv); err != nil || dec.More() {
-		return errorf(http.StatusBadRequest, "structure", `the body must be {"status": "...", "note": "..."}`)
-	}
-	if !slices.Contains(detect.Statuses, rv.Status) {
-		return errorf(http.StatusBadRequest, "value", "status must be one of new, investigating, closed-false-positive, closed-policy-violation, closed-breach")
-	}
-	if len(rv.Note) > 4000 {
-		return errorf(http.StatusBadRequest, "value", "the note is longer than 4000 bytes")
 	}
 	if err := a.decide(c, actAuditRead, "AuditEvent", "", ""); err != nil {
 		return err

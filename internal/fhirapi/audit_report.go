@@ -160,6 +160,31 @@ type leafEvent struct {
 	}
 }
 
+// actors returns whom the event names as acting: the user (the last user
+// agent's id, the roles of all of them, the last purpose of use) and the
+// client application.
+func (ae *leafEvent) actors() (user string, roles []string, purpose, client string) {
+	for _, ag := range ae.Agent {
+		switch ag.Who.Identifier.System {
+		case "urn:phivault:user":
+			user = ag.Who.Identifier.Value
+			for _, r := range ag.Role {
+				for _, cd := range r.Coding {
+					roles = append(roles, cd.Code)
+				}
+			}
+			for _, pu := range ag.PurposeOfUse {
+				for _, cd := range pu.Coding {
+					purpose = cd.Code
+				}
+			}
+		case "urn:phivault:client":
+			client = ag.Who.Identifier.Value
+		}
+	}
+	return user, roles, purpose, client
+}
+
 // decodeLine reads an AuditEvent leaf; ok is false unless it names the
 // patient as a patient entity (role 1).
 func decodeLine(leaf []byte, patient string) (reportLine, bool) {
@@ -171,24 +196,7 @@ func decodeLine(leaf []byte, patient string) (reportLine, bool) {
 	if len(ae.Subtype) > 0 {
 		l.Interaction = ae.Subtype[0].Code
 	}
-	for _, ag := range ae.Agent {
-		switch ag.Who.Identifier.System {
-		case "urn:phivault:user":
-			l.Who = ag.Who.Identifier.Value
-			for _, r := range ag.Role {
-				for _, cd := range r.Coding {
-					l.Roles = append(l.Roles, cd.Code)
-				}
-			}
-			for _, pu := range ag.PurposeOfUse {
-				for _, cd := range pu.Coding {
-					l.Why = cd.Code
-				}
-			}
-		case "urn:phivault:client":
-			l.Client = ag.Who.Identifier.Value
-		}
-	}
+	l.Who, l.Roles, l.Why, l.Client = ae.actors()
 	named := false
 	for _, e := range ae.Entity {
 		switch {

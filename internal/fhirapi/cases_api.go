@@ -1,12 +1,9 @@
 package fhirapi
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -121,21 +118,9 @@ func (a *API) caseStatus(c *call) error {
 	if !validCaseID(id) {
 		return errorf(http.StatusBadRequest, "value", "not a case id (case-USER)")
 	}
-	b, err := c.body("application/json", "application/fhir+json")
+	rv, err := c.review()
 	if err != nil {
 		return err
-	}
-	var rv reviewJSON
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rv); err != nil || dec.More() {
-		return errorf(http.StatusBadRequest, "structure", `the body must be {"status": "...", "note": "..."}`)
-	}
-	if !slices.Contains(detect.Statuses, rv.Status) {
-		return errorf(http.StatusBadRequest, "value", statusHint)
-	}
-	if len(rv.Note) > 4000 {
-		return errorf(http.StatusBadRequest, "value", "the note is longer than 4000 bytes")
 	}
 	if err := a.decide(c, actAuditRead, "AuditEvent", "", ""); err != nil {
 		return err

@@ -163,24 +163,7 @@ func disclosureOf(leaf []byte) (disclosure, bool) {
 	if !permitted {
 		return disclosure{}, false
 	}
-	for _, ag := range ae.Agent {
-		switch ag.Who.Identifier.System {
-		case "urn:phivault:user":
-			d.Recipient = ag.Who.Identifier.Value
-			for _, r := range ag.Role {
-				for _, cd := range r.Coding {
-					d.Roles = append(d.Roles, cd.Code)
-				}
-			}
-			for _, pu := range ag.PurposeOfUse {
-				for _, cd := range pu.Coding {
-					d.Purpose = cd.Code
-				}
-			}
-		case "urn:phivault:client":
-			d.Client = ag.Who.Identifier.Value
-		}
-	}
+	d.Recipient, d.Roles, d.Purpose, d.Client = ae.actors()
 	// To the individual (164.528(a)(1)(ii)) or for treatment, payment or
 	// operations ((a)(1)(i)): not accounted. A purpose left out is taken
 	// as treatment (the API's default), so it is not accounted either.
