@@ -17,6 +17,14 @@ type LeafSource interface {
 	ScanLeaves(ctx context.Context, from, to uint64, batch int, fn func(index uint64, leaf []byte) error) error
 }
 
+// defaultPoll is how often Run looks for new leaves. Short, so that an
+// alert is raised a moment after its event and each step's work is small:
+// at 1 s a busy server's step parsed about a second of leaves at once,
+// holding a core long enough to show in its requests' tail latency
+// (docs/benchmarks.md, "The live detector every 100 ms"). An idle step is
+// one read of the log's size.
+const defaultPoll = 100 * time.Millisecond
+
 // LiveConfig configures a Live detector.
 type LiveConfig struct {
 	Log    LeafSource
@@ -28,7 +36,7 @@ type LiveConfig struct {
 	// loading takes at most a tenth of the time).
 	Directory      func(ctx context.Context) (*Directory, error)
 	DirectoryEvery time.Duration // default 5 minutes
-	Poll           time.Duration // default 1 s
+	Poll           time.Duration // default 100 ms
 	Batch          int           // leaves per transaction, default 4096
 	// Route, when set, is called with every alert that is new or gained a
 	// rule, after it is durably stored (e.g. Webhook.Send). It must not block.
@@ -58,7 +66,7 @@ type Live struct {
 // NewLive returns a Live detector; call Run (or Step).
 func NewLive(c LiveConfig) *Live {
 	if c.Poll <= 0 {
-		c.Poll = time.Second
+		c.Poll = defaultPoll
 	}
 	if c.Batch <= 0 {
 		c.Batch = 4096
