@@ -17,12 +17,11 @@ type LeafSource interface {
 	ScanLeaves(ctx context.Context, from, to uint64, batch int, fn func(index uint64, leaf []byte) error) error
 }
 
-// defaultPoll is how often Run looks for new leaves. Short, so that an
-// alert is raised a moment after its event and each step's work is small:
-// at 1 s a busy server's step parsed about a second of leaves at once,
-// holding a core long enough to show in its requests' tail latency
-// (docs/benchmarks.md, "The live detector every 100 ms"). An idle step is
-// one read of the log's size.
+// defaultPoll is how often Run looks for new leaves: an alert reaches its
+// channels about a tenth of a second after its event (about a second with
+// the 1 s poll before it), and each step parses a tenth of a second of
+// leaves rather than a second's in one go. An idle step is one read of
+// the log's size (docs/benchmarks.md, "The live detector every 100 ms").
 const defaultPoll = 100 * time.Millisecond
 
 // LiveConfig configures a Live detector.
