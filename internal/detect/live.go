@@ -21,7 +21,8 @@ type LeafSource interface {
 // channels about a tenth of a second after its event (about a second with
 // the 1 s poll before it), and each step parses a tenth of a second of
 // leaves rather than a second's in one go. An idle step is one read of
-// the log's size (docs/benchmarks.md, "The live detector every 100 ms").
+// the log's size (docs/benchmarks.md, "Leaner leaf parsing and the live
+// detector every 100 ms").
 const defaultPoll = 100 * time.Millisecond
 
 // LiveConfig configures a Live detector.
