@@ -37,6 +37,23 @@ func TestFastPatterns(t *testing.T) {
 	}
 }
 
+// TestIsID: the cases policy/care's own check was held to before it
+// became IsID (separators, control bytes and non-ASCII letters refused).
+func TestIsID(t *testing.T) {
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{
+		{"p1", true}, {"A-b.9", true}, {strings.Repeat("x", 64), true},
+		{"", false}, {strings.Repeat("x", 65), false}, {"a b", false}, {"a/b", false},
+		{"a,b", false}, {"a_b", false}, {"é", false}, {"a\x00", false}, {"p1\n", false},
+	} {
+		if got := IsID(tc.id); got != tc.want {
+			t.Errorf("IsID(%q) = %v, want %v", tc.id, got, tc.want)
+		}
+	}
+}
+
 // FuzzIsID: IsID accepts exactly the strings of the R4 id syntax (every
 // request's id, reference and patient launch context goes through it).
 func FuzzIsID(f *testing.F) {

@@ -105,6 +105,9 @@ type reviewJSON struct {
 	Note   string `json:"note"`
 }
 
+// statusHint names the statuses a review or a case may set (detect.Statuses).
+const statusHint = "status must be one of new, investigating, closed-false-positive, closed-policy-violation, closed-breach"
+
 // review reads the body of a review of an alert or a change of a case's
 // status, and checks it: a known status and a note of at most 4000 bytes.
 func (c *call) review() (reviewJSON, error) {

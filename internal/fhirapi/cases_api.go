@@ -38,8 +38,6 @@ func (a *API) caseRoutes(h func(string, func(*call) error)) {
 	h("POST /fhir/_cases/{id}/$status", a.caseStatus)
 }
 
-const statusHint = "status must be one of new, investigating, closed-false-positive, closed-policy-violation, closed-breach"
-
 // cases returns the case store, or a 404 when the detector is not running.
 func (a *API) cases() (Cases, error) {
 	if cs, ok := a.Alerts.(Cases); ok {
