@@ -116,3 +116,35 @@ func TestReconnect(t *testing.T) {
 	st := b.Stats()
 	t.Logf("%d updates kept, %d unknown; %d commits, %d group retries", len(ok), unknown, st.Commits, st.Retries)
 }
+
+// TestViewConnectionLost: a View whose connection the server drops after
+// its first read (a restart between two statements) fails with
+// store.ErrUnavailable, as one whose BEGIN fails does, so that the API
+// answers 503 and not 500.
+func TestViewConnectionLost(t *testing.T) {
+	ctx := context.Background()
+	const app = "phivault-view-lost-test"
+	dsn := pgtest.WithParam(pgtest.DSN(t), "application_name", app)
+	b := open(t, dsn, postgres.WithReaders(1))
+	defer b.Close()
+	if err := b.Update(ctx, func(w store.Writer) error {
+		_, err := w.Put(store.Version{Type: "Patient", ID: "p1", VID: 1, Body: []byte("p1")}, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := b.View(ctx, func(r store.Reader) error {
+		if _, err := r.Current("Patient", "p1"); err != nil {
+			return fmt.Errorf("first read: %w", err)
+		}
+		pgtest.Exec(t, pgtest.AdminDSN(t), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '`+app+`'`)
+		_, err := r.Current("Patient", "p1")
+		return err
+	})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("View whose connection was dropped: %v, want store.ErrUnavailable", err)
+	}
+	if err := b.View(ctx, func(r store.Reader) error { _, err := r.Current("Patient", "p1"); return err }); err != nil {
+		t.Fatalf("View after the connection came back: %v", err)
+	}
+}

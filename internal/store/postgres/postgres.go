@@ -189,6 +189,12 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 	r := &reader{ctx: ctx, tx: tx}
 	err = fn(r)
 	r.done = true
+	if err != nil {
+		// The server dropped the connection after BEGIN (a restart, a
+		// terminated backend): the database is unavailable, as when BEGIN
+		// fails, and the caller may try again.
+		err = connErr(tx, err)
+	}
 	// Rollback of a read-only transaction loses nothing; a failure here
 	// closes the connection, and the pool replaces it.
 	_ = tx.Rollback(context.Background())
