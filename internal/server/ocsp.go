@@ -91,7 +91,7 @@ type stapleEntry struct {
 	thisUpdate, nextUpdate time.Time
 	due                    time.Time // when to fetch next
 	failures               int
-	fetching               bool
+	fetching               chan struct{} // non-nil while a fetch is in flight; closed when it ends
 	lastUsed               time.Time
 }
 
@@ -129,8 +129,8 @@ func (s *OCSPStapler) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certifica
 		return c, nil
 	}
 	e.lastUsed = now
-	if !e.fetching && !now.Before(e.due) {
-		e.fetching = true
+	if e.fetching == nil && !now.Before(e.due) {
+		e.fetching = make(chan struct{})
 		go s.fetch(context.Background(), e)
 	}
 	if e.der == nil || !now.Before(e.nextUpdate) {
@@ -201,7 +201,9 @@ func leafOf(c *tls.Certificate) (*x509.Certificate, error) {
 
 // Prefetch fetches the responses for src's certificates for each server
 // name (one fetch with no name when none is given) and waits for them, so
-// that the first clients already get a staple. It returns the errors.
+// that the first clients already get a staple. A fetch already in flight
+// (one a handshake started, perhaps before the responder could answer) is
+// waited for and then followed by Prefetch's own. It returns the errors.
 func (s *OCSPStapler) Prefetch(ctx context.Context, serverNames ...string) error {
 	if len(serverNames) == 0 {
 		serverNames = []string{""}
@@ -213,17 +215,33 @@ func (s *OCSPStapler) Prefetch(ctx context.Context, serverNames ...string) error
 			errs = append(errs, err)
 			continue
 		}
-		s.mu.Lock()
-		e := s.entryLocked(c, s.now())
-		if e == nil || e.fetching {
-			s.mu.Unlock()
-			continue
-		}
-		e.fetching = true
-		s.mu.Unlock()
-		errs = append(errs, s.fetch(ctx, e))
+		errs = append(errs, s.prefetch(ctx, c))
 	}
 	return errors.Join(errs...)
+}
+
+// prefetch fetches c's response once no other fetch for it is in flight.
+func (s *OCSPStapler) prefetch(ctx context.Context, c *tls.Certificate) error {
+	for {
+		s.mu.Lock()
+		e := s.entryLocked(c, s.now())
+		if e == nil {
+			s.mu.Unlock()
+			return nil
+		}
+		if busy := e.fetching; busy != nil {
+			s.mu.Unlock()
+			select {
+			case <-busy:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		e.fetching = make(chan struct{})
+		s.mu.Unlock()
+		return s.fetch(ctx, e)
+	}
 }
 
 // Run refreshes responses when they are due, checking every interval
@@ -251,8 +269,8 @@ func (s *OCSPStapler) refreshDue(ctx context.Context) {
 			}
 			continue
 		}
-		if e.url != "" && !e.fetching && !now.Before(e.due) {
-			e.fetching = true
+		if e.url != "" && e.fetching == nil && !now.Before(e.due) {
+			e.fetching = make(chan struct{})
 			go s.fetch(ctx, e)
 		}
 	}
@@ -267,7 +285,8 @@ func (s *OCSPStapler) fetch(ctx context.Context, e *stapleEntry) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e.fetching = false
+	close(e.fetching)
+	e.fetching = nil
 	serial := e.leaf.SerialNumber.Text(16)
 	switch {
 	case err == nil:
