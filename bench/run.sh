@@ -51,6 +51,12 @@ search_workloads=$(pick -x 'search-.*')
 other_workloads=$(pick -vx 'search-.*')
 pg_workloads=$(pick -vx healthz)
 base_workloads=$(pick -vx 'healthz\|search-.*')
+wrk_workloads= rest_workloads=$other_workloads
+if [ -n "${WRK:-}" ]; then
+	command -v wrk >/dev/null || { echo "WRK=1 needs wrk (apt-get install -y wrk)" >&2; exit 1; }
+	wrk_workloads=$(pick -x 'healthz\|read')
+	rest_workloads=$(pick -vx 'search-.*\|healthz\|read')
+fi
 
 log() { echo "== $*" >&2; }
 
@@ -185,7 +191,17 @@ for round in $(seq "$ROUNDS"); do
 	if [ -n "$other_workloads" ]; then
 		log "round $round: phivault ($other_workloads; clients $CLIENTS; $DURATION each)"
 		start_server
-		load -clients "$CLIENTS" -duration "$DURATION" -workload "$other_workloads" -round "$round" -json "$RESULTS" >/dev/null
+		if [ -n "$wrk_workloads" ]; then
+			drivers=(go wrk)
+			[ $((round % 2)) = 1 ] || drivers=(wrk go)
+			for d in "${drivers[@]}"; do
+				log "round $round: $wrk_workloads driven by $d"
+				load -driver "$d" -clients "$CLIENTS" -duration "$DURATION" -workload "$wrk_workloads" -round "$round" -json "$RESULTS" >/dev/null
+			done
+		fi
+		if [ -n "$rest_workloads" ]; then
+			load -clients "$CLIENTS" -duration "$DURATION" -workload "$rest_workloads" -round "$round" -json "$RESULTS" >/dev/null
+		fi
 		stop_server
 	fi
 	if [ -n "${PG:-}" ] && [ -n "$pg_workloads" ]; then

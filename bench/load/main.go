@@ -62,6 +62,7 @@ type config struct {
 	jsonOut   string
 	round     int
 	label     string
+	driver    string // "go" (this program's client) or "wrk"
 }
 
 func run() error {
@@ -87,6 +88,7 @@ func run() error {
 	flag.StringVar(&c.jsonOut, "json", "", "append results as JSON lines to this file")
 	flag.IntVar(&c.round, "round", 0, "round number recorded with the results")
 	flag.StringVar(&c.label, "label", "phivault", "target name recorded with the results (e.g. phivault-pg for a server on PostgreSQL)")
+	flag.StringVar(&c.driver, "driver", "go", "go (this program's HTTP client) or wrk (Debian's wrk, for read and healthz; results labelled TARGET-wrk)")
 	flag.Parse()
 
 	if *writeSynth != "" {
@@ -101,6 +103,9 @@ func run() error {
 		return fmt.Errorf("-clients: %v", err)
 	}
 	c.workloads = loadgen.ParseList(*workloads)
+	if c.driver != "go" && (c.driver != "wrk" || c.proto != "h1") {
+		return fmt.Errorf("-driver %q with -proto %s: want go, or wrk with h1", c.driver, c.proto)
+	}
 	if *tokenFile != "" {
 		b, err := os.ReadFile(*tokenFile)
 		if err != nil {
@@ -119,24 +124,23 @@ func run() error {
 	t := &target{c: c, hc: hc}
 	var results []loadgen.Result
 	for _, w := range c.workloads {
-		op, err := t.prepare(w, maxClients)
+		measure, err := t.measurer(w, maxClients)
 		if err != nil {
 			return fmt.Errorf("%s: %w", w, err)
 		}
 		for _, n := range c.clients {
 			l := c.limits
 			l.Clients = n
-			t.reqBytes.Store(0)
-			t.respBytes.Store(0)
-			t.calls.Store(0)
-			r := loadgen.Run(context.Background(), l, op)
+			r, err := measure(l)
+			if err != nil {
+				return fmt.Errorf("%s: %w", w, err)
+			}
 			r.Target, r.Workload, r.Proto, r.Round = c.label, w, c.proto, c.round
 			if w == "healthz" {
 				r.Target = "healthz"
 			}
-			if calls := t.calls.Load(); calls > 0 {
-				r.ReqBytes = float64(t.reqBytes.Load()) / float64(calls)
-				r.RespBytes = float64(t.respBytes.Load()) / float64(calls)
+			if c.driver == "wrk" {
+				r.Target += "-wrk"
 			}
 			fmt.Fprintf(os.Stderr, "%-11s clients=%-3d %9s ops/s %9s resources/s  p50 %7.2f ms  p99 %7.2f ms  errors %d  tool CPU %3.0f%%  server CPU %3.0f%%\n",
 				w, n, loadgen.Num(r.OpsPerSec), loadgen.Num(r.ItemsPerSec), r.P50ms, r.P99ms, r.Errors, r.ToolCPUPct, r.ServerCPUPct)
@@ -159,6 +163,34 @@ func run() error {
 		}
 	}
 	return nil
+}
+
+// measurer prepares workload w and returns what measures one point of it
+// with the configured driver.
+func (t *target) measurer(w string, maxClients int) (func(loadgen.Limits) (loadgen.Result, error), error) {
+	ctx := context.Background()
+	if t.c.driver == "wrk" {
+		paths, err := t.wrkPaths(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		return func(l loadgen.Limits) (loadgen.Result, error) { return t.wrkRun(ctx, paths, l) }, nil
+	}
+	op, err := t.prepare(w, maxClients)
+	if err != nil {
+		return nil, err
+	}
+	return func(l loadgen.Limits) (loadgen.Result, error) {
+		t.reqBytes.Store(0)
+		t.respBytes.Store(0)
+		t.calls.Store(0)
+		r := loadgen.Run(ctx, l, op)
+		if calls := t.calls.Load(); calls > 0 {
+			r.ReqBytes = float64(t.reqBytes.Load()) / float64(calls)
+			r.RespBytes = float64(t.respBytes.Load()) / float64(calls)
+		}
+		return r, nil
+	}, nil
 }
 
 // target is the server under load and what the workloads need from it.
@@ -222,24 +254,9 @@ func (t *target) prepare(w string, maxClients int) (loadgen.Op, error) {
 		}, nil
 
 	case "read":
-		pats, err := t.ids(ctx, "Patient", t.c.readIDs)
+		refs, err := t.readRefs(ctx)
 		if err != nil {
 			return nil, err
-		}
-		obs, err := t.ids(ctx, "Observation", t.c.readIDs)
-		if err != nil {
-			return nil, err
-		}
-		if len(pats) == 0 || len(obs) == 0 {
-			return nil, errors.New("no Patients or Observations to read: load some first")
-		}
-		fmt.Fprintf(os.Stderr, "read: %d Patients and %d Observations\n", len(pats), len(obs))
-		refs := make([]string, 0, len(pats)+len(obs))
-		for _, id := range pats {
-			refs = append(refs, t.c.base+"/Patient/"+id)
-		}
-		for _, id := range obs {
-			refs = append(refs, t.c.base+"/Observation/"+id)
 		}
 		rngs := clientRands(maxClients, 1)
 		return func(ctx context.Context, c, seq int) (int, error) {
@@ -326,6 +343,31 @@ func (t *target) prepare(w string, maxClients int) (loadgen.Op, error) {
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown workload (read, create, create-patient, update, transaction, healthz, %s)", strings.Join(searchWorkloads, ", "))
+}
+
+// readRefs returns the URLs the read workload draws from: up to
+// -read-ids existing Patients and as many Observations.
+func (t *target) readRefs(ctx context.Context) ([]string, error) {
+	pats, err := t.ids(ctx, "Patient", t.c.readIDs)
+	if err != nil {
+		return nil, err
+	}
+	obs, err := t.ids(ctx, "Observation", t.c.readIDs)
+	if err != nil {
+		return nil, err
+	}
+	if len(pats) == 0 || len(obs) == 0 {
+		return nil, errors.New("no Patients or Observations to read: load some first")
+	}
+	fmt.Fprintf(os.Stderr, "read: %d Patients and %d Observations\n", len(pats), len(obs))
+	refs := make([]string, 0, len(pats)+len(obs))
+	for _, id := range pats {
+		refs = append(refs, t.c.base+"/Patient/"+id)
+	}
+	for _, id := range obs {
+		refs = append(refs, t.c.base+"/Observation/"+id)
+	}
+	return refs, nil
 }
 
 // ids returns up to n ids of existing resources of type typ, newest first,

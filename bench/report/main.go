@@ -74,6 +74,7 @@ func main() {
 
 	pgTable(rs, rate)
 	plainTable(rs, rate)
+	wrkTable(rs, rate)
 
 	fmt.Println()
 	fmt.Println("Load-tool ceiling (GET /healthz over the same TLS connections: no authentication, no storage):")

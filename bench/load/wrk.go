@@ -1,0 +1,156 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/phivault/phivault/bench/internal/loadgen"
+)
+
+// The wrk driver sends the read and healthz workloads through wrk
+// (Debian's wrk, an HTTP load generator written in C) instead of this
+// program's Go client: the same paths drawn at random, the same token,
+// clients and duration, one keep-alive HTTP/1.1 connection per client.
+// On a 2-core machine the load generator takes its CPU from the server;
+// wrk takes less of it, so the pair of drivers shows how much the Go
+// client's own cost holds the server's figures down.
+
+//go:embed paths.lua
+var wrkScript []byte
+
+// wrkPaths returns the URL paths workload w requests; only read and
+// healthz can be driven by wrk (GETs that need no body and no state).
+func (t *target) wrkPaths(ctx context.Context, w string) ([]string, error) {
+	switch w {
+	case "healthz":
+		return []string{t.path(strings.TrimSuffix(t.c.base, "/fhir") + "/healthz")}, nil
+	case "read":
+		refs, err := t.readRefs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]string, len(refs))
+		for i, r := range refs {
+			out[i] = t.path(r)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("-driver wrk runs read and healthz only, not %s", w)
+}
+
+// path is the path of the absolute URL u on the target's server.
+func (t *target) path(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	return p.EscapedPath()
+}
+
+// wrkRun measures one point with wrk: a warm-up run whose figures are
+// dropped, then the measured one.
+func (t *target) wrkRun(ctx context.Context, paths []string, l loadgen.Limits) (loadgen.Result, error) {
+	bin, err := exec.LookPath("wrk")
+	if err != nil {
+		return loadgen.Result{}, errors.New("-driver wrk needs wrk on PATH (apt-get install -y wrk)")
+	}
+	dir, err := os.MkdirTemp("", "phivault-wrk-") // the script, the paths and the token, for wrk to read
+	if err != nil {
+		return loadgen.Result{}, err
+	}
+	defer os.RemoveAll(dir)
+	script, pathsFile, tokenFile := filepath.Join(dir, "paths.lua"), filepath.Join(dir, "paths"), filepath.Join(dir, "token")
+	for name, data := range map[string][]byte{script: wrkScript, pathsFile: []byte(strings.Join(paths, "\n") + "\n"), tokenFile: []byte(t.c.token + "\n")} {
+		if err := os.WriteFile(name, data, 0o600); err != nil {
+			return loadgen.Result{}, err
+		}
+	}
+	root := strings.TrimSuffix(t.c.base, "/fhir")
+	threads := max(1, min(l.Clients, runtime.NumCPU()))
+	point := func(d time.Duration) (wrkSummary, time.Duration, error) {
+		cmd := exec.CommandContext(ctx, bin, "-t", fmt.Sprint(threads), "-c", fmt.Sprint(l.Clients),
+			"-d", fmt.Sprintf("%ds", max(1, int(d.Round(time.Second).Seconds()))), "--timeout", "30s",
+			"-s", script, root, "--", pathsFile, tokenFile)
+		var out, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		if err := cmd.Run(); err != nil {
+			return wrkSummary{}, 0, fmt.Errorf("wrk: %v: %s", err, strings.TrimSpace(stderr.String()))
+		}
+		var cpu time.Duration
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+		s, err := parseWrk(out.Bytes())
+		return s, cpu, err
+	}
+	if l.Warmup > 0 {
+		if _, _, err := point(l.Warmup); err != nil {
+			return loadgen.Result{}, err
+		}
+	}
+	srv0 := loadgen.ProcCPU(l.ServerPID)
+	s, cpu, err := point(l.Duration)
+	if err != nil {
+		return loadgen.Result{}, err
+	}
+	srv := loadgen.ProcCPU(l.ServerPID) - srv0
+	wall := time.Duration(s.DurationUS) * time.Microsecond
+	if wall <= 0 {
+		return loadgen.Result{}, errors.New("wrk reported no duration")
+	}
+	errs := s.Connect + s.Read + s.Write + s.Status + s.Timeout
+	ok := s.Requests - s.Status // wrk counts a non-2xx/3xx answer as a request and as an error
+	r := loadgen.Result{Clients: l.Clients, Seconds: wall.Seconds(), Ops: ok, Items: ok, Errors: errs,
+		OpsPerSec: float64(ok) / wall.Seconds(), ItemsPerSec: float64(ok) / wall.Seconds(),
+		P50ms: float64(s.P50US) / 1000, P90ms: float64(s.P90US) / 1000, P99ms: float64(s.P99US) / 1000, MaxMs: float64(s.MaxUS) / 1000,
+		ToolCPUPct: 100 * cpu.Seconds() / wall.Seconds(), ServerCPUPct: 100 * srv.Seconds() / wall.Seconds()}
+	if s.Requests > 0 {
+		r.RespBytes = float64(s.Bytes) / float64(s.Requests) // headers included, unlike bench/load's figure
+	}
+	if errs > 0 {
+		r.FirstError = fmt.Sprintf("wrk: %d connect, %d read, %d write, %d status (not 2xx/3xx), %d timeout errors",
+			s.Connect, s.Read, s.Write, s.Status, s.Timeout)
+	}
+	return r, nil
+}
+
+// wrkSummary is the JSON line paths.lua prints when wrk is done.
+type wrkSummary struct {
+	Requests   int64 `json:"requests"`
+	DurationUS int64 `json:"duration_us"`
+	Bytes      int64 `json:"bytes"`
+	Connect    int64 `json:"connect"`
+	Read       int64 `json:"read"`
+	Write      int64 `json:"write"`
+	Status     int64 `json:"status"`
+	Timeout    int64 `json:"timeout"`
+	P50US      int64 `json:"p50_us"`
+	P90US      int64 `json:"p90_us"`
+	P99US      int64 `json:"p99_us"`
+	MaxUS      int64 `json:"max_us"`
+}
+
+// parseWrk finds the summary line in wrk's output (after its own report).
+func parseWrk(out []byte) (wrkSummary, error) {
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	for i := len(lines) - 1; i >= 0; i-- {
+		if line := bytes.TrimSpace(lines[i]); bytes.HasPrefix(line, []byte(`{"requests":`)) {
+			var s wrkSummary
+			err := json.Unmarshal(line, &s)
+			return s, err
+		}
+	}
+	return wrkSummary{}, fmt.Errorf("no summary in wrk's output: %.300s", out)
+}
