@@ -170,6 +170,15 @@ load() {
 	"$BIN/load" -url "$URL" -token-file "$DATA/bootstrap-token" -cacert "$DATA/tls/cert.pem" \
 		-proto "$PROTO" -server-pid "$SERVER_PID" "$@"
 }
+drivers() { # ROUND: the load drivers of a round, in order
+	if [ -z "${WRK:-}" ]; then
+		echo go
+	elif [ $(($1 % 2)) = 1 ]; then
+		echo go wrk
+	else
+		echo wrk go
+	fi
+}
 load_plain() {
 	"$BIN/load" -url "https://127.0.0.1:$PORT_PLAIN/fhir" -token-file "$DATA_PLAIN/bootstrap-token" -cacert "$DATA_PLAIN/tls/cert.pem" \
 		-proto "$PROTO" -server-pid "$SERVER_PID" -label phivault-plain "$@"
@@ -179,7 +188,9 @@ for round in $(seq "$ROUNDS"); do
 	if [ -n "$search_workloads" ]; then
 		log "round $round: phivault, searches ($search_workloads; clients $CLIENTS; $DURATION each)"
 		start_server
-		load -clients "$CLIENTS" -duration "$DURATION" -workload "$search_workloads" -round "$round" -json "$RESULTS" >/dev/null
+		for d in $(drivers "$round"); do
+			load -driver "$d" -clients "$CLIENTS" -duration "$DURATION" -workload "$search_workloads" -round "$round" -json "$RESULTS" >/dev/null
+		done
 		stop_server
 		if [ -n "${PLAIN:-}" ]; then
 			log "round $round: plaintext-index build, the same searches"
@@ -192,9 +203,7 @@ for round in $(seq "$ROUNDS"); do
 		log "round $round: phivault ($other_workloads; clients $CLIENTS; $DURATION each)"
 		start_server
 		if [ -n "$wrk_workloads" ]; then
-			drivers=(go wrk)
-			[ $((round % 2)) = 1 ] || drivers=(wrk go)
-			for d in "${drivers[@]}"; do
+			for d in $(drivers "$round"); do
 				log "round $round: $wrk_workloads driven by $d"
 				load -driver "$d" -clients "$CLIENTS" -duration "$DURATION" -workload "$wrk_workloads" -round "$round" -json "$RESULTS" >/dev/null
 			done

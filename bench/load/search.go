@@ -143,14 +143,31 @@ func (t *target) loadPopulation(ctx context.Context) (*population, error) {
 
 // searchOp returns the operation of search workload w.
 func (t *target) searchOp(ctx context.Context, w string, maxClients int) (loadgen.Op, error) {
-	p, err := t.loadPopulation(ctx)
+	urls, include, err := t.searchURLs(ctx, w)
 	if err != nil {
 		return nil, err
 	}
+	rngs := clientRands(maxClients, 4)
+	return func(ctx context.Context, c, seq int) (int, error) {
+		u := urls[rngs[c].IntN(len(urls))]
+		b, err := t.do(ctx, "GET", u, nil, http.StatusOK)
+		if err != nil {
+			return 0, err
+		}
+		return checkSearchset(b, include)
+	}, nil
+}
+
+// searchURLs returns the URLs search workload w draws from, and whether
+// its answers must hold included resources.
+func (t *target) searchURLs(ctx context.Context, w string) (urls []string, include bool, err error) {
+	p, err := t.loadPopulation(ctx)
+	if err != nil {
+		return nil, false, err
+	}
 	var (
-		values  []string
-		query   func(v string) string
-		include bool
+		values []string
+		query  func(v string) string
 	)
 	switch w {
 	case "search-patient":
@@ -175,24 +192,16 @@ func (t *target) searchOp(ctx context.Context, w string, maxClients int) (loadge
 			return "/Encounter?patient=" + url.QueryEscape(v) + "&_include=Encounter:participant&_count=" + fmt.Sprint(searchPage)
 		}
 	default:
-		return nil, errors.New("unknown search workload")
+		return nil, false, errors.New("unknown search workload")
 	}
 	if len(values) == 0 {
-		return nil, errors.New("the server holds nothing this search would find: load a population first (bench/run.sh)")
+		return nil, false, errors.New("the server holds nothing this search would find: load a population first (bench/run.sh)")
 	}
-	urls := make([]string, len(values))
+	urls = make([]string, len(values))
 	for i, v := range values {
 		urls[i] = t.c.base + query(v)
 	}
-	rngs := clientRands(maxClients, 4)
-	return func(ctx context.Context, c, seq int) (int, error) {
-		u := urls[rngs[c].IntN(len(urls))]
-		b, err := t.do(ctx, "GET", u, nil, http.StatusOK)
-		if err != nil {
-			return 0, err
-		}
-		return checkSearchset(b, include)
-	}, nil
+	return urls, include, nil
 }
 
 var (

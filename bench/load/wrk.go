@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -19,7 +20,7 @@ import (
 	"github.com/phivault/phivault/bench/internal/loadgen"
 )
 
-// The wrk driver sends the read and healthz workloads through wrk
+// The wrk driver sends the GET workloads (healthz, read, searches) through wrk
 // (Debian's wrk, an HTTP load generator written in C) instead of this
 // program's Go client: the same paths drawn at random, the same token,
 // clients and duration, one keep-alive HTTP/1.1 connection per client.
@@ -30,33 +31,55 @@ import (
 //go:embed paths.lua
 var wrkScript []byte
 
-// wrkPaths returns the URL paths workload w requests; only read and
-// healthz can be driven by wrk (GETs that need no body and no state).
+// wrkPaths returns the URL paths workload w requests: wrk drives the
+// workloads that are GETs needing no body and no state (healthz, read and
+// the searches). wrk checks only the status of an answer, so each search
+// URL is first sent once through the Go client and its answer checked as
+// the go driver checks every answer; the data does not change while the
+// searches run.
 func (t *target) wrkPaths(ctx context.Context, w string) ([]string, error) {
+	var urls []string
 	switch w {
 	case "healthz":
-		return []string{t.path(strings.TrimSuffix(t.c.base, "/fhir") + "/healthz")}, nil
+		urls = []string{strings.TrimSuffix(t.c.base, "/fhir") + "/healthz"}
 	case "read":
 		refs, err := t.readRefs(ctx)
 		if err != nil {
 			return nil, err
 		}
-		out := make([]string, len(refs))
-		for i, r := range refs {
-			out[i] = t.path(r)
+		urls = refs
+	case "search-patient", "search-date", "search-chain", "search-include":
+		us, include, err := t.searchURLs(ctx, w)
+		if err != nil {
+			return nil, err
 		}
-		return out, nil
+		for _, u := range us {
+			b, err := t.do(ctx, "GET", u, nil, http.StatusOK)
+			if err == nil {
+				_, err = checkSearchset(b, include)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("checking %s before the wrk run: %w", u, err)
+			}
+		}
+		urls = us
+	default:
+		return nil, fmt.Errorf("-driver wrk runs healthz, read and the searches, not %s", w)
 	}
-	return nil, fmt.Errorf("-driver wrk runs read and healthz only, not %s", w)
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = t.path(u)
+	}
+	return out, nil
 }
 
-// path is the path of the absolute URL u on the target's server.
+// path is the path and query of the absolute URL u on the target's server.
 func (t *target) path(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
 		return u
 	}
-	return p.EscapedPath()
+	return p.RequestURI()
 }
 
 // wrkRun measures one point with wrk: a warm-up run whose figures are
