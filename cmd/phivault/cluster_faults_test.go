@@ -93,6 +93,12 @@ func TestClusterDatabaseRestart(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 	t.Logf("both nodes served again %v after the restart began; statuses %v", back.Round(time.Millisecond), statuses)
+	for status := range statuses {
+		if status != 200 && status != 503 {
+			c.logErrors() // what the nodes said of the requests that failed otherwise
+			break
+		}
+	}
 
 	// A leader signs checkpoints again: one covers every leaf.
 	leaves := c.auditSize()

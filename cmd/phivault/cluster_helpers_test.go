@@ -345,6 +345,20 @@ func (c *cluster) kill9(i int) {
 	c.nodes[i] = nil
 }
 
+// logErrors logs the lines of the running nodes' logs at level ERROR.
+func (c *cluster) logErrors() {
+	for i, n := range c.nodes {
+		if n == nil {
+			continue
+		}
+		for line := range strings.Lines(string(n.logs.Bytes())) {
+			if strings.Contains(line, `"level":"ERROR"`) {
+				c.t.Logf("node %d: %s", i, strings.TrimSpace(line))
+			}
+		}
+	}
+}
+
 // auditSize reads the size of the cluster's audit log from the database.
 func (c *cluster) auditSize() int64 {
 	c.t.Helper()

@@ -148,3 +148,50 @@ func TestViewConnectionLost(t *testing.T) {
 		t.Fatalf("View after the connection came back: %v", err)
 	}
 }
+
+// TestCommitConnectionLost: the server drops the group's connection after
+// its statements and before COMMIT (a restart at that moment), so the
+// transaction is aborted and COMMIT's answer is lost. The store learns
+// that it did not commit and runs the group again on a new connection:
+// the Update succeeds and its writes are kept once.
+func TestCommitConnectionLost(t *testing.T) {
+	ctx := context.Background()
+	const app = "phivault-commit-lost-test"
+	dsn := pgtest.WithParam(pgtest.DSN(t), "application_name", app)
+	b := open(t, dsn, postgres.WithReaders(1))
+	defer b.Close()
+	runs := 0
+	err := b.Update(ctx, func(w store.Writer) error {
+		runs++
+		if _, err := w.Put(store.Version{Type: "Patient", ID: "p1", VID: 1, Body: []byte("p1")}, nil); err != nil {
+			return err
+		}
+		if _, err := w.AppendAudit([]byte("p1")); err != nil {
+			return err
+		}
+		if runs == 1 { // the writer's backend, idle in this transaction, is ended before COMMIT is sent
+			pgtest.Exec(t, pgtest.AdminDSN(t), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+				WHERE application_name = '`+app+`' AND state = 'idle in transaction'`)
+			time.Sleep(100 * time.Millisecond)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Update whose COMMIT met a dropped connection: %v (ran %d times), want it run again and committed", err, runs)
+	}
+	if runs != 2 {
+		t.Fatalf("the group ran %d times, want 2 (the terminated attempt, then one more)", runs)
+	}
+	if err := b.View(ctx, func(r store.Reader) error {
+		n, err := r.AuditSize()
+		if err == nil && n != 1 {
+			err = fmt.Errorf("%d audit leaves, want 1", n)
+		}
+		if err == nil {
+			_, err = r.Current("Patient", "p1")
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

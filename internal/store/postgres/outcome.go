@@ -12,8 +12,9 @@ import (
 )
 
 // errConnLost marks a group transaction that failed because its connection
-// was lost before COMMIT was sent: the server rolled it back, so the group
-// may run again on a new connection. Once the retries are spent the caller
+// was lost before it committed (before COMMIT was sent, or with COMMIT's
+// answer lost and the server reporting the transaction aborted): the
+// server rolled it back, so the group may run again on a new connection. Once the retries are spent the caller
 // sees store.ErrUnavailable.
 var errConnLost = fmt.Errorf("postgres: connection lost: %w", store.ErrUnavailable)
 
@@ -40,8 +41,9 @@ func retryable(err error) bool {
 // answered means the transaction rolled back. A lost answer (connection
 // cut, server restarted) leaves the outcome open: it asks the server, on a
 // new connection, for the transaction's status (pg_xact_status) until it
-// learns it or outcomeTimeout passes. Only then does Update report an
-// unknown outcome, and as the store contract asks it wraps
+// learns it or outcomeTimeout passes: committed is success, aborted is a
+// lost connection (errConnLost, so the group runs again). Only an unknown
+// outcome is reported as such, and as the store contract asks it wraps
 // context.DeadlineExceeded.
 func (b *Backend) commitOutcome(xid string, commitErr error) error {
 	// An ERROR leaves the session alive and the transaction rolled back; a
@@ -58,7 +60,10 @@ func (b *Backend) commitOutcome(xid string, commitErr error) error {
 		case err == nil && status != nil && *status == "committed":
 			return nil
 		case err == nil && status != nil && *status == "aborted":
-			return commitErr
+			// The connection was lost before the transaction committed
+			// (a restart, a terminated backend): nothing was written, and
+			// the group may run again on a new connection.
+			return fmt.Errorf("%w: %w", errConnLost, commitErr)
 		}
 		select {
 		case <-ctx.Done():
