@@ -17,7 +17,8 @@ import (
 // failover does, while writers and readers run. The node recovers by
 // itself, and the store keeps its promise: exactly the Updates that
 // returned nil are kept, each once (an Update whose outcome stayed unknown
-// says so with context.DeadlineExceeded).
+// says so with context.DeadlineExceeded), and every other failure is
+// store.ErrUnavailable, which the API answers with 503.
 func TestReconnect(t *testing.T) {
 	ctx := context.Background()
 	const app = "phivault-reconnect-test"
@@ -67,9 +68,14 @@ func TestReconnect(t *testing.T) {
 					ok[name] = true
 				case errors.Is(err, context.DeadlineExceeded):
 					unknown++
+				case !errors.Is(err, store.ErrUnavailable):
+					// What the API would answer with 500 instead of 503.
+					t.Errorf("Update %q: %v, want nil, store.ErrUnavailable or an unknown outcome", name, err)
 				}
 				mu.Unlock()
-				_ = b.View(ctx, func(r store.Reader) error { _, err := r.AuditSize(); return err })
+				if err := b.View(ctx, func(r store.Reader) error { _, err := r.AuditSize(); return err }); err != nil && !errors.Is(err, store.ErrUnavailable) {
+					t.Errorf("View: %v, want nil or store.ErrUnavailable", err)
+				}
 			}
 		})
 	}
