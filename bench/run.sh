@@ -54,6 +54,7 @@ base_workloads=$(pick -vx 'healthz\|search-.*')
 wrk_workloads= rest_workloads=$other_workloads
 if [ -n "${WRK:-}" ]; then
 	command -v wrk >/dev/null || { echo "WRK=1 needs wrk (apt-get install -y wrk)" >&2; exit 1; }
+	[ "$PROTO" = h1 ] || { echo "WRK=1 needs PROTO=h1 (wrk speaks HTTP/1.1)" >&2; exit 1; }
 	wrk_workloads=$(pick -x 'healthz\|read')
 	rest_workloads=$(pick -vx 'search-.*\|healthz\|read')
 fi
