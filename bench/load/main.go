@@ -212,6 +212,9 @@ type target struct {
 	pop *population // what the search workloads draw from, loaded once
 }
 
+// root is the server's URL, without the FHIR base path.
+func (t *target) root() string { return strings.TrimSuffix(t.c.base, "/fhir") }
+
 // do sends one request and checks its status; the body is read fully (a
 // client that does not read it is not a client).
 func (t *target) do(ctx context.Context, method, url string, body []byte, want int) ([]byte, error) {
@@ -256,7 +259,7 @@ func (t *target) prepare(w string, maxClients int) (loadgen.Op, error) {
 		return t.searchOp(ctx, w, maxClients)
 
 	case "healthz":
-		url := strings.TrimSuffix(t.c.base, "/fhir") + "/healthz"
+		url := t.root() + "/healthz"
 		return func(ctx context.Context, c, seq int) (int, error) {
 			_, err := t.do(ctx, "GET", url, nil, http.StatusOK)
 			return 1, err

@@ -149,13 +149,18 @@ func (t *target) searchOp(ctx context.Context, w string, maxClients int) (loadge
 	}
 	rngs := clientRands(maxClients, 4)
 	return func(ctx context.Context, c, seq int) (int, error) {
-		u := urls[rngs[c].IntN(len(urls))]
-		b, err := t.do(ctx, "GET", u, nil, http.StatusOK)
-		if err != nil {
-			return 0, err
-		}
-		return checkSearchset(b, include)
+		return t.search(ctx, urls[rngs[c].IntN(len(urls))], include)
 	}, nil
+}
+
+// search sends the search u and checks its answer (checkSearchset); it
+// returns the number of matches.
+func (t *target) search(ctx context.Context, u string, include bool) (int, error) {
+	b, err := t.do(ctx, "GET", u, nil, http.StatusOK)
+	if err != nil {
+		return 0, err
+	}
+	return checkSearchset(b, include)
 }
 
 // searchURLs returns the URLs search workload w draws from, and whether

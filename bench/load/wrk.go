@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -41,7 +40,7 @@ func (t *target) wrkPaths(ctx context.Context, w string) ([]string, error) {
 	var urls []string
 	switch w {
 	case "healthz":
-		urls = []string{strings.TrimSuffix(t.c.base, "/fhir") + "/healthz"}
+		urls = []string{t.root() + "/healthz"}
 	case "read":
 		refs, err := t.readRefs(ctx)
 		if err != nil {
@@ -54,11 +53,7 @@ func (t *target) wrkPaths(ctx context.Context, w string) ([]string, error) {
 			return nil, err
 		}
 		for _, u := range us {
-			b, err := t.do(ctx, "GET", u, nil, http.StatusOK)
-			if err == nil {
-				_, err = checkSearchset(b, include)
-			}
-			if err != nil {
+			if _, err := t.search(ctx, u, include); err != nil {
 				return nil, fmt.Errorf("checking %s before the wrk run: %w", u, err)
 			}
 		}
@@ -68,13 +63,13 @@ func (t *target) wrkPaths(ctx context.Context, w string) ([]string, error) {
 	}
 	out := make([]string, len(urls))
 	for i, u := range urls {
-		out[i] = t.path(u)
+		out[i] = requestURI(u)
 	}
 	return out, nil
 }
 
-// path is the path and query of the absolute URL u on the target's server.
-func (t *target) path(u string) string {
+// requestURI is the path and query of the absolute URL u.
+func requestURI(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
 		return u
@@ -100,12 +95,11 @@ func (t *target) wrkRun(ctx context.Context, paths []string, l loadgen.Limits) (
 			return loadgen.Result{}, err
 		}
 	}
-	root := strings.TrimSuffix(t.c.base, "/fhir")
 	threads := wrkThreads(l.Clients, runtime.NumCPU())
 	point := func(d time.Duration) (wrkSummary, time.Duration, error) {
 		cmd := exec.CommandContext(ctx, bin, "-t", fmt.Sprint(threads), "-c", fmt.Sprint(l.Clients),
 			"-d", fmt.Sprintf("%ds", max(1, int(d.Round(time.Second).Seconds()))), "--timeout", "30s",
-			"-s", script, root, "--", pathsFile, tokenFile)
+			"-s", script, t.root(), "--", pathsFile, tokenFile)
 		var out, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &stderr
 		if err := cmd.Run(); err != nil {
