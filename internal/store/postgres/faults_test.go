@@ -13,6 +13,22 @@ import (
 	"github.com/phivault/phivault/internal/store/postgres/pgtest"
 )
 
+// openKillable opens a backend whose connections carry the application
+// name app and returns it with kill, which terminates those of its
+// connections in the given state ("" for all).
+func openKillable(t *testing.T, app string, readers int) (b *postgres.Backend, kill func(state string)) {
+	t.Helper()
+	b = open(t, pgtest.WithParam(pgtest.DSN(t), "application_name", app), postgres.WithReaders(readers))
+	t.Cleanup(func() { b.Close() })
+	return b, func(state string) {
+		q := `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '` + app + `'`
+		if state != "" {
+			q += ` AND state = '` + state + `'`
+		}
+		pgtest.Exec(t, pgtest.AdminDSN(t), q)
+	}
+}
+
 // TestReconnect cuts every connection of a node, as a database restart or
 // failover does, while writers and readers run. The node recovers by
 // itself, and the store keeps its promise: exactly the Updates that
@@ -21,13 +37,8 @@ import (
 // store.ErrUnavailable, which the API answers with 503.
 func TestReconnect(t *testing.T) {
 	ctx := context.Background()
-	const app = "phivault-reconnect-test"
-	dsn := pgtest.WithParam(pgtest.DSN(t), "application_name", app)
-	b := open(t, dsn, postgres.WithReaders(2))
-	defer b.Close()
-	kill := func() {
-		pgtest.Exec(t, pgtest.AdminDSN(t), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '`+app+`'`)
-	}
+	b, killState := openKillable(t, "phivault-reconnect-test", 2)
+	kill := func() { killState("") }
 	write := func(name string) error {
 		return b.Update(ctx, func(w store.Writer) error {
 			if _, err := w.Put(store.Version{Type: "Patient", ID: name, VID: 1, Body: []byte(name)}, nil); err != nil {
@@ -129,10 +140,7 @@ func TestReconnect(t *testing.T) {
 // answers 503 and not 500.
 func TestViewConnectionLost(t *testing.T) {
 	ctx := context.Background()
-	const app = "phivault-view-lost-test"
-	dsn := pgtest.WithParam(pgtest.DSN(t), "application_name", app)
-	b := open(t, dsn, postgres.WithReaders(1))
-	defer b.Close()
+	b, kill := openKillable(t, "phivault-view-lost-test", 1)
 	if err := b.Update(ctx, func(w store.Writer) error {
 		_, err := w.Put(store.Version{Type: "Patient", ID: "p1", VID: 1, Body: []byte("p1")}, nil)
 		return err
@@ -143,7 +151,7 @@ func TestViewConnectionLost(t *testing.T) {
 		if _, err := r.Current("Patient", "p1"); err != nil {
 			return fmt.Errorf("first read: %w", err)
 		}
-		pgtest.Exec(t, pgtest.AdminDSN(t), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '`+app+`'`)
+		kill("")
 		_, err := r.Current("Patient", "p1")
 		return err
 	})
@@ -162,10 +170,7 @@ func TestViewConnectionLost(t *testing.T) {
 // the Update succeeds and its writes are kept once.
 func TestCommitConnectionLost(t *testing.T) {
 	ctx := context.Background()
-	const app = "phivault-commit-lost-test"
-	dsn := pgtest.WithParam(pgtest.DSN(t), "application_name", app)
-	b := open(t, dsn, postgres.WithReaders(1))
-	defer b.Close()
+	b, kill := openKillable(t, "phivault-commit-lost-test", 1)
 	runs := 0
 	err := b.Update(ctx, func(w store.Writer) error {
 		runs++
@@ -176,8 +181,7 @@ func TestCommitConnectionLost(t *testing.T) {
 			return err
 		}
 		if runs == 1 { // the writer's backend, idle in this transaction, is ended before COMMIT is sent
-			pgtest.Exec(t, pgtest.AdminDSN(t), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-				WHERE application_name = '`+app+`' AND state = 'idle in transaction'`)
+			kill("idle in transaction")
 			time.Sleep(100 * time.Millisecond)
 		}
 		return nil
