@@ -153,6 +153,45 @@ func testMatchTokensReplaced(t *testing.T, b *closer) {
 	checkMatch(t, b, store.MatchQuery{Type: "Patient"}, []string{"x"})
 }
 
+// testMatchChangedInOneUpdate: one Update creates a resource, changes its
+// tokens and deletes it, beside another it creates and keeps; what the
+// commit leaves indexed are the last versions' tokens only.
+func testMatchChangedInOneUpdate(t *testing.T, b *closer) {
+	q := func(tok string) store.MatchQuery {
+		return store.MatchQuery{Type: "Patient", All: [][]store.Token{group(tok)}}
+	}
+	update(t, b, func(w store.Writer) error {
+		steps := []struct {
+			v    store.Version
+			toks []store.Token
+		}{
+			{ver("Patient", "x", 1, "x1"), toks("a", "b")},
+			{ver("Patient", "y", 1, "y1"), toks("a", "y")},
+			{ver("Patient", "x", 2, "x2"), toks("b", "c")},
+			{ver("Patient", "z", 1, "z1"), toks("a", "z")},
+			{ver("Patient", "z", 2, "z2"), toks("a", "z2")},
+		}
+		for _, s := range steps {
+			if _, err := w.Put(s.v, s.toks); err != nil {
+				return err
+			}
+		}
+		if ids, err := w.Match(q("a")); err != nil || !eqStrings(ids, []string{"y", "z"}) {
+			t.Errorf("Match(a) inside the Update = %q, %v; want [y z]", ids, err)
+		}
+		d := ver("Patient", "x", 3, "")
+		d.Deleted = true
+		_, err := w.Put(d, nil)
+		return err
+	})
+	checkMatch(t, b, q("a"), []string{"y", "z"})
+	checkMatch(t, b, q("b"), nil)
+	checkMatch(t, b, q("c"), nil)
+	checkMatch(t, b, q("z"), nil)
+	checkMatch(t, b, q("z2"), []string{"z"})
+	checkMatch(t, b, q("y"), []string{"y"})
+}
+
 // testMatchBinaryTokens: tokens are arbitrary bytes, zero bytes included,
 // compared whole (a prefix or a truncation at a zero byte is not a match).
 func testMatchBinaryTokens(t *testing.T, b *closer) {

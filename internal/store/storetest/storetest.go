@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Backend) {
 		{"MatchPaging", testMatchPaging},
 		{"MatchTypeScoped", testMatchTypeScoped},
 		{"MatchTokensReplaced", testMatchTokensReplaced},
+		{"MatchChangedInOneUpdate", testMatchChangedInOneUpdate},
 		{"MatchBinaryTokens", testMatchBinaryTokens},
 		{"Carried", testCarried},
 		{"Reindex", testReindex},
