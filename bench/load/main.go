@@ -175,15 +175,8 @@ func (t *target) measurer(w string, maxClients int) (func(loadgen.Limits) (loadg
 		if err != nil {
 			return nil, err
 		}
-		return func(l loadgen.Limits) (loadgen.Result, error) {
-			r, err := t.wrkRun(ctx, paths, l)
-			if slices.Contains(searchWorkloads, w) {
-				// One request reads one resource; a search answer holds
-				// matches wrk does not count.
-				r.Items, r.ItemsPerSec = 0, 0
-			}
-			return r, err
-		}, nil
+		countItems := !slices.Contains(searchWorkloads, w)
+		return func(l loadgen.Limits) (loadgen.Result, error) { return t.wrkRun(ctx, paths, l, countItems) }, nil
 	}
 	op, err := t.prepare(w, maxClients)
 	if err != nil {

@@ -78,8 +78,10 @@ func requestURI(u string) string {
 }
 
 // wrkRun measures one point with wrk: a warm-up run whose figures are
-// dropped, then the measured one.
-func (t *target) wrkRun(ctx context.Context, paths []string, l loadgen.Limits) (loadgen.Result, error) {
+// dropped, then the measured one. With countItems each answer counts as
+// one resource (a read); without, none are counted (a search answer holds
+// matches wrk does not count).
+func (t *target) wrkRun(ctx context.Context, paths []string, l loadgen.Limits, countItems bool) (loadgen.Result, error) {
 	bin, err := exec.LookPath("wrk")
 	if err != nil {
 		return loadgen.Result{}, errors.New("-driver wrk needs wrk on PATH (apt-get install -y wrk)")
@@ -132,8 +134,12 @@ func (t *target) wrkRun(ctx context.Context, paths []string, l loadgen.Limits) (
 	// else but errors comes back), and its latencies include those answers.
 	errs := s.Connect + s.Read + s.Write + s.Status + s.Timeout
 	ok := s.Requests - s.Status
-	r := loadgen.Result{Clients: l.Clients, Seconds: wall.Seconds(), Ops: ok, Items: ok, Errors: errs,
-		OpsPerSec: float64(ok) / wall.Seconds(), ItemsPerSec: float64(ok) / wall.Seconds(),
+	var items int64
+	if countItems {
+		items = ok
+	}
+	r := loadgen.Result{Clients: l.Clients, Seconds: wall.Seconds(), Ops: ok, Items: items, Errors: errs,
+		OpsPerSec: float64(ok) / wall.Seconds(), ItemsPerSec: float64(items) / wall.Seconds(),
 		P50ms: float64(s.P50US) / 1000, P90ms: float64(s.P90US) / 1000, P99ms: float64(s.P99US) / 1000, MaxMs: float64(s.MaxUS) / 1000,
 		ToolCPUPct: 100 * cpu.Seconds() / wall.Seconds(), ServerCPUPct: 100 * srv.Seconds() / wall.Seconds()}
 	if s.Requests > 0 {

@@ -43,7 +43,7 @@ func TestWrkDriver(t *testing.T) {
 	}))
 	defer srv.Close()
 	tg := &target{c: config{base: srv.URL + "/fhir", token: "tok-1"}}
-	r, err := tg.wrkRun(context.Background(), paths, loadgen.Limits{Clients: 2, Duration: time.Second})
+	r, err := tg.wrkRun(context.Background(), paths, loadgen.Limits{Clients: 2, Duration: time.Second}, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,8 +37,7 @@ func openKillable(t *testing.T, app string, readers int) (b *postgres.Backend, k
 // store.ErrUnavailable, which the API answers with 503.
 func TestReconnect(t *testing.T) {
 	ctx := context.Background()
-	b, killState := openKillable(t, "phivault-reconnect-test", 2)
-	kill := func() { killState("") }
+	b, kill := openKillable(t, "phivault-reconnect-test", 2)
 	write := func(name string) error {
 		return b.Update(ctx, func(w store.Writer) error {
 			if _, err := w.Put(store.Version{Type: "Patient", ID: name, VID: 1, Body: []byte(name)}, nil); err != nil {
@@ -51,7 +50,7 @@ func TestReconnect(t *testing.T) {
 	if err := write("before"); err != nil {
 		t.Fatal(err)
 	}
-	kill()
+	kill("")
 	if err := write("after"); err != nil {
 		t.Fatalf("Update after the connections were cut: %v", err)
 	}
@@ -92,7 +91,7 @@ func TestReconnect(t *testing.T) {
 	}
 	for range 5 {
 		time.Sleep(30 * time.Millisecond)
-		kill()
+		kill("")
 	}
 	time.Sleep(30 * time.Millisecond)
 	close(stop)
