@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -55,7 +54,7 @@ func TestCertReloadKeepsConnections(t *testing.T) {
 	dir := t.TempDir()
 	a, b := makeCert(t, "server A", nil, certOpts{}), makeCert(t, "server B", nil, certOpts{})
 	certFile, keyFile := writePair(t, dir, a)
-	var logBuf bytes.Buffer
+	var logBuf lockedBuffer
 	certs, err := server.NewCertReloader(certFile, keyFile, slog.New(slog.NewJSONHandler(&logBuf, nil)))
 	if err != nil {
 		t.Fatal(err)
