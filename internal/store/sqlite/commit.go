@@ -19,7 +19,7 @@ var errGroupAborted = errors.New("sqlite: group transaction aborted")
 func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 	ctx := context.Background() // fns ran: the commit is never abandoned
 	b.aborted.Store(false)
-	b.written = b.written[:0]
+	b.written, b.indexed = b.written[:0], false
 	if b.ckpt.restartWanted() {
 		b.restartWAL(ctx)
 	}
@@ -50,6 +50,11 @@ func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 		b.cache.committing()
 		defer b.cache.ended(b.written)
 	}
+	if b.indexed && b.postings != nil {
+		// Likewise the sets of postings in memory.
+		b.postings.committing()
+		defer b.postings.ended()
+	}
 	if _, err := b.wconn.c.ExecContext(ctx, "COMMIT"); err != nil {
 		// A failed COMMIT leaves the transaction open (e.g. SQLITE_BUSY)
 		// or already rolled back; either way nothing of the group is kept.
@@ -66,7 +71,7 @@ func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 // runs the group again the careful way. fns are re-runnable by contract.
 func (b *Backend) runFast(ctx context.Context, fns []group.Fn, results []group.Result) bool {
 	for i, fn := range fns {
-		w := &writer{reader: reader{ctx: ctx, db: b.wconn, aborted: &b.aborted, sizes: b.sizes}, written: &b.written}
+		w := &writer{reader: reader{ctx: ctx, db: b.wconn, aborted: &b.aborted, sizes: b.sizes}, written: &b.written, indexed: &b.indexed}
 		ok := func() (ok bool) {
 			defer func() {
 				if p := recover(); p != nil {
@@ -91,7 +96,7 @@ func (b *Backend) runOne(ctx context.Context, fn group.Fn) (res group.Result) {
 		b.aborted.Store(true)
 		return group.Result{Err: fmt.Errorf("sqlite: savepoint: %w", err)}
 	}
-	w := &writer{reader: reader{ctx: ctx, db: b.wconn, aborted: &b.aborted, sizes: b.sizes}, written: &b.written}
+	w := &writer{reader: reader{ctx: ctx, db: b.wconn, aborted: &b.aborted, sizes: b.sizes}, written: &b.written, indexed: &b.indexed}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {

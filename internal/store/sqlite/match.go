@@ -3,6 +3,7 @@ package sqlite
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 
 	"github.com/phivault/phivault/internal/store"
@@ -41,8 +42,8 @@ func matchSQL(q store.MatchQuery, p plan, count bool) (query string, args []any)
 	args = appendTokens(&b, args, q.All[drive])
 	b.WriteString(`)`)
 	for i, g := range q.All {
-		if i == drive {
-			continue
+		if i == drive || p.mem[i] != nil {
+			continue // the driver, or a group checked against its set in memory
 		}
 		// A group is probed with a seek per token for each candidate: the
 		// driver yields ids in order, so the probes walk each token's
@@ -88,11 +89,17 @@ var estimateSteps = [...]int64{64, 512, estimateCap}
 // the set costs one read per posting.
 const setFactor = 16
 
-// plan is how Match answers a query: which group drives, and which other
-// groups are read into a set of ids (the rest are probed per candidate).
+// plan is how Match answers a query: which group drives, which other
+// groups are read into a set of ids by the query, and which are checked
+// against a set of ids in memory (postings); the rest are probed per
+// candidate. counts are the groups' postings counted up to limit (n ==
+// limit: at least n).
 type plan struct {
-	drive int
-	sets  []bool
+	drive  int
+	sets   []bool
+	mem    []idSet
+	counts []int64
+	limit  int64
 }
 
 // driver plans q: it picks the group with the fewest postings (counted up
@@ -104,6 +111,7 @@ type plan struct {
 // (an OR of nothing), so nothing can match.
 func (r *reader) driver(q store.MatchQuery, count bool) (p plan, ok bool, err error) {
 	p.sets = make([]bool, len(q.All))
+	p.mem = make([]idSet, len(q.All))
 	for _, g := range q.All {
 		if len(g) == 0 {
 			return p, false, nil
@@ -136,6 +144,7 @@ func (r *reader) driver(q store.MatchQuery, count bool) (p plan, ok bool, err er
 			break // every other group has at least limit postings
 		}
 	}
+	p.counts, p.limit = counts, limit
 	if !count && q.Limit > 0 && len(q.All[p.drive]) == 1 {
 		return p, true, nil
 	}
@@ -195,9 +204,29 @@ func (r *reader) Match(q store.MatchQuery) ([]string, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
+	cached, err := r.memorySets(q, &p)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := r.matchIDs(q, p)
+	if err == nil && cached && r.postings.generation() != r.gen {
+		// A commit changed the index while the query ran: its snapshot
+		// may not be the sets' (postings).
+		clear(p.mem)
+		ids, err = r.matchIDs(q, p)
+	}
+	return ids, err
+}
+
+// matchIDs runs the plan p of q, checking the candidates of the groups p
+// holds in memory against their sets.
+func (r *reader) matchIDs(q store.MatchQuery, p plan) ([]string, error) {
 	query, args := matchSQL(q, p, false)
-	limit := int64(-1)
-	if q.Limit > 0 {
+	limit, filter := int64(-1), false
+	for _, s := range p.mem {
+		filter = filter || s != nil
+	}
+	if q.Limit > 0 && !filter {
 		limit = int64(q.Limit)
 	}
 	rows, err := r.db.query(r.ctx, query, append(args, limit)...)
@@ -206,17 +235,71 @@ func (r *reader) Match(q store.MatchQuery) ([]string, error) {
 	}
 	defer rows.Close()
 	var ids []string
+	var id string
+next:
 	for rows.Next() {
-		var id string
 		if err := rows.Scan(&id); err != nil {
 			return nil, fmt.Errorf("sqlite: match: %w", err)
 		}
+		for _, s := range p.mem {
+			if _, ok := s[id]; s != nil && !ok {
+				continue next
+			}
+		}
 		ids = append(ids, id)
+		if q.Limit > 0 && len(ids) == q.Limit {
+			break
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: match: %w", err)
 	}
 	return ids, nil
+}
+
+// memorySets fills p.mem with the sets in memory of the groups that are
+// probed per candidate, reading into a set each group that has been
+// probed enough (postings). It reports whether it took any set from the
+// shared cache (a set read here is of this reader's snapshot).
+func (r *reader) memorySets(q store.MatchQuery, p *plan) (cached bool, err error) {
+	if r.postings == nil || len(q.All) < 2 {
+		return false, nil
+	}
+	n := max(p.counts[p.drive], 1) // candidates each group is probed for
+	for i, g := range q.All {
+		if i == p.drive || p.sets[i] {
+			continue
+		}
+		key := sizeKey(q.Type, g)
+		if s, ok := r.postings.get(key, r.gen); ok {
+			p.mem[i], cached = s, true
+			continue
+		}
+		probed := r.postings.probe(key, r.gen, n)
+		if probed < postingMinSize {
+			continue
+		}
+		// Past a floor, count on up to the power of two the probes have
+		// reached: the count is kept a moment in sizes, and counting
+		// costs at most twice what the probes have spent.
+		size, upTo := p.counts[i], min(probed, postingMaxSize)
+		if size >= p.limit {
+			step := min(int64(1)<<bits.Len64(uint64(probed)), postingMaxSize+1)
+			if size, err = r.groupSize(store.MatchQuery{Type: q.Type}, g, key, step); err != nil {
+				return false, err
+			}
+		}
+		if size < postingMinSize || size > upTo {
+			continue
+		}
+		s, err := r.readSet(q.Type, g)
+		if err != nil {
+			return false, err
+		}
+		r.postings.put(key, s, r.gen)
+		p.mem[i] = s
+	}
+	return cached, nil
 }
 
 // Count implements store.Reader: Match's result size, ignoring q.Limit.

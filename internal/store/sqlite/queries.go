@@ -87,7 +87,11 @@ type reader struct {
 	ctx   context.Context
 	db    *dbconn
 	sizes *sizes // recent group sizes for choosing Match's driver; nil: count every time
-	done  bool   // the View or Update fn returned; the connection is no longer ours
+	// postings (View readers only) holds large groups' postings in
+	// memory for Match, as of generation gen, noted before the snapshot.
+	postings *postings
+	gen      uint64
+	done     bool // the View or Update fn returned; the connection is no longer ours
 	// aborted (writers only) is set when SQLite rolled the group
 	// transaction back; further statements would run outside any
 	// transaction, so they are refused.

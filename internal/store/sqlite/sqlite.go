@@ -49,6 +49,7 @@ type options struct {
 	checkpointEvery        time.Duration
 	walLimit, walHardLimit int64
 	cacheBytes             int64 // versionCacheBytes; tests lower it
+	postingsBytes          int64 // postingsBytes; 0 (tests) keeps no sets
 }
 
 // WithReaders sets the number of read-only connections, that is how many
@@ -69,15 +70,18 @@ type Backend struct {
 
 	writes *group.Queue // Update calls, committed by commit
 
-	mu     sync.RWMutex // guards closed; held shared by Views starting
-	closed bool
-	views  sync.WaitGroup
-	ckpt   *checkpointer
-	sizes  *sizes // shared by every reader and writer
-	cache  *versionCache
+	mu       sync.RWMutex // guards closed; held shared by Views starting
+	closed   bool
+	views    sync.WaitGroup
+	ckpt     *checkpointer
+	sizes    *sizes // shared by every reader and writer
+	cache    *versionCache
+	postings *postings
 	// written lists the resources the group being committed put
-	// (writer goroutine only), for the cache to drop once it commits.
+	// (writer goroutine only), for the cache to drop once it commits;
+	// indexed is set when it changed idx rows.
 	written []versionKey
+	indexed bool
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -128,7 +132,7 @@ func dsn(path string, readOnly bool) string {
 func Open(dir string, opts ...Option) (_ *Backend, err error) {
 	o := options{readers: max(runtime.GOMAXPROCS(0), 4), maxBatch: 256,
 		checkpointEvery: checkpointEvery, walLimit: walLimit, walHardLimit: walHardLimit,
-		cacheBytes: versionCacheBytes}
+		cacheBytes: versionCacheBytes, postingsBytes: postingsBytes}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -147,6 +151,9 @@ func Open(dir string, opts ...Option) (_ *Backend, err error) {
 		readers: make(chan *dbconn, o.readers),
 		sizes:   newSizes(),
 		cache:   newVersionCache(o.cacheBytes),
+	}
+	if o.postingsBytes > 0 {
+		b.postings = newPostings(o.postingsBytes)
 	}
 	defer func() {
 		if err != nil {
@@ -248,6 +255,9 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 	// The snapshot is taken by fn's first read (SQLite starts a deferred
 	// transaction's read there); every later read sees the same one.
 	r := &reader{ctx: ctx, db: d, sizes: b.sizes}
+	if b.postings != nil {
+		r.postings, r.gen = b.postings, b.postings.generation()
+	}
 	err := fn(r)
 	r.done = true
 	if _, rerr := d.exec(context.Background(), "ROLLBACK"); rerr != nil {

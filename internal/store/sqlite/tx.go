@@ -24,6 +24,8 @@ type writer struct {
 	// written collects the resources put, for the version cache to drop
 	// once the group's commit ends (Backend.written).
 	written *[]versionKey
+	// indexed is set once the group changes idx rows (replaceTokens).
+	indexed *bool
 }
 
 var _ store.Writer = (*writer)(nil)
@@ -128,6 +130,9 @@ const tokenChunk = 64
 // the difference: an update changes a few of a resource's tokens.
 func (w *writer) replaceTokens(typ, id string, old, next []store.Token) error {
 	gone, added := diffTokens(old, next)
+	if len(gone)+len(added) > 0 {
+		*w.indexed = true
+	}
 	if err := w.tokenRows(deleteTokenSQL[:], typ, id, gone); err != nil {
 		return err
 	}

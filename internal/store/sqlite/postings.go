@@ -1,0 +1,180 @@
+package sqlite
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/phivault/phivault/internal/store"
+)
+
+// postings keeps in memory, between the commits that change the index,
+// the posting lists (the ids carrying a token group) of large groups that
+// Match keeps probing. A query driven by a small group, a patient's
+// resources, then checks each candidate against a set instead of seeking
+// the large group's postings in the index once per candidate: every
+// patient-scoped search names the same category, and each seek descends
+// the token B-tree from its root.
+//
+// Admission. A group is read into memory once the queries since the last
+// commit that changed the index have probed it for at least as many
+// candidates as it has postings: the seeks already spent would have paid
+// for reading it (reading a posting in order costs less than a seek).
+// Groups that are never probed often are never read; a write load that
+// commits many times a second keeps most groups from being read at all,
+// and Match then costs what it did without the sets.
+//
+// Coherence, as the version cache's. gen counts the writer's commits that
+// change idx rows (puts and reindexes) and is odd while one is committing.
+// A View's reader notes gen before its snapshot is taken (at its first
+// read); a set is kept only if gen has not moved since the reader that
+// read it noted it, and used only by readers that noted that same even
+// gen and find it unmoved after their query has read its rows. So a set
+// used holds exactly the postings of the reader's snapshot. Writers never
+// use the sets: their transaction sees its own uncommitted rows.
+//
+// What it holds is what the index holds: blind tokens' postings, ids.
+type postings struct {
+	mu     sync.Mutex
+	gen    uint64
+	sets   map[string]idSet // by sizeKey
+	probed map[string]int64 // candidates probed per group in this gen
+	bytes  int64            // held by sets, as setBytes counts
+	limit  int64
+}
+
+// idSet is a group's postings.
+type idSet map[string]struct{}
+
+// postingsBytes bounds the memory the sets hold; a group whose set would
+// take more than a quarter of it is never read into one.
+const postingsBytes = 64 << 20
+
+// postingMinSize and postingMaxSize bound the postings of a group kept:
+// probing a small group costs little more than looking its ids up, and a
+// set of postingMaxSize ids of 36 bytes takes about a quarter of
+// postingsBytes.
+const (
+	postingMinSize = 256
+	postingMaxSize = postingsBytes / 4 / 96
+)
+
+func newPostings(limit int64) *postings {
+	return &postings{sets: map[string]idSet{}, probed: map[string]int64{}, limit: limit}
+}
+
+// idBytes is what one id of a set is counted as: the string and about
+// what the map takes beside it.
+func idBytes(id string) int64 { return int64(len(id)) + 48 }
+
+// generation returns the generation a reader starts in.
+func (p *postings) generation() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gen
+}
+
+// get returns the set of the group key for a reader that started in gen.
+func (p *postings) get(key string, gen uint64) (idSet, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gen != gen || gen%2 != 0 {
+		return nil, false
+	}
+	s, ok := p.sets[key]
+	return s, ok
+}
+
+// probe records that a reader that started in gen probes the group key
+// for n candidates, and returns how many candidates the group has been
+// probed for in this generation (0: the generation has moved).
+func (p *postings) probe(key string, gen uint64, n int64) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gen != gen || gen%2 != 0 {
+		return 0
+	}
+	p.probed[key] += n
+	return p.probed[key]
+}
+
+// put keeps s, the group key's postings read by a reader that started in
+// gen, unless a commit that changes the index has started since. Beyond
+// the limit it drops sets at random (Go's map order) to make room.
+func (p *postings) put(key string, s idSet, gen uint64) {
+	n := setBytes(s)
+	if n > p.limit/4 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gen != gen || gen%2 != 0 {
+		return
+	}
+	if old, ok := p.sets[key]; ok {
+		delete(p.sets, key)
+		p.bytes -= setBytes(old)
+	}
+	for k, old := range p.sets {
+		if p.bytes+n <= p.limit {
+			break
+		}
+		delete(p.sets, k)
+		p.bytes -= setBytes(old)
+	}
+	p.sets[key] = s
+	p.bytes += n
+}
+
+func setBytes(s idSet) int64 {
+	var n int64
+	for id := range s {
+		n += idBytes(id)
+	}
+	return n
+}
+
+// committing marks the start of a commit that changes idx rows: no reader
+// uses or keeps a set until ended.
+func (p *postings) committing() {
+	p.mu.Lock()
+	p.gen |= 1
+	p.mu.Unlock()
+}
+
+// ended marks the end of that commit, whether it committed or not: every
+// set and probe count is dropped, and readers starting from now on read
+// and use sets again.
+func (p *postings) ended() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.sets)
+	clear(p.probed)
+	p.bytes = 0
+	p.gen = (p.gen | 1) + 1
+}
+
+// readSet reads group g's postings of type typ.
+func (r *reader) readSet(typ string, g []store.Token) (idSet, error) {
+	var b strings.Builder
+	b.WriteString(`SELECT rid FROM idx WHERE rtype = ? AND token IN (`)
+	args := appendTokens(&b, []any{typ}, g)
+	b.WriteString(`)`)
+	rows, err := r.db.query(r.ctx, b.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: match postings: %w", err)
+	}
+	defer rows.Close()
+	s := idSet{}
+	var id string
+	for rows.Next() {
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("sqlite: match postings: %w", err)
+		}
+		s[id] = struct{}{}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: match postings: %w", err)
+	}
+	return s, nil
+}
