@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -48,40 +49,40 @@ func (t Temporal) String() string { return t.src }
 // YYYY-MM-DD, or YYYY-MM-DDThh[:mm[:ss[.fff]]][Z|±hh:mm]. Values without an
 // offset are taken as UTC.
 func ParseDateTime(s string) (Temporal, error) {
-	bad := fmt.Errorf("fhirpath: invalid date/time %q", s)
 	if len(s) < 4 || len(s) > 64 {
-		return Temporal{}, bad
+		return Temporal{}, badDateTime(s)
 	}
 	datePart, timePart, hasT := strings.Cut(s, "T")
-	fields := strings.Split(datePart, "-")
-	if len(fields) > 3 {
-		return Temporal{}, bad
+	var buf [3]string
+	fields, ok := splitN(buf[:0], datePart, "-")
+	if !ok {
+		return Temporal{}, badDateTime(s)
 	}
 	nums := [3]int{0, 1, 1}
 	want := [3]int{4, 2, 2}
 	for i, f := range fields {
 		if len(f) != want[i] {
-			return Temporal{}, bad
+			return Temporal{}, badDateTime(s)
 		}
 		n, err := strconv.Atoi(f)
 		if err != nil || n < 0 {
-			return Temporal{}, bad
+			return Temporal{}, badDateTime(s)
 		}
 		nums[i] = n
 	}
 	if nums[1] < 1 || nums[1] > 12 || nums[2] < 1 || nums[2] > 31 {
-		return Temporal{}, bad
+		return Temporal{}, badDateTime(s)
 	}
 	out := Temporal{Kind: KindDate, Prec: Precision(len(fields)), src: s}
 	if !hasT {
 		out.T = time.Date(nums[0], time.Month(nums[1]), nums[2], 0, 0, 0, 0, time.UTC)
 		if out.T.Day() != nums[2] {
-			return Temporal{}, bad
+			return Temporal{}, badDateTime(s)
 		}
 		return out, nil
 	}
 	if len(fields) != 3 && timePart != "" {
-		return Temporal{}, bad
+		return Temporal{}, badDateTime(s)
 	}
 	out.Kind = KindDateTime
 	if timePart == "" { // "2015T" or "2015-02-04T": a dateTime at date precision
@@ -90,7 +91,7 @@ func ParseDateTime(s string) (Temporal, error) {
 	}
 	clock, loc, err := parseClock(timePart)
 	if err != nil {
-		return Temporal{}, bad
+		return Temporal{}, badDateTime(s)
 	}
 	out.Prec, out.HasTZ = clock.prec, loc != nil
 	if loc == nil {
@@ -98,10 +99,13 @@ func ParseDateTime(s string) (Temporal, error) {
 	}
 	out.T = time.Date(nums[0], time.Month(nums[1]), nums[2], clock.h, clock.m, clock.s, clock.ns, loc)
 	if out.T.Day() != nums[2] {
-		return Temporal{}, bad
+		return Temporal{}, badDateTime(s)
 	}
 	return out, nil
 }
+
+// badDateTime is ParseDateTime's error for s, made only when it fails.
+func badDateTime(s string) error { return fmt.Errorf("fhirpath: invalid date/time %q", s) }
 
 type clockParts struct {
 	h, m, s, ns int
@@ -125,20 +129,21 @@ func parseClock(s string) (clockParts, *time.Location, error) {
 		if s[i] == '-' {
 			secs = -secs
 		}
-		loc = time.FixedZone("", secs)
+		loc = fixedZone(secs)
 		s = s[:i]
 	}
 	var c clockParts
-	parts := strings.Split(s, ":")
-	if len(parts) > 3 {
+	var buf [3]string
+	parts, ok := splitN(buf[:0], s, ":")
+	if !ok {
 		return c, nil, fmt.Errorf("bad time")
 	}
 	frac := ""
 	if len(parts) == 3 {
 		parts[2], frac, _ = strings.Cut(parts[2], ".")
 	}
-	vals := []*int{&c.h, &c.m, &c.s}
-	max := []int{23, 59, 60}
+	vals := [...]*int{&c.h, &c.m, &c.s}
+	max := [...]int{23, 59, 60}
 	for i, p := range parts {
 		n, err := strconv.Atoi(p)
 		if len(p) != 2 || err != nil || n < 0 || n > max[i] {
@@ -161,6 +166,35 @@ func parseClock(s string) (clockParts, *time.Location, error) {
 		c.ns, c.prec = n, Millisecond
 	}
 	return c, loc, nil
+}
+
+// splitN appends to dst (of capacity n) the fields of s around sep, as
+// strings.Split would give them; ok is false if there are more than n.
+func splitN(dst []string, s, sep string) (fields []string, ok bool) {
+	for {
+		f, rest, more := strings.Cut(s, sep)
+		if len(dst) == cap(dst) {
+			return nil, false
+		}
+		dst = append(dst, f)
+		if !more {
+			return dst, true
+		}
+		s = rest
+	}
+}
+
+// zones holds the fixed zones of the offsets parsed so far (at most
+// 29 * 60 of them): one Location per offset, not one per value parsed.
+var zones sync.Map // seconds east of UTC -> *time.Location
+
+// fixedZone returns the unnamed zone secs seconds east of UTC.
+func fixedZone(secs int) *time.Location {
+	if z, ok := zones.Load(secs); ok {
+		return z.(*time.Location)
+	}
+	z, _ := zones.LoadOrStore(secs, time.FixedZone("", secs))
+	return z.(*time.Location)
 }
 
 // parseTemporalLiteral parses the text after '@' in a FHIRPath literal.

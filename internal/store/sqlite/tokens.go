@@ -123,7 +123,7 @@ func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[str
 	}
 	defer rows.Close()
 	var id string
-	var toks []byte
+	var toks sql.RawBytes // read in place: a token set is about a kilobyte, and only looked through
 	for rows.Next() {
 		if err := rows.Scan(&id, &toks); err != nil {
 			return nil, fmt.Errorf("sqlite: carried: %w", err)
