@@ -56,6 +56,7 @@ type API struct {
 	Config
 	started time.Time
 	exports *exportManager
+	labels  labelMemo
 }
 
 // New returns an API; mount Handler under /fhir/.

@@ -121,7 +121,7 @@ func (s callerSearcher) Find(_ context.Context, typ string, q url.Values, limit 
 // security labels and category codes of its body when it has one.
 func (a *API) request(c *call, act policy.Action, e records.Entry) policy.Request {
 	r := policy.Request{Principal: c.who, Action: act, Type: e.Type, ID: e.ID, Patient: e.Patient, Purpose: c.purpose()}
-	r.Labels, r.Category = labels(e.Body)
+	r.Labels, r.Category = a.labels.of(e)
 	return r
 }
 
