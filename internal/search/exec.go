@@ -232,11 +232,16 @@ func (e *Engine) decide(pl *plan, en *records.Entry) (_ hit, _ bool, err error) 
 	var vals []searchparam.Value
 	partial := false
 	if params, keep := pl.dateOnly(e); params != nil {
-		var res map[string]any
-		if res, err = parseMembers(en.Body, keep); err != nil {
-			return hit{}, false, err
-		}
-		vals, err = e.dateValues(pl.typ, params, res)
+		// The values are remembered: the next page, or the next search of
+		// the same patient, reads the same versions again.
+		scope := dateScope{reg: e.params(), params: pl.dates.key}
+		vals, err = e.dateMemo.Get(en.Type, en.ID, en.VID, en.Body, scope, func() ([]searchparam.Value, error) {
+			res, err := parseMembers(en.Body, keep)
+			if err != nil {
+				return nil, err
+			}
+			return e.dateValues(pl.typ, params, res)
+		})
 		partial = true
 	} else {
 		var res map[string]any

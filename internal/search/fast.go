@@ -37,6 +37,13 @@ func (pl *plan) neededParams() (params []string, allDates bool) {
 type dateOnly struct {
 	params []string
 	keep   func(key string) bool
+	key    string // the params, joined: the memo's scope with the registry
+}
+
+// dateScope is what a candidate's date values depend on besides its body.
+type dateScope struct {
+	reg    *searchparam.Registry
+	params string
 }
 
 // dateOnly returns, when the plan needs only date parameters, those
@@ -48,6 +55,7 @@ func (pl *plan) dateOnly(e *Engine) (params []string, keep func(key string) bool
 		if ps, all := pl.neededParams(); all {
 			d.params = ps
 			d.keep = e.reachable(pl.typ, ps)
+			d.key = strings.Join(ps, "\x00")
 		}
 		pl.dates = d
 	}

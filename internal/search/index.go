@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/phivault/phivault/internal/barrier"
+	"github.com/phivault/phivault/internal/bodymemo"
 	"github.com/phivault/phivault/internal/fhir/searchparam"
 	"github.com/phivault/phivault/internal/records"
 	"github.com/phivault/phivault/internal/store"
@@ -33,6 +34,9 @@ type Engine struct {
 	loadMu sync.Mutex                  // serializes LoadParams
 	custom atomic.Pointer[customState] // what the last LoadParams took into use
 	years  sync.Map                    // type+param -> []store.Token (yearTokens)
+	// dateMemo holds the date values candidates were decided and ordered
+	// by (decide), scoped by the registry and the parameters.
+	dateMemo bodymemo.Memo[[]searchparam.Value]
 }
 
 var _ records.Indexer = (*Engine)(nil)

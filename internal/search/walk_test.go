@@ -153,3 +153,34 @@ func TestYearTokensFollowKey(t *testing.T) {
 		t.Error("after reopening, the year tokens are not the keyed ones")
 	}
 }
+
+// TestDateSortFollowsUpdates: the date values a sorted search ordered a
+// version by are remembered (decide), and an update that moves a
+// resource's date moves it in the next search: from last to first, and
+// out of a date-range filter.
+func TestDateSortFollowsUpdates(t *testing.T) {
+	e := newEnv(t)
+	obs := func(id, date string) map[string]any {
+		return map[string]any{"resourceType": "Observation", "id": id, "status": "final",
+			"code":              map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "a"}}},
+			"subject":           map[string]any{"reference": "Patient/p1"},
+			"effectiveDateTime": date}
+	}
+	for i := range 30 {
+		e.put(obs(fmt.Sprintf("u%02d", i), fmt.Sprintf("2020-01-%02d", i+1)))
+	}
+	const q = "Observation?patient=p1&_sort=-date&_count=5"
+	for range 2 { // the second search reads what the first remembered
+		if got := e.get(q).matches; !slices.Equal(got, []string{"Observation/u29", "Observation/u28", "Observation/u27", "Observation/u26", "Observation/u25"}) {
+			t.Fatalf("before the update: %v", got)
+		}
+	}
+	e.put(obs("u00", "2021-06-01"))
+	if got := e.get(q).matches; len(got) == 0 || got[0] != "Observation/u00" {
+		t.Fatalf("after u00 moved to 2021: %v", got)
+	}
+	const ranged = "Observation?patient=p1&date=lt2020-01-03&_sort=date&_count=5"
+	if got := e.get(ranged).matches; !slices.Equal(got, []string{"Observation/u01"}) {
+		t.Fatalf("before 2020-01-03, after u00 moved: %v", got)
+	}
+}
