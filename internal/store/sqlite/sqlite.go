@@ -249,7 +249,10 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 	// preparing them for every View cost about 2% of the server's CPU
 	// under reads.
 	if _, err := d.exec(ctx, "BEGIN"); err != nil {
-		b.readers <- d
+		// BEGIN may have taken effect before failing (a context cancelled
+		// as it ran): a connection handed back inside a transaction would
+		// fail every later BEGIN. end rolls it back, or replaces it.
+		_ = b.end(d)
 		return fmt.Errorf("sqlite: begin read: %w", err)
 	}
 	// The snapshot is taken by fn's first read (SQLite starts a deferred
@@ -260,19 +263,26 @@ func (b *Backend) View(ctx context.Context, fn func(store.Reader) error) error {
 	}
 	err := fn(r)
 	r.done = true
+	return errors.Join(err, b.end(d))
+}
+
+// end ends the read transaction d is in, if any, and hands d back to the
+// pool; when ROLLBACK fails (no transaction was open, or the connection
+// is broken) a new connection takes its place. The error is only that of
+// making the new connection; the pool stays full either way.
+func (b *Backend) end(d *dbconn) error {
 	if _, rerr := d.exec(context.Background(), "ROLLBACK"); rerr != nil {
-		// The connection's state is unknown: replace it.
 		_ = d.close()
 		nc, cerr := b.readDB.Conn(context.Background())
 		if cerr != nil {
 			// Keep the pool full; the broken connection fails its next use.
 			b.readers <- d
-			return errors.Join(err, fmt.Errorf("sqlite: end read: %w", rerr))
+			return fmt.Errorf("sqlite: end read: %w", errors.Join(rerr, cerr))
 		}
 		d = newDBConn(nc)
 	}
 	b.readers <- d
-	return err
+	return nil
 }
 
 // Update implements store.Backend. fn runs on the writer goroutine, in a
