@@ -80,6 +80,7 @@ Every request is authenticated, decided by policy and written to the audit log b
 Press Ctrl-C to stop.
 `, url, tok, filepath.Join(dir, bootstrapName), cert, firstPatient, filepath.Join(dir, demoAccountsName))
 	}
+	tuneGC()
 	return serve(o, stderr)
 }
 

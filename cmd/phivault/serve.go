@@ -60,6 +60,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	o.data = *data
 	o.ready = func(url string) { fmt.Fprintf(stdout, "phivault is serving FHIR R4 at %s/fhir\n", url) }
+	tuneGC()
 	return serve(o, stderr)
 }
 
