@@ -30,17 +30,15 @@ const versionCacheBytes = 64 << 20
 // that could have changed it would have moved gen first. Reads go on
 // while a commit runs; they read SQLite meanwhile.
 type versionCache struct {
-	mu    sync.Mutex
-	gen   uint64
-	m     map[versionKey]store.Version
-	bytes int64 // held by m, as entryBytes counts
-	limit int64
+	mu  sync.Mutex
+	gen uint64
+	vs  bytesMap[versionKey, store.Version] // counted as entryBytes counts
 }
 
 type versionKey struct{ typ, id string }
 
 func newVersionCache(limit int64) *versionCache {
-	return &versionCache{m: make(map[versionKey]store.Version), limit: limit}
+	return &versionCache{vs: newBytesMap[versionKey](limit, entryBytes)}
 }
 
 // entryBytes is what an entry is counted as: its strings and body, and
@@ -60,7 +58,7 @@ func (c *versionCache) generation() uint64 {
 // read that started in gen may use the cache.
 func (c *versionCache) get(typ, id string, gen uint64) (store.Version, bool) {
 	c.mu.Lock()
-	v, ok := c.m[versionKey{typ, id}]
+	v, ok := c.vs.m[versionKey{typ, id}]
 	ok = ok && c.gen == gen && gen%2 == 0
 	c.mu.Unlock()
 	if !ok {
@@ -78,7 +76,7 @@ func (c *versionCache) get(typ, id string, gen uint64) (store.Version, bool) {
 // room; a version bigger than a sixteenth of the limit is not kept.
 func (c *versionCache) put(v store.Version, gen uint64) {
 	n := entryBytes(v)
-	if n > c.limit/16 {
+	if n > c.vs.limit/16 {
 		return
 	}
 	if v.Body != nil {
@@ -90,19 +88,7 @@ func (c *versionCache) put(v store.Version, gen uint64) {
 	if c.gen != gen || gen%2 != 0 {
 		return
 	}
-	if old, ok := c.m[k]; ok {
-		delete(c.m, k)
-		c.bytes -= entryBytes(old)
-	}
-	for key, old := range c.m {
-		if c.bytes+n <= c.limit {
-			break
-		}
-		delete(c.m, key)
-		c.bytes -= entryBytes(old)
-	}
-	c.m[k] = v
-	c.bytes += n
+	c.vs.put(k, v, n)
 }
 
 // committing marks the start of a commit that puts versions: from now on
@@ -120,10 +106,7 @@ func (c *versionCache) ended(keys []versionKey) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, k := range keys {
-		if old, ok := c.m[k]; ok {
-			delete(c.m, k)
-			c.bytes -= entryBytes(old)
-		}
+		c.vs.drop(k)
 	}
 	c.gen = (c.gen | 1) + 1
 }

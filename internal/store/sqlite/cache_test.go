@@ -146,21 +146,21 @@ func TestVersionCacheBounded(t *testing.T) {
 				t.Fatalf("pass %d: read %d: %v (%d versions)", pass, i, err, len(vs))
 			}
 			vs[0].Body[0]++ // the caller's copy
-			if be.cache.bytes > limit {
-				t.Fatalf("cache holds %d bytes, limit %d", be.cache.bytes, limit)
+			if be.cache.vs.bytes > limit {
+				t.Fatalf("cache holds %d bytes, limit %d", be.cache.vs.bytes, limit)
 			}
 		}
 	}
-	held := len(be.cache.m)
+	held := len(be.cache.vs.m)
 	if min := limit / 2 / 1200; held < min {
 		t.Errorf("cache holds %d versions, want at least %d", held, min)
 	}
 	var sum int64
-	for _, v := range be.cache.m {
+	for _, v := range be.cache.vs.m {
 		sum += entryBytes(v)
 	}
-	if sum != be.cache.bytes {
-		t.Errorf("cache counts %d bytes, holds %d", be.cache.bytes, sum)
+	if sum != be.cache.vs.bytes {
+		t.Errorf("cache counts %d bytes, holds %d", be.cache.vs.bytes, sum)
 	}
 	if vs, err := be.ReadCurrent(ctx, "Patient", []string{"nope"}); err != nil || len(vs) != 0 {
 		t.Errorf("missing resource: %v, %d versions", err, len(vs))

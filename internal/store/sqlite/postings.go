@@ -37,10 +37,8 @@ import (
 type postings struct {
 	mu     sync.Mutex
 	gen    uint64
-	sets   map[string]idSet // by sizeKey
-	probed map[string]int64 // candidates probed per group in this gen
-	bytes  int64            // held by sets, as setBytes counts
-	limit  int64
+	sets   bytesMap[string, idSet] // by sizeKey, counted as setBytes counts
+	probed map[string]int64        // candidates probed per group in this gen
 }
 
 // idSet is a group's postings.
@@ -60,7 +58,7 @@ const (
 )
 
 func newPostings(limit int64) *postings {
-	return &postings{sets: map[string]idSet{}, probed: map[string]int64{}, limit: limit}
+	return &postings{sets: newBytesMap[string](limit, setBytes), probed: map[string]int64{}}
 }
 
 // idBytes is what one id of a set is counted as: the string and about
@@ -81,7 +79,7 @@ func (p *postings) get(key string, gen uint64) (idSet, bool) {
 	if p.gen != gen || gen%2 != 0 {
 		return nil, false
 	}
-	s, ok := p.sets[key]
+	s, ok := p.sets.m[key]
 	return s, ok
 }
 
@@ -103,7 +101,7 @@ func (p *postings) probe(key string, gen uint64, n int64) int64 {
 // the limit it drops sets at random (Go's map order) to make room.
 func (p *postings) put(key string, s idSet, gen uint64) {
 	n := setBytes(s)
-	if n > p.limit/4 {
+	if n > p.sets.limit/4 {
 		return
 	}
 	p.mu.Lock()
@@ -111,19 +109,7 @@ func (p *postings) put(key string, s idSet, gen uint64) {
 	if p.gen != gen || gen%2 != 0 {
 		return
 	}
-	if old, ok := p.sets[key]; ok {
-		delete(p.sets, key)
-		p.bytes -= setBytes(old)
-	}
-	for k, old := range p.sets {
-		if p.bytes+n <= p.limit {
-			break
-		}
-		delete(p.sets, k)
-		p.bytes -= setBytes(old)
-	}
-	p.sets[key] = s
-	p.bytes += n
+	p.sets.put(key, s, n)
 }
 
 func setBytes(s idSet) int64 {
@@ -148,9 +134,8 @@ func (p *postings) committing() {
 func (p *postings) ended() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	clear(p.sets)
+	p.sets.clear()
 	clear(p.probed)
-	p.bytes = 0
 	p.gen = (p.gen | 1) + 1
 }
 

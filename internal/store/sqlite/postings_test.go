@@ -93,13 +93,13 @@ func TestPostingSetsAnswerAsTheIndex(t *testing.T) {
 		q.All[1] = []store.Token{store.Token("cat:0")}
 		same(q)
 	}
-	if len(with.postings.sets) != 0 {
+	if len(with.postings.sets.m) != 0 {
 		t.Fatal("a group was read into a set before its probes paid for it")
 	}
 	for range 200 {
 		same(query())
 	}
-	if len(with.postings.sets) == 0 {
+	if len(with.postings.sets.m) == 0 {
 		t.Fatal("no group was read into a set after 200 patient-shaped queries")
 	}
 
@@ -111,7 +111,7 @@ func TestPostingSetsAnswerAsTheIndex(t *testing.T) {
 	added := map[string][]string{"r99999": {"pat:0", "cat:0"}}
 	putMany(t, with, 1, added)
 	putMany(t, without, 1, added)
-	if len(with.postings.sets) != 0 {
+	if len(with.postings.sets.m) != 0 {
 		t.Fatal("the sets outlived a commit that changed the index")
 	}
 	want := []string{"r00004", "r00008", "r00012", "r00016", "r00020", "r00024", "r00028", "r00032", "r00036", "r00040", "r00044", "r00048", "r99999"}
@@ -121,7 +121,7 @@ func TestPostingSetsAnswerAsTheIndex(t *testing.T) {
 		}
 		same(query())
 	}
-	if len(with.postings.sets) == 0 {
+	if len(with.postings.sets.m) == 0 {
 		t.Fatal("no group was read into a set again after the commits")
 	}
 }
@@ -136,7 +136,7 @@ func TestPostingSetsKeepTheSnapshot(t *testing.T) {
 	for i := range 100 {
 		match(t, be, patientQuery(i%40, 0))
 	}
-	if len(be.postings.sets) == 0 {
+	if len(be.postings.sets.m) == 0 {
 		t.Fatal("no set was read")
 	}
 	if err := be.Update(context.Background(), func(w store.Writer) error {
@@ -144,7 +144,7 @@ func TestPostingSetsKeepTheSnapshot(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if len(be.postings.sets) == 0 {
+	if len(be.postings.sets.m) == 0 {
 		t.Fatal("a commit that changed no idx rows dropped the sets")
 	}
 	before := match(t, be, patientQuery(1, 0))
@@ -231,23 +231,23 @@ func TestPostingSetsBounded(t *testing.T) {
 		return s
 	}
 	p.put("big", set(0, 19), 0) // 1,026 bytes: more than a quarter
-	if len(p.sets) != 0 {
+	if len(p.sets.m) != 0 {
 		t.Fatal("a set of more than a quarter of the limit was kept")
 	}
 	for i := range 400 {
 		p.put(fmt.Sprint("g", i%7), set(i*100, 6+i%13), 0) // 324 to 972 bytes
-		if p.bytes > p.limit || p.bytes != sumBytes(p) {
-			t.Fatalf("after put %d: %d bytes counted, %d held, limit %d", i, p.bytes, sumBytes(p), p.limit)
+		if p.sets.bytes > p.sets.limit || p.sets.bytes != sumBytes(p) {
+			t.Fatalf("after put %d: %d bytes counted, %d held, limit %d", i, p.sets.bytes, sumBytes(p), p.sets.limit)
 		}
 	}
 	p.put("late", set(0, 10), 1) // a generation that is not current
-	if _, ok := p.sets["late"]; ok {
+	if _, ok := p.sets.m["late"]; ok {
 		t.Fatal("a set read in another generation was kept")
 	}
 }
 
 func sumBytes(p *postings) (n int64) {
-	for _, s := range p.sets {
+	for _, s := range p.sets.m {
 		n += setBytes(s)
 	}
 	return n
