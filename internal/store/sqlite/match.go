@@ -279,11 +279,12 @@ func (r *reader) memorySets(q store.MatchQuery, p *plan) (cached bool, err error
 		if probed < postingMinSize {
 			continue
 		}
-		// Past a floor, count on up to the power of two the probes have
-		// reached: the count is kept a moment in sizes, and counting
-		// costs at most twice what the probes have spent.
+		// Past a floor (or a count of the postings after a cursor only),
+		// count on up to the power of two the probes have reached: the
+		// count is kept a moment in sizes, and counting costs at most
+		// twice what the probes have spent.
 		size, upTo := p.counts[i], min(probed, postingMaxSize)
-		if size >= p.limit {
+		if size >= p.limit || q.After != "" {
 			step := min(int64(1)<<bits.Len64(uint64(probed)), postingMaxSize+1)
 			if size, err = r.groupSize(store.MatchQuery{Type: q.Type}, g, key, step); err != nil {
 				return false, err
