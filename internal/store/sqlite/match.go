@@ -100,6 +100,7 @@ type plan struct {
 	mem    []idSet
 	counts []int64
 	limit  int64
+	keys   []string // the groups' sizeKeys when driver made them ("" otherwise)
 }
 
 // driver plans q: it picks the group with the fewest postings (counted up
@@ -144,7 +145,7 @@ func (r *reader) driver(q store.MatchQuery, count bool) (p plan, ok bool, err er
 			break // every other group has at least limit postings
 		}
 	}
-	p.counts, p.limit = counts, limit
+	p.counts, p.limit, p.keys = counts, limit, keys
 	if !count && q.Limit > 0 && len(q.All[p.drive]) == 1 {
 		return p, true, nil
 	}
@@ -270,7 +271,10 @@ func (r *reader) memorySets(q store.MatchQuery, p *plan) (cached bool, err error
 		if i == p.drive || p.sets[i] {
 			continue
 		}
-		key := sizeKey(q.Type, g)
+		key := p.keys[i]
+		if key == "" { // a paging query: driver counted without the sizes
+			key = sizeKey(q.Type, g)
+		}
 		if s, ok := r.postings.get(key, r.gen); ok {
 			p.mem[i], cached = s, true
 			continue
