@@ -33,12 +33,30 @@ import (
 // used holds exactly the postings of the reader's snapshot. Writers never
 // use the sets: their transaction sees its own uncommitted rows.
 //
-// What it holds is what the index holds: blind tokens' postings, ids.
+// It also keeps, under the same coherence, the token sets Carried has read
+// (a current version's tokset value, by type and id): the date-sorted
+// walk asks for the years of the same patients' resources at every look
+// at their charts, and each answer from SQLite is two primary-key probes
+// and a copy of about a kilobyte. A commit that changes no idx row
+// changes no current version's token set: a version put with the tokens
+// of the one it replaces has an equal set, and any other put or delete
+// changes idx rows (replaceTokens).
+//
+// What it holds is what the index holds: blind tokens, their postings,
+// ids.
 type postings struct {
 	mu     sync.Mutex
 	gen    uint64
-	sets   bytesMap[string, idSet] // by sizeKey, counted as setBytes counts
-	probed map[string]int64        // candidates probed per group in this gen
+	sets   bytesMap[string, idSet]        // by sizeKey, counted as setBytes counts
+	probed map[string]int64               // candidates probed per group in this gen
+	toks   bytesMap[versionKey, tokEntry] // token sets, as tokBytes counts
+}
+
+// tokEntry is a current version's tokset value; the key is kept beside it
+// to count its bytes.
+type tokEntry struct {
+	key  versionKey
+	toks []byte
 }
 
 // idSet is a group's postings.
@@ -57,8 +75,38 @@ const (
 	postingMaxSize = postingsBytes / 4 / 96
 )
 
+// newPostings keeps up to limit bytes of sets and half that of token sets.
 func newPostings(limit int64) *postings {
-	return &postings{sets: newBytesMap[string](limit, setBytes), probed: map[string]int64{}}
+	return &postings{sets: newBytesMap[string](limit, setBytes), probed: map[string]int64{},
+		toks: newBytesMap[versionKey](limit/2, tokBytes)}
+}
+
+// tokBytes is what a token set kept is counted as: its bytes, its key, and
+// about what the map takes beside them.
+func tokBytes(e tokEntry) int64 { return int64(len(e.toks)+len(e.key.typ)+len(e.key.id)) + 96 }
+
+// tokset returns the token set of typ/id kept for a reader that started
+// in gen. The caller must not write to it.
+func (p *postings) tokset(typ, id string, gen uint64) ([]byte, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gen != gen || gen%2 != 0 {
+		return nil, false
+	}
+	e, ok := p.toks.m[versionKey{typ, id}]
+	return e.toks, ok
+}
+
+// keepTokset keeps toks, typ/id's token set read by a reader that started
+// in gen, unless a commit that changes the index has started since.
+func (p *postings) keepTokset(typ, id string, toks []byte, gen uint64) {
+	e := tokEntry{versionKey{typ, id}, toks}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gen != gen || gen%2 != 0 {
+		return
+	}
+	p.toks.put(e.key, e, tokBytes(e))
 }
 
 // idBytes is what one id of a set is counted as: the string and about
@@ -129,13 +177,14 @@ func (p *postings) committing() {
 }
 
 // ended marks the end of that commit, whether it committed or not: every
-// set and probe count is dropped, and readers starting from now on read
+// set, probe count and token set is dropped, and readers starting from now on read
 // and use sets again.
 func (p *postings) ended() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.sets.clear()
 	clear(p.probed)
+	p.toks.clear()
 	p.gen = (p.gen | 1) + 1
 }
 

@@ -91,7 +91,10 @@ type reader struct {
 	// memory for Match, as of generation gen, noted before the snapshot.
 	postings *postings
 	gen      uint64
-	done     bool // the View or Update fn returned; the connection is no longer ours
+	// snapped is set once Match or Carried has read from SQLite, which
+	// takes the View's snapshot if no read before did.
+	snapped bool
+	done    bool // the View or Update fn returned; the connection is no longer ours
 	// aborted (writers only) is set when SQLite rolled the group
 	// transaction back; further statements would run outside any
 	// transaction, so they are refused.

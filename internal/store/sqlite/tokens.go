@@ -101,7 +101,8 @@ func (w *writer) putTokset(seq int64, toks []byte) error {
 	return err
 }
 
-// Carried implements store.Reader: one probe of current and tokset per id.
+// Carried implements store.Reader: one probe of current and tokset per id,
+// or none for a token set kept in memory (postings).
 func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[string][]int, error) {
 	if err := r.check(); err != nil {
 		return nil, err
@@ -111,40 +112,96 @@ func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[str
 		return out, nil
 	}
 	filter := newTokenFilter(among)
+	missing, kept := ids, false
+	if r.postings != nil {
+		missing = nil
+		for _, id := range ids {
+			toks, ok := r.postings.tokset(typ, id, r.gen)
+			if !ok {
+				missing = append(missing, id)
+				continue
+			}
+			kept = true
+			if err := carry(out, id, toks, filter); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := r.carriedSQL(out, typ, missing, filter); err != nil {
+		return nil, err
+	}
+	if kept && !r.snapped {
+		// Answered from memory before any read: take the snapshot now, so
+		// that the check below ties it to the sets' generation and later
+		// reads of this View see what these answers saw.
+		if _, err := r.db.exec(r.ctx, `SELECT 1 FROM tokset LIMIT 1`); err != nil {
+			return nil, fmt.Errorf("sqlite: carried: %w", err)
+		}
+		r.snapped = true
+	}
+	if kept && r.postings.generation() != r.gen {
+		// A commit changed the index while this ran: the sets kept may
+		// not be this snapshot's.
+		clear(out)
+		err := r.carriedSQL(out, typ, ids, filter) // keeps none: gen moved
+		return out, err
+	}
+	return out, nil
+}
+
+// carriedSQL adds to out the positions of filter's tokens that each of ids
+// carries, read from SQLite, and keeps the token sets read (postings).
+func (r *reader) carriedSQL(out map[string][]int, typ string, ids []string, filter *tokenFilter) error {
+	if len(ids) == 0 {
+		return nil
+	}
 	list, err := json.Marshal(ids)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// The ids drive (CROSS JOIN keeps them outer): primary-key probes only.
 	rows, err := r.db.query(r.ctx, `SELECT j.value, t.toks FROM json_each(?) j CROSS JOIN current c CROSS JOIN tokset t
 		WHERE c.rtype = ? AND c.rid = j.value AND c.deleted = 0 AND t.seq = c.seq`, string(list), typ)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: carried: %w", err)
+		return fmt.Errorf("sqlite: carried: %w", err)
 	}
 	defer rows.Close()
+	r.snapped = true
 	var id string
-	var toks sql.RawBytes // read in place: a token set is about a kilobyte, and only looked through
+	var toks sql.RawBytes // read in place: a token set is about a kilobyte
 	for rows.Next() {
 		if err := rows.Scan(&id, &toks); err != nil {
-			return nil, fmt.Errorf("sqlite: carried: %w", err)
+			return fmt.Errorf("sqlite: carried: %w", err)
 		}
-		var got []int
-		if err := eachToken(toks, func(tok []byte) {
-			if p, ok := filter.find(tok); ok {
-				got = append(got, p)
-			}
-		}); err != nil {
-			return nil, err
+		if err := carry(out, id, toks, filter); err != nil {
+			return err
 		}
-		if len(got) > 0 {
-			slices.Sort(got)
-			out[id] = got
+		if r.postings != nil {
+			r.postings.keepTokset(typ, id, bytes.Clone(toks), r.gen)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: carried: %w", err)
+		return fmt.Errorf("sqlite: carried: %w", err)
 	}
-	return out, nil
+	return nil
+}
+
+// carry sets out[id] to the sorted positions of filter's tokens in the
+// tokset value toks, if it carries any.
+func carry(out map[string][]int, id string, toks []byte, filter *tokenFilter) error {
+	var got []int
+	if err := eachToken(toks, func(tok []byte) {
+		if p, ok := filter.find(tok); ok {
+			got = append(got, p)
+		}
+	}); err != nil {
+		return err
+	}
+	if len(got) > 0 {
+		slices.Sort(got)
+		out[id] = got
+	}
+	return nil
 }
 
 // readTokset returns the token set of the version seq.
