@@ -14,8 +14,8 @@ import (
 // server answered 11-16% more of them (two series of five pairs side by
 // side, docs/benchmarks.md). The price
 // is memory: the heap peaks at about three times its live size (the
-// caches bound the live size: 64 MiB of versions, 64 MiB of posting sets,
-// the memos) instead of twice. GOGC, or GOMEMLIMIT for a hard bound, still
+// caches bound the live size: 64 MiB of versions, 64 MiB of posting sets
+// and 32 MiB of token sets, the memos) instead of twice. GOGC, or GOMEMLIMIT for a hard bound, still
 // decides when set.
 const serveGCPercent = 200
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"strings"
 
 	"github.com/phivault/phivault/internal/store"
@@ -101,6 +102,7 @@ type plan struct {
 	counts []int64
 	limit  int64
 	keys   []string // the groups' sizeKeys when driver made them ("" otherwise)
+	list   []string // the driver's postings in memory, in id order (postings), or nil
 }
 
 // driver plans q: it picks the group with the fewest postings (counted up
@@ -215,6 +217,7 @@ func (r *reader) Match(q store.MatchQuery) ([]string, error) {
 		// A commit changed the index while the query ran: its snapshot
 		// may not be the sets' (postings).
 		clear(p.mem)
+		p.list = nil
 		ids, err = r.matchIDs(q, p)
 	}
 	return ids, err
@@ -223,6 +226,15 @@ func (r *reader) Match(q store.MatchQuery) ([]string, error) {
 // matchIDs runs the plan p of q, checking the candidates of the groups p
 // holds in memory against their sets.
 func (r *reader) matchIDs(q store.MatchQuery, p plan) ([]string, error) {
+	// The driver alone is scanned when every other group is in memory; a
+	// first page's scan then reads its postings whole, to be kept.
+	alone := len(q.All) > 1
+	for i, s := range p.mem {
+		alone = alone && (i == p.drive || s != nil)
+	}
+	if alone && p.list != nil {
+		return r.matchList(q, p)
+	}
 	query, args := matchSQL(q, p, false)
 	limit, filter := int64(-1), false
 	for _, s := range p.mem {
@@ -236,12 +248,62 @@ func (r *reader) matchIDs(q store.MatchQuery, p plan) ([]string, error) {
 		return nil, fmt.Errorf("sqlite: match: %w", err)
 	}
 	defer rows.Close()
-	var ids []string
+	var ids, all []string
+	keep := alone && r.postings != nil && q.After == "" && limit < 0
 	var id string
 next:
 	for rows.Next() {
 		if err := rows.Scan(&id); err != nil {
 			return nil, fmt.Errorf("sqlite: match: %w", err)
+		}
+		if keep {
+			all = append(all, id)
+		}
+		for _, s := range p.mem {
+			if _, ok := s[id]; s != nil && !ok {
+				continue next
+			}
+		}
+		ids = append(ids, id)
+		if q.Limit > 0 && len(ids) == q.Limit {
+			keep = false // the rest of the postings are not read
+			break
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: match: %w", err)
+	}
+	if keep {
+		r.postings.keepList(p.driverKey(q), all, r.gen)
+	}
+	return ids, nil
+}
+
+// driverKey is the sizeKey of p's driving group.
+func (p plan) driverKey(q store.MatchQuery) string {
+	if k := p.keys[p.drive]; k != "" {
+		return k
+	}
+	return sizeKey(q.Type, q.All[p.drive])
+}
+
+// matchList answers q from the driver's postings in memory, p.list, and
+// the sets in memory of every other group. Nothing is read from SQLite,
+// so the View's snapshot is taken here if no read took it before: Match
+// then checks that the sets' generation is still the one the View started
+// in.
+func (r *reader) matchList(q store.MatchQuery, p plan) ([]string, error) {
+	if !r.snapped {
+		if _, err := r.db.exec(r.ctx, `SELECT 1 FROM idx LIMIT 1`); err != nil {
+			return nil, fmt.Errorf("sqlite: match: %w", err)
+		}
+	}
+	from, _ := slices.BinarySearch(p.list, q.After)
+	var ids []string
+next:
+	for _, id := range p.list[from:] {
+		if id <= q.After {
+			continue
 		}
 		for _, s := range p.mem {
 			if _, ok := s[id]; s != nil && !ok {
@@ -253,9 +315,6 @@ next:
 			break
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: match: %w", err)
-	}
 	return ids, nil
 }
 
@@ -266,6 +325,9 @@ next:
 func (r *reader) memorySets(q store.MatchQuery, p *plan) (cached bool, err error) {
 	if r.postings == nil || len(q.All) < 2 {
 		return false, nil
+	}
+	if l, ok := r.postings.list(p.driverKey(q), r.gen); ok {
+		p.list, cached = l, true
 	}
 	n := max(p.counts[p.drive], 1) // candidates each group is probed for
 	for i, g := range q.All {

@@ -33,7 +33,10 @@ import (
 // used holds exactly the postings of the reader's snapshot. Writers never
 // use the sets: their transaction sees its own uncommitted rows.
 //
-// It also keeps, under the same coherence, the token sets Carried has read
+// It also keeps, under the same coherence, the postings of the groups that
+// drove Match, in id order, as its scan read them whole: the next look at
+// the same patient's chart then reads no idx row. And the token sets
+// Carried has read
 // (a current version's tokset value, by type and id): the date-sorted
 // walk asks for the years of the same patients' resources at every look
 // at their charts, and each answer from SQLite is two primary-key probes
@@ -50,6 +53,7 @@ type postings struct {
 	sets   bytesMap[string, idSet]        // by sizeKey, counted as setBytes counts
 	probed map[string]int64               // candidates probed per group in this gen
 	toks   bytesMap[versionKey, tokEntry] // token sets, as tokBytes counts
+	lists  bytesMap[string, []string]     // drivers' postings in id order, by sizeKey
 }
 
 // tokEntry is a current version's tokset value; the key is kept beside it
@@ -75,10 +79,48 @@ const (
 	postingMaxSize = postingsBytes / 4 / 96
 )
 
-// newPostings keeps up to limit bytes of sets and half that of token sets.
+// newPostings keeps up to limit bytes of sets, half that of token sets and
+// a quarter of drivers' postings.
 func newPostings(limit int64) *postings {
 	return &postings{sets: newBytesMap[string](limit, setBytes), probed: map[string]int64{},
-		toks: newBytesMap[versionKey](limit/2, tokBytes)}
+		toks: newBytesMap[versionKey](limit/2, tokBytes), lists: newBytesMap[string](limit/4, listBytes)}
+}
+
+// listBytes is what a driver's postings kept are counted as.
+func listBytes(ids []string) int64 {
+	n := int64(64)
+	for _, id := range ids {
+		n += int64(len(id)) + 16
+	}
+	return n
+}
+
+// list returns the postings of the driving group key, in id order, kept
+// for a reader that started in gen. The caller must not write to it.
+func (p *postings) list(key string, gen uint64) ([]string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gen != gen || gen%2 != 0 {
+		return nil, false
+	}
+	ids, ok := p.lists.m[key]
+	return ids, ok
+}
+
+// keepList keeps ids, the postings of the driving group key in id order,
+// read whole by a reader that started in gen, unless a commit that changes
+// the index has started since.
+func (p *postings) keepList(key string, ids []string, gen uint64) {
+	n := listBytes(ids)
+	if n > p.lists.limit/16 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gen != gen || gen%2 != 0 {
+		return
+	}
+	p.lists.put(key, ids, n)
 }
 
 // tokBytes is what a token set kept is counted as: its bytes, its key, and
@@ -177,7 +219,7 @@ func (p *postings) committing() {
 }
 
 // ended marks the end of that commit, whether it committed or not: every
-// set, probe count and token set is dropped, and readers starting from now on read
+// set, probe count, token set and driver's postings is dropped, and readers starting from now on read
 // and use sets again.
 func (p *postings) ended() {
 	p.mu.Lock()
@@ -185,6 +227,7 @@ func (p *postings) ended() {
 	p.sets.clear()
 	clear(p.probed)
 	p.toks.clear()
+	p.lists.clear()
 	p.gen = (p.gen | 1) + 1
 }
 

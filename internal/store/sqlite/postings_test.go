@@ -52,7 +52,8 @@ func patientQuery(pat, cat int) store.MatchQuery {
 // probe a large one read it into a set once they have probed it for as
 // many candidates as it has postings, and from then on answer from it
 // exactly as the index does (checked against a store that keeps no sets,
-// over the same data, for first pages, later pages and limits); a commit
+// over the same data, for first pages, later pages and limits), as they
+// do once the drivers' postings are kept too; a commit
 // that changes the index drops the sets, and the answers follow the
 // commit.
 func TestPostingSetsAnswerAsTheIndex(t *testing.T) {
@@ -102,6 +103,12 @@ func TestPostingSetsAnswerAsTheIndex(t *testing.T) {
 	if len(with.postings.sets.m) == 0 {
 		t.Fatal("no group was read into a set after 200 patient-shaped queries")
 	}
+	if len(with.postings.lists.m) == 0 {
+		t.Fatal("no driver's postings were kept after 200 patient-shaped queries")
+	}
+	for range 200 { // answered from the drivers' postings kept
+		same(query())
+	}
 
 	// A commit that changes the index: r00000 moves from cat:0 to cat:1,
 	// a new resource joins patient 0 in cat:0.
@@ -111,8 +118,8 @@ func TestPostingSetsAnswerAsTheIndex(t *testing.T) {
 	added := map[string][]string{"r99999": {"pat:0", "cat:0"}}
 	putMany(t, with, 1, added)
 	putMany(t, without, 1, added)
-	if len(with.postings.sets.m) != 0 {
-		t.Fatal("the sets outlived a commit that changed the index")
+	if len(with.postings.sets.m)+len(with.postings.lists.m) != 0 {
+		t.Fatal("the sets or drivers' postings outlived a commit that changed the index")
 	}
 	want := []string{"r00004", "r00008", "r00012", "r00016", "r00020", "r00024", "r00028", "r00032", "r00036", "r00040", "r00044", "r00048", "r99999"}
 	for range 100 {
