@@ -293,10 +293,8 @@ func (p plan) driverKey(q store.MatchQuery) string {
 // then checks that the sets' generation is still the one the View started
 // in.
 func (r *reader) matchList(q store.MatchQuery, p plan) ([]string, error) {
-	if !r.snapped {
-		if _, err := r.db.exec(r.ctx, `SELECT 1 FROM idx LIMIT 1`); err != nil {
-			return nil, fmt.Errorf("sqlite: match: %w", err)
-		}
+	if err := r.snapshot(); err != nil {
+		return nil, err
 	}
 	from, _ := slices.BinarySearch(p.list, q.After)
 	var ids []string

@@ -103,6 +103,22 @@ type reader struct {
 
 var errDone = errors.New("sqlite: reader or writer used after its function returned")
 
+// snapshot takes the View's snapshot if no read has taken it yet, for an
+// answer from memory that must be tied to it (postings). SQLite starts a
+// read transaction at the first statement that reads the file; reading
+// the schema cookie reads only the header page, which starting it reads
+// anyway.
+func (r *reader) snapshot() error {
+	if r.snapped {
+		return nil
+	}
+	if _, err := r.db.exec(r.ctx, `PRAGMA schema_version`); err != nil {
+		return fmt.Errorf("sqlite: take snapshot: %w", err)
+	}
+	r.snapped = true
+	return nil
+}
+
 func (r *reader) check() error {
 	if r.done {
 		return errDone

@@ -130,14 +130,12 @@ func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[str
 	if err := r.carriedSQL(out, typ, missing, filter); err != nil {
 		return nil, err
 	}
-	if kept && !r.snapped {
-		// Answered from memory before any read: take the snapshot now, so
-		// that the check below ties it to the sets' generation and later
-		// reads of this View see what these answers saw.
-		if _, err := r.db.exec(r.ctx, `SELECT 1 FROM tokset LIMIT 1`); err != nil {
-			return nil, fmt.Errorf("sqlite: carried: %w", err)
+	if kept {
+		// Answered from memory: the check below ties the View's snapshot
+		// to the sets' generation, and later reads see what these saw.
+		if err := r.snapshot(); err != nil {
+			return nil, err
 		}
-		r.snapped = true
 	}
 	if kept && r.postings.generation() != r.gen {
 		// A commit changed the index while this ran: the sets kept may
