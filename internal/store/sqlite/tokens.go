@@ -107,7 +107,7 @@ func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[str
 	if err := r.check(); err != nil {
 		return nil, err
 	}
-	out := map[string][]int{}
+	out := make(map[string][]int, len(ids))
 	if len(ids) == 0 || len(among) == 0 {
 		return out, nil
 	}
@@ -187,7 +187,8 @@ func (r *reader) carriedSQL(out map[string][]int, typ string, ids []string, filt
 // carry sets out[id] to the sorted positions of filter's tokens in the
 // tokset value toks, if it carries any.
 func carry(out map[string][]int, id string, toks []byte, filter *tokenFilter) error {
-	var got []int
+	var buf [8]int // most resources carry one or two: one allocation, of their size
+	got := buf[:0]
 	if err := eachToken(toks, func(tok []byte) {
 		if p, ok := filter.find(tok); ok {
 			got = append(got, p)
@@ -197,7 +198,7 @@ func carry(out map[string][]int, id string, toks []byte, filter *tokenFilter) er
 	}
 	if len(got) > 0 {
 		slices.Sort(got)
-		out[id] = got
+		out[id] = slices.Clone(got)
 	}
 	return nil
 }
