@@ -95,61 +95,9 @@ func listBytes(ids []string) int64 {
 	return n
 }
 
-// list returns the postings of the driving group key, in id order, kept
-// for a reader that started in gen. The caller must not write to it.
-func (p *postings) list(key string, gen uint64) ([]string, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.gen != gen || gen%2 != 0 {
-		return nil, false
-	}
-	ids, ok := p.lists.m[key]
-	return ids, ok
-}
-
-// keepList keeps ids, the postings of the driving group key in id order,
-// read whole by a reader that started in gen, unless a commit that changes
-// the index has started since.
-func (p *postings) keepList(key string, ids []string, gen uint64) {
-	n := listBytes(ids)
-	if n > p.lists.limit/16 {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.gen != gen || gen%2 != 0 {
-		return
-	}
-	p.lists.put(key, ids, n)
-}
-
 // tokBytes is what a token set kept is counted as: its bytes, its key, and
 // about what the map takes beside them.
 func tokBytes(e tokEntry) int64 { return int64(len(e.toks)+len(e.key.typ)+len(e.key.id)) + 96 }
-
-// tokset returns the token set of typ/id kept for a reader that started
-// in gen. The caller must not write to it.
-func (p *postings) tokset(typ, id string, gen uint64) ([]byte, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.gen != gen || gen%2 != 0 {
-		return nil, false
-	}
-	e, ok := p.toks.m[versionKey{typ, id}]
-	return e.toks, ok
-}
-
-// keepTokset keeps toks, typ/id's token set read by a reader that started
-// in gen, unless a commit that changes the index has started since.
-func (p *postings) keepTokset(typ, id string, toks []byte, gen uint64) {
-	e := tokEntry{versionKey{typ, id}, toks}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.gen != gen || gen%2 != 0 {
-		return
-	}
-	p.toks.put(e.key, e, tokBytes(e))
-}
 
 // idBytes is what one id of a set is counted as: the string and about
 // what the map takes beside it.
@@ -162,44 +110,78 @@ func (p *postings) generation() uint64 {
 	return p.gen
 }
 
-// get returns the set of the group key for a reader that started in gen.
-func (p *postings) get(key string, gen uint64) (idSet, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.gen != gen || gen%2 != 0 {
-		return nil, false
-	}
-	s, ok := p.sets.m[key]
-	return s, ok
-}
-
 // probe records that a reader that started in gen probes the group key
 // for n candidates, and returns how many candidates the group has been
 // probed for in this generation (0: the generation has moved).
 func (p *postings) probe(key string, gen uint64, n int64) int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.gen != gen || gen%2 != 0 {
+	if !p.current(gen) {
 		return 0
 	}
 	p.probed[key] += n
 	return p.probed[key]
 }
 
-// put keeps s, the group key's postings read by a reader that started in
-// gen, unless a commit that changes the index has started since. Beyond
-// the limit it drops sets at random (Go's map order) to make room.
-func (p *postings) put(key string, s idSet, gen uint64) {
-	n := setBytes(s)
-	if n > p.sets.limit/4 {
+// current reports whether a reader that started in gen may use and keep
+// what is held: no commit that changes the index has started since. The
+// caller holds p.mu.
+func (p *postings) current(gen uint64) bool { return p.gen == gen && gen%2 == 0 }
+
+// held returns the value m holds under k for a reader that started in gen.
+// The caller must not write to it.
+func held[K comparable, V any](p *postings, m *bytesMap[K, V], k K, gen uint64) (v V, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.current(gen) {
+		v, ok = m.m[k]
+	}
+	return v, ok
+}
+
+// hold keeps v, of n bytes, read by a reader that started in gen, under k
+// in m, unless it takes more than most bytes or a commit that changes the
+// index has started since. Beyond m's limit it drops values at random to
+// make room.
+func hold[K comparable, V any](p *postings, m *bytesMap[K, V], k K, v V, n, most int64, gen uint64) {
+	if n > most {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.gen != gen || gen%2 != 0 {
-		return
+	if p.current(gen) {
+		m.put(k, v, n)
 	}
-	p.sets.put(key, s, n)
+}
+
+// get returns the set of the group key for a reader that started in gen.
+func (p *postings) get(key string, gen uint64) (idSet, bool) { return held(p, &p.sets, key, gen) }
+
+// put keeps s, the group key's postings; a set of more than a quarter of
+// the limit is not kept.
+func (p *postings) put(key string, s idSet, gen uint64) {
+	hold(p, &p.sets, key, s, setBytes(s), p.sets.limit/4, gen)
+}
+
+// list returns the postings of the driving group key, in id order.
+func (p *postings) list(key string, gen uint64) ([]string, bool) { return held(p, &p.lists, key, gen) }
+
+// keepList keeps ids, the postings of the driving group key in id order,
+// read whole.
+func (p *postings) keepList(key string, ids []string, gen uint64) {
+	hold(p, &p.lists, key, ids, listBytes(ids), p.lists.limit/16, gen)
+}
+
+// tokset returns the token set (a tokset value) of typ/id.
+func (p *postings) tokset(typ, id string, gen uint64) ([]byte, bool) {
+	e, ok := held(p, &p.toks, versionKey{typ, id}, gen)
+	return e.toks, ok
+}
+
+// keepTokset keeps toks, typ/id's token set.
+func (p *postings) keepTokset(typ, id string, toks []byte, gen uint64) {
+	e := tokEntry{versionKey{typ, id}, toks}
+	hold(p, &p.toks, e.key, e, tokBytes(e), p.toks.limit/16, gen)
 }
 
 func setBytes(s idSet) int64 {
