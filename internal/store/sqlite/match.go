@@ -212,7 +212,7 @@ func (r *reader) Match(q store.MatchQuery) ([]string, error) {
 		return nil, err
 	}
 	ids, err := r.matchIDs(q, p)
-	r.snapped = true
+	r.snapped = r.snapped || err == nil
 	if err == nil && cached && r.postings.generation() != r.gen {
 		// A commit changed the index while the query ran: its snapshot
 		// may not be the sets' (postings).

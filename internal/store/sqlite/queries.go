@@ -91,8 +91,8 @@ type reader struct {
 	// memory for Match, as of generation gen, noted before the snapshot.
 	postings *postings
 	gen      uint64
-	// snapped is set once Match or Carried has read from SQLite, which
-	// takes the View's snapshot if no read before did.
+	// snapped is set once Match or Carried has read from SQLite (which
+	// takes the View's snapshot if no read before did) or snapshot ran.
 	snapped bool
 	done    bool // the View or Update fn returned; the connection is no longer ours
 	// aborted (writers only) is set when SQLite rolled the group
