@@ -36,31 +36,23 @@ import (
 // It also keeps, under the same coherence, the postings of the groups that
 // drove Match, in id order, as its scan read them whole: the next look at
 // the same patient's chart then reads no idx row. And the token sets
-// Carried has read
-// (a current version's tokset value, by type and id): the date-sorted
-// walk asks for the years of the same patients' resources at every look
-// at their charts, and each answer from SQLite is two primary-key probes
-// and a copy of about a kilobyte. A commit that changes no idx row
-// changes no current version's token set: a version put with the tokens
-// of the one it replaces has an equal set, and any other put or delete
-// changes idx rows (replaceTokens).
+// Carried has read (a current version's tokset value, by type and id):
+// the date-sorted walk asks for the years of the same patients' resources
+// at every look at their charts, and each answer from SQLite is two
+// primary-key probes and a copy of about a kilobyte. A commit that
+// changes no idx row changes no current version's token set: a version
+// put with the tokens of the one it replaces has an equal set, and any
+// other put or delete changes idx rows (replaceTokens).
 //
 // What it holds is what the index holds: blind tokens, their postings,
 // ids.
 type postings struct {
 	mu     sync.Mutex
 	gen    uint64
-	sets   bytesMap[string, idSet]        // by sizeKey, counted as setBytes counts
-	probed map[string]int64               // candidates probed per group in this gen
-	toks   bytesMap[versionKey, tokEntry] // token sets, as tokBytes counts
-	lists  bytesMap[string, []string]     // drivers' postings in id order, by sizeKey
-}
-
-// tokEntry is a current version's tokset value; the key is kept beside it
-// to count its bytes.
-type tokEntry struct {
-	key  versionKey
-	toks []byte
+	sets   bytesMap[string, idSet]      // by sizeKey, counted as setBytes counts
+	probed map[string]int64             // candidates probed per group in this gen
+	toks   bytesMap[versionKey, []byte] // token sets, as tokBytes counts
+	lists  bytesMap[string, []string]   // drivers' postings in id order, by sizeKey
 }
 
 // idSet is a group's postings.
@@ -95,9 +87,10 @@ func listBytes(ids []string) int64 {
 	return n
 }
 
-// tokBytes is what a token set kept is counted as: its bytes, its key, and
-// about what the map takes beside them.
-func tokBytes(e tokEntry) int64 { return int64(len(e.toks)+len(e.key.typ)+len(e.key.id)) + 96 }
+// tokBytes is what a token set kept is counted as: its bytes, and a bound
+// on its key (a type name and an id, which FHIR keeps to 64 characters)
+// and on what the map takes beside them.
+func tokBytes(toks []byte) int64 { return int64(len(toks)) + 192 }
 
 // idBytes is what one id of a set is counted as: the string and about
 // what the map takes beside it.
@@ -174,14 +167,12 @@ func (p *postings) keepList(key string, ids []string, gen uint64) {
 
 // tokset returns the token set (a tokset value) of typ/id.
 func (p *postings) tokset(typ, id string, gen uint64) ([]byte, bool) {
-	e, ok := held(p, &p.toks, versionKey{typ, id}, gen)
-	return e.toks, ok
+	return held(p, &p.toks, versionKey{typ, id}, gen)
 }
 
 // keepTokset keeps toks, typ/id's token set.
 func (p *postings) keepTokset(typ, id string, toks []byte, gen uint64) {
-	e := tokEntry{versionKey{typ, id}, toks}
-	hold(p, &p.toks, e.key, e, tokBytes(e), p.toks.limit/16, gen)
+	hold(p, &p.toks, versionKey{typ, id}, toks, tokBytes(toks), p.toks.limit/16, gen)
 }
 
 func setBytes(s idSet) int64 {
@@ -201,8 +192,8 @@ func (p *postings) committing() {
 }
 
 // ended marks the end of that commit, whether it committed or not: every
-// set, probe count, token set and driver's postings is dropped, and readers starting from now on read
-// and use sets again.
+// set, probe count, token set and driver's postings is dropped, and
+// readers starting from now on read and use them again.
 func (p *postings) ended() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

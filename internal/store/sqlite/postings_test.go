@@ -34,6 +34,27 @@ func putMany(t testing.TB, be *Backend, vid int64, tokens map[string][]string) {
 	}
 }
 
+// twinStores opens a store that keeps postings in memory and one that
+// keeps none, each holding data (putMany, version 1).
+func twinStores(t *testing.T, data map[string][]string) (with, without *Backend) {
+	t.Helper()
+	with = openBackend(t, t.TempDir())
+	without, err := Open(t.TempDir(), withPostings(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { without.Close() })
+	putBoth(t, with, without, 1, data)
+	return with, without
+}
+
+// putBoth puts the same versions in both stores.
+func putBoth(t testing.TB, with, without *Backend, vid int64, tokens map[string][]string) {
+	t.Helper()
+	putMany(t, with, vid, tokens)
+	putMany(t, without, vid, tokens)
+}
+
 // patientShaped is 40 "patients" of 50 resources each; a resource's
 // category is one of four, so each category has 500 postings.
 func patientShaped() map[string][]string {
@@ -57,19 +78,7 @@ func patientQuery(pat, cat int) store.MatchQuery {
 // that changes the index drops the sets, and the answers follow the
 // commit.
 func TestPostingSetsAnswerAsTheIndex(t *testing.T) {
-	with, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer with.Close()
-	without, err := Open(t.TempDir(), withPostings(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer without.Close()
-	data := patientShaped()
-	putMany(t, with, 1, data)
-	putMany(t, without, 1, data)
+	with, without := twinStores(t, patientShaped())
 
 	r := rand.New(rand.NewPCG(1, 2))
 	same := func(q store.MatchQuery) {
@@ -113,11 +122,9 @@ func TestPostingSetsAnswerAsTheIndex(t *testing.T) {
 	// A commit that changes the index: r00000 moves from cat:0 to cat:1,
 	// a new resource joins patient 0 in cat:0.
 	change := map[string][]string{"r00000": {"pat:0", "cat:1", "odd:0"}}
-	putMany(t, with, 2, change)
-	putMany(t, without, 2, change)
+	putBoth(t, with, without, 2, change)
 	added := map[string][]string{"r99999": {"pat:0", "cat:0"}}
-	putMany(t, with, 1, added)
-	putMany(t, without, 1, added)
+	putBoth(t, with, without, 1, added)
 	if len(with.postings.sets.m)+len(with.postings.lists.m) != 0 {
 		t.Fatal("the sets or drivers' postings outlived a commit that changed the index")
 	}

@@ -50,15 +50,8 @@ func yearShaped() map[string][]string {
 // tokens keeps them, and one that changes tokens (an update, a delete, a
 // reindex) drops them and the answers follow it.
 func TestKeptTokenSetsAnswerAsTheStore(t *testing.T) {
-	with := openBackend(t, t.TempDir())
-	without, err := Open(t.TempDir(), withPostings(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer without.Close()
 	data := yearShaped()
-	putMany(t, with, 1, data)
-	putMany(t, without, 1, data)
+	with, without := twinStores(t, data)
 
 	r := rand.New(rand.NewPCG(3, 4))
 	years := yearTokens()
@@ -84,8 +77,7 @@ func TestKeptTokenSetsAnswerAsTheStore(t *testing.T) {
 	}
 
 	// A new version with the same tokens changes no idx row: the sets stay.
-	putMany(t, with, 2, map[string][]string{"r00001": data["r00001"]})
-	putMany(t, without, 2, map[string][]string{"r00001": data["r00001"]})
+	putBoth(t, with, without, 2, map[string][]string{"r00001": data["r00001"]})
 	if len(with.postings.toks.m) == 0 {
 		t.Fatal("a version put with the same tokens dropped the kept token sets")
 	}
@@ -93,9 +85,7 @@ func TestKeptTokenSetsAnswerAsTheStore(t *testing.T) {
 
 	// r00002 moves to another year; r00003 is deleted; r00004 is reindexed
 	// into another year.
-	moved := map[string][]string{"r00002": {"pat:0", "year:2019"}}
-	putMany(t, with, 2, moved)
-	putMany(t, without, 2, moved)
+	putBoth(t, with, without, 2, map[string][]string{"r00002": {"pat:0", "year:2019"}})
 	for _, be := range []*Backend{with, without} {
 		err := be.Update(context.Background(), func(w store.Writer) error {
 			if _, err := w.Put(store.Version{Type: "Patient", ID: "r00003", VID: 2, Deleted: true}, nil); err != nil {
