@@ -73,18 +73,20 @@ var commands = map[string]command{
 
 func main() {
 	// For performance work: PHIVAULT_CPUPROFILE=FILE writes a CPU profile
-	// (go tool pprof) and PHIVAULT_TRACE=FILE an execution trace (go tool
-	// trace: where each goroutine, such as the store's writer, waits) of
-	// the whole command.
+	// (go tool pprof), PHIVAULT_MEMPROFILE=FILE the allocations made (go
+	// tool pprof -sample_index=alloc_space) and PHIVAULT_TRACE=FILE an
+	// execution trace (go tool trace: where each goroutine, such as the
+	// store's writer, waits) of the whole command.
 	stop := startProfiles(os.Stderr)
 	code := run(os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
-// startProfiles starts the profile and trace that PHIVAULT_CPUPROFILE and
-// PHIVAULT_TRACE ask for, each written to its file, and returns what
-// stops them. One that cannot start is reported on stderr and skipped.
+// startProfiles starts the profiles and trace that PHIVAULT_CPUPROFILE,
+// PHIVAULT_MEMPROFILE and PHIVAULT_TRACE ask for, each written to its
+// file, and returns what stops them. One that cannot start is reported on
+// stderr and skipped.
 func startProfiles(stderr io.Writer) (stop func()) {
 	stop = func() {}
 	start := func(env string, begin func(io.Writer) error, end func()) {
@@ -107,6 +109,12 @@ func startProfiles(stderr io.Writer) (stop func()) {
 	}
 	start("PHIVAULT_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile)
 	start("PHIVAULT_TRACE", trace.Start, trace.Stop)
+	var mem io.Writer
+	start("PHIVAULT_MEMPROFILE", func(w io.Writer) error { mem = w; return nil }, func() {
+		if err := pprof.Lookup("allocs").WriteTo(mem, 0); err != nil {
+			fmt.Fprintf(stderr, "phivault: PHIVAULT_MEMPROFILE not written: %v\n", err)
+		}
+	})
 	return stop
 }
 

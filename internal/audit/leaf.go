@@ -14,7 +14,7 @@ import (
 // CPU. TestLeafMatchesEncodingJSON and FuzzLeaf hold it to AuditEvent().
 // Keys below appear in sorted order; keep them so when adding one.
 func (e *Event) Leaf() []byte {
-	b := make([]byte, 0, 2048) // a typical leaf is 1.5-2 KB
+	b := make([]byte, 0, e.leafSize())
 	b = append(b, `{"action":`...)
 	b = appendString(b, e.Action)
 	b = append(b, `,"agent":[{`...)
@@ -120,6 +120,24 @@ func (e *Event) Leaf() []byte {
 		b = append(b, `{"code":"rest","display":"RESTful Operation","system":"http://terminology.hl7.org/CodeSystem/audit-event-type"}}`...)
 	}
 	return b
+}
+
+// leafSize is about the length of e's leaf, a little more when nothing
+// needs escaping, so that Leaf allocates once: the fixed text is about
+// 1.3 KB, a patient entity 230 bytes, a resource entity 110 and its
+// reference.
+func (e *Event) leafSize() int {
+	n := 1600 + len(e.UserID) + len(e.ClientID) + len(e.UserAgent) + len(e.Query) + len(e.OutcomeDesc) + 230*len(e.Patients) + 64*len(e.Roles) + 48*len(e.Policies)
+	for _, p := range e.Patients {
+		n += len(p)
+	}
+	for _, r := range e.Entities {
+		n += 112 + len(r)
+	}
+	for _, p := range e.Policies {
+		n += len(p)
+	}
+	return n
 }
 
 // appendString appends s as a JSON string the way encoding/json does with

@@ -72,6 +72,26 @@ func TestLeafMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// TestLeafAllocatesOnce: a leaf is built in one allocation whatever the
+// event's size (a search's event names every resource of its page), when
+// none of its strings needs escaping.
+func TestLeafAllocatesOnce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for _, n := range []int{0, 1, 20, 200} {
+		e := testEvent(1)
+		e.Entities, e.Patients = nil, nil
+		for i := range n {
+			e.Entities = append(e.Entities, fmt.Sprintf("Observation/%x/_history/%d", rng.Uint64(), i))
+			if i%10 == 0 {
+				e.Patients = append(e.Patients, fmt.Sprintf("%x-%x", rng.Uint64(), rng.Uint64()))
+			}
+		}
+		if a := testing.AllocsPerRun(20, func() { e.Leaf() }); a != 1 {
+			t.Errorf("%d entities: %.0f allocations a leaf", n, a)
+		}
+	}
+}
+
 // FuzzLeaf holds Leaf to encoding/json for arbitrary strings.
 func FuzzLeaf(f *testing.F) {
 	for _, s := range awkward {

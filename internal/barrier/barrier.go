@@ -120,15 +120,37 @@ func (b *Barrier) Open(ctx context.Context, context, sealed []byte) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	pt, err := open(k.aead, sealed, context)
-	if err != nil {
-		return nil, err
+	if flags == 0 {
+		out, n, err := open(k.aead, nil, sealed, context)
+		if err != nil {
+			return nil, err
+		}
+		return out[n:], nil
 	}
-	if flags != 0 {
-		return decompress(flags, pt)
+	// A compressed value is decrypted into a scratch buffer, cleared and
+	// kept for the next once it is decompressed.
+	p, _ := scratch.Get().(*[]byte)
+	if p == nil {
+		p = new([]byte)
 	}
-	return pt, nil
+	z, n, err := open(k.aead, (*p)[:0], sealed, context)
+	var pt []byte
+	if err == nil {
+		pt, err = decompress(flags, z[n:])
+		clear(z)
+		if cap(z) <= maxScratch {
+			*p = z[:0]
+		}
+	}
+	scratch.Put(p)
+	return pt, err
 }
+
+// scratch holds buffers that compressed values are decrypted into.
+var scratch sync.Pool // of *[]byte
+
+// maxScratch bounds the buffers kept in scratch.
+const maxScratch = 64 << 10
 
 // KeyFor returns the id of the data key called name, creating it if needed.
 // Names are never stored: the store sees a blind token of the name.

@@ -469,3 +469,54 @@ func TestNoKeyNamesInStore(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenedValuesAreTheirOwn: what Open returns is the caller's: opening
+// other values after it, from many goroutines at once, leaves it as it
+// was, and the sealed input is not changed either (compressed values are
+// decrypted into shared scratch buffers).
+func TestOpenedValuesAreTheirOwn(t *testing.T) {
+	b, _ := newBarrier(t)
+	ctx := context.Background()
+	const n = 40
+	plain := make([][]byte, n)
+	sealed := make([][]byte, n)
+	for i := range n {
+		plain[i] = bytes.Repeat(fmt.Appendf(nil, `{"resourceType":"Observation","id":"o%d","value":%d},`, i, i), 1+i*7)
+		var err error
+		if sealed[i], err = b.Seal(ctx, "patient/p1", Context("o", fmt.Sprint(i)), plain[i]); err != nil {
+			t.Fatal(err)
+		}
+		if sealed[i][1] == 0 {
+			t.Fatalf("value %d was not compressed", i)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			var got [][]byte
+			for round := range 5 {
+				for i := range n {
+					j := (i + g*11 + round) % n
+					before := bytes.Clone(sealed[j])
+					v, err := b.Open(ctx, Context("o", fmt.Sprint(j)), sealed[j])
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if !bytes.Equal(sealed[j], before) {
+						t.Errorf("Open changed its input %d", j)
+					}
+					got = append(got, v)
+				}
+			}
+			for k, v := range got {
+				j := (k%n + g*11 + k/n) % n
+				if !bytes.Equal(v, plain[j]) {
+					t.Errorf("goroutine %d: value %d changed after later opens", g, j)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}

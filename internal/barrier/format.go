@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Sealed format, version 1 (docs/ciphertext.md):
@@ -67,21 +68,25 @@ func seal(aead cipher.AEAD, id KeyID, flags byte, context, plaintext []byte) []b
 	if _, err := rand.Read(out[2+KeyIDSize : headerSize]); err != nil {
 		panic("barrier: no randomness: " + err.Error()) // crypto/rand never fails on supported platforms
 	}
-	ad := associated(out[:headerSize], context)
+	ad := associated(nil, out[:headerSize], context)
 	return aead.Seal(out, out[2+KeyIDSize:headerSize], plaintext, ad)
 }
 
-func open(aead cipher.AEAD, sealed, context []byte) ([]byte, error) {
-	ad := associated(sealed[:headerSize], context)
-	pt, err := aead.Open(nil, sealed[2+KeyIDSize:headerSize], sealed[headerSize:], ad)
+// open appends the plaintext of sealed to dst, which it also uses for the
+// associated data: the plaintext starts after it, at the returned offset.
+func open(aead cipher.AEAD, dst, sealed, context []byte) ([]byte, int, error) {
+	ad := associated(dst, sealed[:headerSize], context)
+	out, err := aead.Open(ad, sealed[2+KeyIDSize:headerSize], sealed[headerSize:], ad)
 	if err != nil {
-		return nil, ErrAuthentication
+		return nil, 0, ErrAuthentication
 	}
-	return pt, nil
+	return out, len(ad), nil
 }
 
-func associated(hdr, context []byte) []byte {
-	ad := make([]byte, 0, len(hdr)+4+len(context))
+// associated appends the associated data of a value with header hdr and
+// context to dst.
+func associated(dst, hdr, context []byte) []byte {
+	ad := slices.Grow(dst, len(hdr)+4+len(context))
 	ad = append(ad, hdr...)
 	ad = binary.BigEndian.AppendUint32(ad, uint32(len(context)))
 	return append(ad, context...)

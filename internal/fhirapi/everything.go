@@ -116,13 +116,11 @@ func (a *API) everything(c *call) error {
 	}
 
 	c.ev.Patients = []string{id}
-	entries := make([][]byte, 0, len(page))
+	var entries entryList
 	for _, e := range page {
-		entry, err := a.searchEntry(c, nil, e, "match")
-		if err != nil {
+		if err := a.searchEntry(c, nil, e, "match", &entries); err != nil {
 			return err
 		}
-		entries = append(entries, entry)
 	}
 	incs, err := a.everythingIncludes(c, page)
 	if err != nil {
@@ -132,11 +130,9 @@ func (a *API) everything(c *call) error {
 		if !a.allowed(c, e) {
 			continue
 		}
-		entry, err := a.searchEntry(c, nil, e, "include")
-		if err != nil {
+		if err := a.searchEntry(c, nil, e, "include", &entries); err != nil {
 			return err
 		}
-		entries = append(entries, entry)
 	}
 	links := []any{map[string]any{"relation": "self", "url": a.everythingLink(id, q)}}
 	if more && len(page) > 0 {
@@ -147,7 +143,7 @@ func (a *API) everything(c *call) error {
 	if err := a.record(c); err != nil {
 		return err
 	}
-	writeBundle(c.w, http.StatusOK, map[string]any{"resourceType": "Bundle", "type": "searchset", "total": total, "link": links}, entries)
+	writeBundle(c.w, http.StatusOK, map[string]any{"resourceType": "Bundle", "type": "searchset", "total": total, "link": links}, &entries)
 	return nil
 }
 

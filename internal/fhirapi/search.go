@@ -98,7 +98,7 @@ func (a *API) search(c *call) error {
 		return err
 	}
 	total := 0
-	entries := make([][]byte, 0, min(len(es), count))
+	var entries entryList
 	for _, e := range es {
 		if !a.allowed(c, e) {
 			continue
@@ -106,11 +106,9 @@ func (a *API) search(c *call) error {
 		if total++; total > count {
 			continue
 		}
-		entry, err := a.searchEntry(c, q, e, "match")
-		if err != nil {
+		if err := a.searchEntry(c, q, e, "match", &entries); err != nil {
 			return err
 		}
-		entries = append(entries, entry)
 	}
 	if err := a.record(c); err != nil {
 		return err
@@ -118,7 +116,7 @@ func (a *API) search(c *call) error {
 	writeBundle(c.w, http.StatusOK, map[string]any{
 		"resourceType": "Bundle", "type": "searchset", "total": total,
 		"link": []any{map[string]any{"relation": "self", "url": a.Base + "/" + typ + "?" + q.Encode()}},
-	}, entries)
+	}, &entries)
 	return nil
 }
 
@@ -136,33 +134,29 @@ func (a *API) searchPaged(c *call, ps PagedSearcher, typ string, q url.Values) e
 	if err != nil {
 		return err
 	}
-	entries := make([][]byte, 0, len(page.Matches)+len(page.Includes))
+	var entries entryList
 	for _, e := range page.Matches {
 		if !vis.Visible(c.ctx, e) {
 			page.Total--
 			continue
 		}
-		entry, err := a.searchEntry(c, q, e, "match")
-		if err != nil {
+		if err := a.searchEntry(c, q, e, "match", &entries); err != nil {
 			return err
 		}
-		entries = append(entries, entry)
 	}
 	for _, e := range page.Includes {
 		if !vis.Visible(c.ctx, e) {
 			continue
 		}
-		entry, err := a.searchEntry(c, q, e, "include")
-		if err != nil {
+		if err := a.searchEntry(c, q, e, "include", &entries); err != nil {
 			return err
 		}
-		entries = append(entries, entry)
 	}
 	if len(page.Ignored) > 0 {
-		entries = append(entries, outcomeEntry("not-supported", "ignored unknown or unsupported search parameters: "+strings.Join(page.Ignored, ", ")))
+		entries.addJSON(outcomeEntry("not-supported", "ignored unknown or unsupported search parameters: "+strings.Join(page.Ignored, ", ")))
 	}
 	for _, w := range page.Warnings {
-		entries = append(entries, outcomeEntry("incomplete", w))
+		entries.addJSON(outcomeEntry("incomplete", w))
 	}
 	if err := a.record(c); err != nil {
 		return err
@@ -178,7 +172,7 @@ func (a *API) searchPaged(c *call, ps PagedSearcher, typ string, q url.Values) e
 	if page.HasTotal {
 		b["total"] = page.Total
 	}
-	writeBundle(c.w, http.StatusOK, b, entries)
+	writeBundle(c.w, http.StatusOK, b, &entries)
 	return nil
 }
 
@@ -199,12 +193,15 @@ func (a *API) allowed(c *call, e records.Entry) bool {
 	return a.visible(c)(c.ctx, e)
 }
 
-func (a *API) searchEntry(c *call, q url.Values, e records.Entry, mode string) ([]byte, error) {
+// searchEntry adds e to es in the given search mode, shaped as q asks
+// (_elements, _summary), and to the call's audit event as disclosed.
+func (a *API) searchEntry(c *call, q url.Values, e records.Entry, mode string, es *entryList) error {
 	body, err := shape(q, e.Body)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.ev.Entities = append(c.ev.Entities, versionRef(e))
 	c.ev.Patients = appendPatient(c.ev.Patients, e.Patient)
-	return entryJSON(a.Base+"/"+e.Type+"/"+e.ID, body, mode), nil
+	es.add(a.Base, e.Type, e.ID, body, mode)
+	return nil
 }
