@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/phivault/phivault/internal/store"
 )
@@ -83,6 +84,45 @@ func newTokenFilter(among []store.Token) *tokenFilter {
 	return f
 }
 
+// filters remembers the filters built: a date walk asks about the same
+// year tokens of its parameter every time.
+var filters struct {
+	sync.Mutex
+	m map[string]filterFor // by the set's first token
+}
+
+// filterFor is a filter and the set it was built for.
+type filterFor struct {
+	among []store.Token
+	f     *tokenFilter
+}
+
+// maxFilters bounds filters; past it they start over.
+const maxFilters = 256
+
+// filterOf returns the filter of among, built once for as long as it is
+// remembered. The filter is read-only once built.
+func filterOf(among []store.Token) *tokenFilter {
+	key := string(among[0])
+	filters.Lock()
+	e, ok := filters.m[key]
+	filters.Unlock()
+	if ok && slices.EqualFunc(e.among, among, func(a, b store.Token) bool { return bytes.Equal(a, b) }) {
+		return e.f
+	}
+	e = filterFor{among: make([]store.Token, len(among)), f: newTokenFilter(among)}
+	for i, t := range among {
+		e.among[i] = bytes.Clone(t) // the caller's tokens may change later
+	}
+	filters.Lock()
+	if filters.m == nil || len(filters.m) >= maxFilters {
+		filters.m = make(map[string]filterFor)
+	}
+	filters.m[key] = e
+	filters.Unlock()
+	return e.f
+}
+
 // find returns tok's position in the set.
 func (f *tokenFilter) find(tok []byte) (int, bool) {
 	if len(tok) >= 2 {
@@ -111,7 +151,7 @@ func (r *reader) Carried(typ string, ids []string, among []store.Token) (map[str
 	if len(ids) == 0 || len(among) == 0 {
 		return out, nil
 	}
-	filter := newTokenFilter(among)
+	filter := filterOf(among)
 	missing, kept := ids, false
 	if r.postings != nil {
 		missing = nil

@@ -49,3 +49,37 @@ func TestTokenFilter(t *testing.T) {
 		t.Fatalf("%d hits, want at least %d", hits, len(among))
 	}
 }
+
+// TestFilterOfFollowsTheSet: the filter remembered for a set answers for
+// the set asked about now, not for another one with the same first token,
+// nor for the set's old contents after the caller changed a token in place.
+func TestFilterOfFollowsTheSet(t *testing.T) {
+	tok := func(s string) store.Token { return store.Token(s) }
+	a := []store.Token{tok("first"), tok("y2020"), tok("y2021")}
+	b := []store.Token{tok("first"), tok("y2019")}
+	for range 2 {
+		for _, c := range []struct {
+			among []store.Token
+			probe string
+			pos   int
+			ok    bool
+		}{
+			{a, "y2021", 2, true}, {a, "y2019", 0, false},
+			{b, "y2019", 1, true}, {b, "y2021", 0, false},
+		} {
+			if pos, ok := filterOf(c.among).find(tok(c.probe)); pos != c.pos || ok != c.ok {
+				t.Fatalf("set %s, %s: %d %v, want %d %v", c.among, c.probe, pos, ok, c.pos, c.ok)
+			}
+		}
+	}
+	if filterOf(a) != filterOf(a) {
+		t.Error("the same set's filter was built again")
+	}
+	copy(a[2], "y2022") // changed in place
+	if _, ok := filterOf(a).find(tok("y2021")); ok {
+		t.Error("the filter answered for the set's old contents")
+	}
+	if pos, ok := filterOf(a).find(tok("y2022")); !ok || pos != 2 {
+		t.Errorf("y2022: %d %v", pos, ok)
+	}
+}
