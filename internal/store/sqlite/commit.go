@@ -23,7 +23,7 @@ func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 	if b.ckpt.restartWanted() {
 		b.restartWAL(ctx)
 	}
-	if _, err := b.wconn.c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	if _, err := b.wconn.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
 	if !b.runFast(ctx, fns, results) {
@@ -33,7 +33,7 @@ func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 			return fmt.Errorf("sqlite: rollback: %w", err)
 		}
 		b.aborted.Store(false)
-		if _, err := b.wconn.c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		if _, err := b.wconn.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
 			return fmt.Errorf("sqlite: begin: %w", err)
 		}
 		for i, fn := range fns {
@@ -55,7 +55,7 @@ func (b *Backend) commit(fns []group.Fn, results []group.Result) error {
 		b.postings.committing()
 		defer b.postings.ended()
 	}
-	if _, err := b.wconn.c.ExecContext(ctx, "COMMIT"); err != nil {
+	if _, err := b.wconn.exec(ctx, "COMMIT"); err != nil {
 		// A failed COMMIT leaves the transaction open (e.g. SQLITE_BUSY)
 		// or already rolled back; either way nothing of the group is kept.
 		_, _ = b.wconn.c.ExecContext(ctx, "ROLLBACK")
