@@ -173,6 +173,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]Entry, err
 
 // Match returns ids of current resources matching q (see store.Reader.Match).
 func (s *Store) Match(ctx context.Context, q store.MatchQuery) (ids []string, err error) {
+	q.Alone = true // the View below reads nothing else
 	err = s.st.View(ctx, func(r store.Reader) error {
 		ids, err = r.Match(q)
 		return err

@@ -191,4 +191,9 @@ type MatchQuery struct {
 	All   [][]Token // AND of groups, each an OR of tokens; empty: every resource of Type
 	After string    // only ids greater than After (for paging)
 	Limit int       // at most Limit ids (0: no limit)
+	// Alone promises that the View reads nothing after this Match, so
+	// that an answer a backend gives from memory need not be tied to a
+	// snapshot of the View for later reads (it still reflects a state
+	// committed while the View ran). Count ignores it.
+	Alone bool
 }

@@ -212,7 +212,6 @@ func (r *reader) Match(q store.MatchQuery) ([]string, error) {
 		return nil, err
 	}
 	ids, err := r.matchIDs(q, p)
-	r.snapped = r.snapped || err == nil
 	if err == nil && cached && r.postings.generation() != r.gen {
 		// A commit changed the index while the query ran: its snapshot
 		// may not be the sets' (postings).
@@ -248,6 +247,7 @@ func (r *reader) matchIDs(q store.MatchQuery, p plan) ([]string, error) {
 		return nil, fmt.Errorf("sqlite: match: %w", err)
 	}
 	defer rows.Close()
+	r.snapped = true // the query started the View's read transaction
 	var ids, all []string
 	keep := alone && r.postings != nil && q.After == "" && limit < 0
 	var id string
@@ -289,12 +289,14 @@ func (p plan) driverKey(q store.MatchQuery) string {
 
 // matchList answers q from the driver's postings in memory, p.list, and
 // the sets in memory of every other group. Nothing is read from SQLite,
-// so the View's snapshot is taken here if no read took it before: Match
-// then checks that the sets' generation is still the one the View started
-// in.
+// so the View's snapshot is taken here if no read took it before, unless
+// the View reads nothing else (q.Alone): Match then checks that the sets'
+// generation is still the one the View started in.
 func (r *reader) matchList(q store.MatchQuery, p plan) ([]string, error) {
-	if err := r.snapshot(); err != nil {
-		return nil, err
+	if !q.Alone {
+		if err := r.snapshot(); err != nil {
+			return nil, err
+		}
 	}
 	from, _ := slices.BinarySearch(p.list, q.After)
 	var ids []string

@@ -95,6 +95,7 @@ func TestPostingSetsAnswerAsTheIndex(t *testing.T) {
 		case 2:
 			q.After = fmt.Sprintf("r%05d", r.IntN(2000))
 		}
+		q.Alone = r.IntN(2) == 0
 		return q
 	}
 	// cat:0 has 500 postings; each query probes it for 50 candidates.
@@ -182,6 +183,48 @@ func TestPostingSetsKeepTheSnapshot(t *testing.T) {
 	}
 	if got := match(t, be, patientQuery(1, 0)); !slices.Contains(got, "r50000") || slices.Contains(got, "r00052") {
 		t.Fatalf("a View after the commits: %v, want r50000 and not r00052", got)
+	}
+}
+
+// TestAloneMatchTakesNoSnapshot: a Match whose View reads nothing else
+// (Alone) and is answered from memory does not start a read transaction;
+// one that is not Alone does, and both answer alike.
+func TestAloneMatchTakesNoSnapshot(t *testing.T) {
+	be := openBackend(t, t.TempDir())
+	putMany(t, be, 1, patientShaped())
+	for i := range 400 {
+		match(t, be, patientQuery(i%40, 0)) // the sets and the drivers' postings
+	}
+	if len(be.postings.lists.m) == 0 {
+		t.Fatal("no driver's postings were kept")
+	}
+	for i := range 40 {
+		var alone, tied []string
+		for _, a := range []bool{true, false} {
+			err := be.View(context.Background(), func(r store.Reader) error {
+				q := patientQuery(i, 0)
+				q.Alone = a
+				got, err := r.Match(q)
+				if err != nil {
+					return err
+				}
+				if snapped := r.(*reader).snapped; snapped == a {
+					return fmt.Errorf("Alone %v: snapshot taken %v", a, snapped)
+				}
+				if a {
+					alone = got
+				} else {
+					tied = got
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !slices.Equal(alone, tied) {
+			t.Fatalf("patient %d: alone %v, tied to a snapshot %v", i, alone, tied)
+		}
 	}
 }
 
