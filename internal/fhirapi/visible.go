@@ -56,7 +56,7 @@ type decisionKey struct {
 }
 
 func (a *API) readDecisions(c *call) *readDecisions {
-	return &readDecisions{decide: a.visible(c), seen: map[decisionKey]bool{}}
+	return &readDecisions{decide: a.visible(c), seen: make(map[decisionKey]bool, 32)} // a page and what was read for it
 }
 
 // Visible is the decision as a Visibility; it is safe for concurrent use.

@@ -301,7 +301,7 @@ func (w *window) trim() {
 
 // run computes the page of pl after (or before) cur.
 func (e *Engine) run(ctx context.Context, pl *plan, cur *cursor) (result, error) {
-	w := &window{pl: pl, cur: cur}
+	w := &window{pl: pl, cur: cur, hits: make([]hit, 0, max(0, min(pl.count+1, 256)))}
 	var r result
 	switch {
 	case pl.visible == nil && !pl.needsValues() && pl.tokensDecide() && len(pl.sort) == 0 && (cur == nil || !cur.Prev):

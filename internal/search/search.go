@@ -3,6 +3,7 @@ package search
 import (
 	"context"
 	"net/url"
+	"slices"
 
 	"github.com/phivault/phivault/internal/fhir/searchparam"
 	"github.com/phivault/phivault/internal/fhirapi"
@@ -32,6 +33,7 @@ func (e *Engine) Search(ctx context.Context, req fhirapi.SearchRequest) (*fhirap
 		return out, nil
 	}
 	page := r.page[:0]
+	out.Matches = slices.Grow(out.Matches, len(r.page))
 	for _, h := range r.page {
 		if h.ent != nil {
 			page = append(page, h)

@@ -129,16 +129,33 @@ func (b *Backend) ReadCurrent(ctx context.Context, typ string, ids []string) ([]
 		return nil, store.ErrClosed
 	}
 	gen := b.cache.generation()
-	found := make(map[string]store.Version, len(ids))
-	var missing []string
+	hits := make([]store.Version, 0, len(ids))
 	for _, id := range ids {
+		v, ok := b.cache.get(typ, id, gen)
+		if !ok {
+			break
+		}
+		hits = append(hits, v)
+	}
+	if len(hits) == len(ids) {
+		return hits, nil // all kept: no SQL, and already in order
+	}
+	found := make(map[string]store.Version, len(ids))
+	for _, v := range hits {
+		found[v.ID] = v
+	}
+	var missing []string
+	for _, id := range ids[len(hits):] {
+		if _, ok := found[id]; ok {
+			continue
+		}
 		if v, ok := b.cache.get(typ, id, gen); ok {
 			found[id] = v
 		} else {
 			missing = append(missing, id)
 		}
 	}
-	if len(missing) == 0 {
+	if len(missing) == 0 { // kept since the first look
 		return store.InOrder(ids, found), nil
 	}
 	vs, err := b.viewCurrent(ctx, typ, missing)

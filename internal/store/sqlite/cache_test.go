@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -164,6 +165,63 @@ func TestVersionCacheBounded(t *testing.T) {
 	}
 	if vs, err := be.ReadCurrent(ctx, "Patient", []string{"nope"}); err != nil || len(vs) != 0 {
 		t.Errorf("missing resource: %v, %d versions", err, len(vs))
+	}
+}
+
+// TestReadCurrentOrder: versions come back in the order of the ids asked
+// for, an id asked twice twice and an absent one not at all, whether all,
+// some or none of them are cached, and whichever comes first.
+func TestReadCurrentOrder(t *testing.T) {
+	be, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	ctx := context.Background()
+	if err := be.Update(ctx, func(w store.Writer) error {
+		for _, id := range []string{"a", "b", "c", "d"} {
+			if _, err := w.Put(store.Version{Type: "Patient", ID: id, VID: 1, Updated: time.Now(), Body: []byte(id)}, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ask := []string{"a", "b", "a", "zz", "c", "b", "d"}
+	const want = "a b a c b d"
+	read := func(ids []string) string {
+		t.Helper()
+		vs, err := be.ReadCurrent(ctx, "Patient", ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, v := range vs {
+			if string(v.Body) != v.ID {
+				t.Fatalf("%s holds %q", v.ID, v.Body)
+			}
+			got = append(got, v.ID)
+		}
+		return strings.Join(got, " ")
+	}
+	if got := read(ask); got != want { // none cached
+		t.Fatalf("nothing cached: %s, want %s", got, want)
+	}
+	be.cache.committing() // drops them all, as a commit putting them would
+	be.cache.ended([]versionKey{{"Patient", "a"}, {"Patient", "b"}, {"Patient", "c"}, {"Patient", "d"}})
+	if len(be.cache.vs.m) != 0 {
+		t.Fatalf("%d versions still cached", len(be.cache.vs.m))
+	}
+	read([]string{"a", "c"})
+	if got := read(ask); got != want { // a cached prefix, then a miss
+		t.Fatalf("a and c cached: %s, want %s", got, want)
+	}
+	if got := read(ask); got != want { // all but zz cached
+		t.Fatalf("all cached: %s, want %s", got, want)
+	}
+	if got := read([]string{"d", "c", "d"}); got != "d c d" {
+		t.Fatalf("all cached, no miss: %s", got)
 	}
 }
 
