@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -44,9 +42,8 @@ func tuneGC() {
 func servedMemoryLimit() int64 {
 	least := int64(0)
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "MemTotal:" && f[2] == "kB" {
+		for line := range strings.Lines(string(b)) {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "MemTotal:" && f[2] == "kB" {
 				if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil && kb > 0 {
 					least = kb << 10
 				}

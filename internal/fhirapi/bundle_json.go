@@ -42,7 +42,7 @@ func release(b []byte) {
 
 // next starts another entry.
 func (es *entryList) next() {
-	if es.n == 0 && es.b == nil {
+	if es.b == nil {
 		es.b = pooled()
 	}
 	if es.n > 0 {

@@ -172,11 +172,7 @@ func TestVersionCacheBounded(t *testing.T) {
 // for, an id asked twice twice and an absent one not at all, whether all,
 // some or none of them are cached, and whichever comes first.
 func TestReadCurrentOrder(t *testing.T) {
-	be, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer be.Close()
+	be := openBackend(t, t.TempDir())
 	ctx := context.Background()
 	if err := be.Update(ctx, func(w store.Writer) error {
 		for _, id := range []string{"a", "b", "c", "d"} {
