@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phivault/phivault/internal/b64url"
 	"github.com/phivault/phivault/internal/barrier"
 	"github.com/phivault/phivault/internal/policy"
 	"github.com/phivault/phivault/internal/store"
@@ -150,16 +151,16 @@ func (t *Tokens) check(tok string) (policy.Principal, int, error) {
 	if !ok {
 		return policy.Principal{}, 0, ErrInvalidToken
 	}
-	// Strict: a lax decoder ignores the last character's padding bits, so
-	// several spellings of one signature would all be accepted.
-	got, err := base64.RawURLEncoding.Strict().DecodeString(sig)
+	// Canonical: a lax decoder skips line breaks and the last character's
+	// padding bits, so several spellings of one signature would pass.
+	got, err := b64url.Decode(sig)
 	if err != nil || !hmac.Equal(got, t.mac(p)) {
 		return policy.Principal{}, 0, ErrInvalidToken
 	}
 	key := [32]byte(got) // the MAC is verified, so exactly 32 bytes
 	c, ok := t.decoded.Get(key)
 	if !ok {
-		raw, err := base64.RawURLEncoding.DecodeString(p)
+		raw, err := b64url.Decode(p)
 		if err != nil {
 			return policy.Principal{}, 0, ErrInvalidToken
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phivault/phivault/internal/b64url"
 	"github.com/phivault/phivault/internal/records"
 )
 
@@ -156,7 +157,7 @@ func (a *API) openEverythingCursor(c *call, patient string, eq everythingQuery) 
 	if !ok {
 		return everythingPos{}, bad
 	}
-	raw, err1 := base64.RawURLEncoding.Strict().DecodeString(enc) // one spelling per link
+	raw, err1 := b64url.Decode(enc) // one spelling per link
 	mac, err2 := hex.DecodeString(macHex)
 	if err1 != nil || err2 != nil || !hmac.Equal(mac, a.cursorMAC(c, patient, eq, string(raw))) {
 		return everythingPos{}, bad

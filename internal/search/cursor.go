@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 
+	"github.com/phivault/phivault/internal/b64url"
 	"github.com/phivault/phivault/internal/barrier"
 )
 
@@ -45,7 +46,7 @@ func (e *Engine) openCursor(ctx context.Context, pl *plan) (*cursor, error) {
 		return nil, nil
 	}
 	bad := badRequest("the paging link is not valid for this query; start the search again")
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(pl.cursor) // one spelling per link
+	raw, err := b64url.Decode(pl.cursor) // one spelling per link
 	if err != nil || len(raw) > 8192 {
 		return nil, bad
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"net"
 	"net/http"
+
+	"github.com/phivault/phivault/internal/b64url"
 )
 
 // sync refreshes the browser's record from the Keeper, if there is one.
@@ -39,7 +41,7 @@ func parseCookie(v string) ([32]byte, bool) {
 	if len(v) != 43 {
 		return [32]byte{}, false
 	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(v)
+	raw, err := b64url.Decode(v)
 	if err != nil || len(raw) != 32 {
 		return [32]byte{}, false
 	}

@@ -2,7 +2,6 @@ package smart
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phivault/phivault/internal/b64url"
 	"github.com/phivault/phivault/internal/fhir"
 	"github.com/phivault/phivault/internal/policy"
 )
@@ -299,7 +299,7 @@ func (s *Server) back(w http.ResponseWriter, r *http.Request, ar authRequest, q 
 
 // validChallenge accepts an S256 challenge: 32 bytes in unpadded base64url.
 func validChallenge(ch string) bool {
-	b, err := base64.RawURLEncoding.Strict().DecodeString(ch)
+	b, err := b64url.Decode(ch)
 	return err == nil && len(b) == 32
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/phivault/phivault/internal/b64url"
 )
 
 // cookieName uses the __Host- prefix: the browser keeps it only if it is
@@ -64,13 +66,13 @@ func (s cookieSigner) parse(v string, now time.Time) (loginState, error) {
 	if !ok {
 		return loginState{}, errBadCookie
 	}
-	// Strict: a lax decoder ignores the last character's padding bits, so
-	// several spellings of one signature would all be accepted.
-	got, err := base64.RawURLEncoding.Strict().DecodeString(sig)
+	// Canonical: a lax decoder skips line breaks and the last character's
+	// padding bits, so several spellings of one signature would pass.
+	got, err := b64url.Decode(sig)
 	if err != nil || !hmac.Equal(got, s.mac(payload)) {
 		return loginState{}, errBadCookie
 	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(payload)
+	b, err := b64url.Decode(payload)
 	if err != nil {
 		return loginState{}, errBadCookie
 	}
