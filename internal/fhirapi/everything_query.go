@@ -157,9 +157,10 @@ func (a *API) openEverythingCursor(c *call, patient string, eq everythingQuery) 
 	if !ok {
 		return everythingPos{}, bad
 	}
-	raw, err1 := b64url.Decode(enc) // one spelling per link
-	mac, err2 := hex.DecodeString(macHex)
-	if err1 != nil || err2 != nil || !hmac.Equal(mac, a.cursorMAC(c, patient, eq, string(raw))) {
+	raw, err := b64url.Decode(enc) // one spelling per link
+	// The MAC is compared as the lower-case hex the link was written with:
+	// hex.DecodeString would also take upper case, a second spelling.
+	if err != nil || !hmac.Equal([]byte(macHex), []byte(hex.EncodeToString(a.cursorMAC(c, patient, eq, string(raw))))) {
 		return everythingPos{}, bad
 	}
 	typ, id, ok := strings.Cut(string(raw), "/")

@@ -282,6 +282,10 @@ func TestEverythingPaging(t *testing.T) {
 		{user("u1", "s2"), second},
 		{u1, strings.Replace(second, "_count=2", "_count=3", 1)},
 		{u1, strings.Replace(second, "Patient/p1/", "Patient/p2/", 1)},
+		// Other spellings of the same link: a line break in its base64url
+		// (skipped by encoding/base64) and its MAC in upper-case hex.
+		{u1, respell(t, second, func(enc, mac string) string { return enc[:3] + "%0A" + enc[3:] + "." + mac })},
+		{u1, respell(t, second, func(enc, mac string) string { return enc + "." + strings.ToUpper(mac) })},
 	} {
 		if a := env.call(tt.who, "GET", tt.path, ""); a.status != 400 {
 			t.Errorf("%s %s: status %d, want 400", tt.who.UserID, tt.path, a.status)
@@ -290,6 +294,22 @@ func TestEverythingPaging(t *testing.T) {
 	if a := env.call(u1, "GET", second, ""); a.status != 200 || len(a.matches) != 2 {
 		t.Errorf("own replay: status %d, %v", a.status, a.matches)
 	}
+}
+
+// respell rewrites the _cursor of path, given as its base64url position and
+// hex MAC.
+func respell(t *testing.T, path string, f func(enc, mac string) string) string {
+	t.Helper()
+	head, cursor, ok := strings.Cut(path, "_cursor=")
+	cursor, tail, _ := strings.Cut(cursor, "&")
+	enc, mac, ok2 := strings.Cut(cursor, ".")
+	if !ok || !ok2 || strings.ToUpper(mac) == mac {
+		t.Fatalf("no lower-case hex MAC in _cursor of %s", path)
+	}
+	if tail != "" {
+		tail = "&" + tail
+	}
+	return head + "_cursor=" + f(enc, mac) + tail
 }
 
 func TestEverythingFailsClosed(t *testing.T) {

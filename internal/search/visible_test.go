@@ -97,4 +97,11 @@ func TestCursorBoundToCaller(t *testing.T) {
 			}
 		}
 	}
+	// A link has one spelling: the same cursor with a line break inside
+	// (which encoding/base64 would skip) is refused.
+	c := next.Get("_cursor")
+	respelled := url.Values{"code": {"1111-1"}, "_count": {"1"}, "_cursor": {c[:4] + "\n" + c[4:]}}
+	if _, err := e.eng.Search(ctx, fhirapi.SearchRequest{Type: "Observation", Query: respelled, Visible: onlyP1, Caller: me}); err == nil {
+		t.Error("a cursor with a line break inside was accepted")
+	}
 }
